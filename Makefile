@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch is pinned: this version's CPU wheel is on the build machines' disk; an unpinned torch
+# pulls a multi-GB CUDA build.
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint bench install install-dev clean
+
+$(VENV)/.core:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.core pyproject.toml
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[dev,bench]'
+	touch $@
+
+install: $(VENV)/.core
+install-dev: $(VENV)/.dev
+
+demo: $(VENV)/.core
+	$(PY) scripts/demo.py
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q -n 2 tests
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+bench: $(VENV)/.dev
+	$(PY) scripts/bench_zstd.py
+	$(PY) scripts/bench_coder.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
