@@ -1,0 +1,481 @@
+"""The ``.iodf`` container: header, typed sections, frame records, end record.
+
+The byte layout is specified in docs/FORMAT.md, section 1; this module implements it and
+nothing else (no codecs). Reading never trusts a length before checking it against the
+format's bounds, and reads payloads in growing chunks, so a hostile or truncated file cannot
+make it allocate much more than the file really holds.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from iodfz.errors import IodfError
+
+MAGIC = b"IODF"
+VERSION = 1
+
+CODEC_STORED = 0
+CODEC_ZSTD = 1
+CODEC_IMAGE = 2
+CODEC_NAMES = {CODEC_STORED: "stored", CODEC_ZSTD: "zstd", CODEC_IMAGE: "neural-image"}
+# Frame codecs each container codec may use (FORMAT.md 1.4).
+_FRAME_CODECS = {
+    CODEC_STORED: {CODEC_STORED},
+    CODEC_ZSTD: {CODEC_STORED, CODEC_ZSTD},
+    CODEC_IMAGE: {CODEC_IMAGE},
+}
+
+MiB = 1 << 20
+MAX_HEADER = 16 * MiB + 64 * 1024
+MAX_SECTIONS = 1024
+MAX_SECTION_LEN = 16 * MiB
+MAX_NAME = 4096
+MAX_FRAME = 64 * MiB  # raw and payload bound for codecs 0 and 1
+MAX_IMAGE = 512 * MiB  # raw and payload bound for codec 2
+FRAME_SIZE = 32 * MiB  # what this writer cuts
+
+FLAG_LENGTH = 1 << 0
+FLAG_MODE = 1 << 1
+FLAG_MTIME = 1 << 2
+FLAG_NAME = 1 << 3
+_KNOWN_FLAGS = FLAG_LENGTH | FLAG_MODE | FLAG_MTIME | FLAG_NAME
+
+SECTION_SHAPE = 0x0001
+SECTION_MODEL_ID = 0x0002
+SECTION_TILING = 0x0003
+
+_FIXED = struct.Struct("<4sBBHI")  # magic, version, codec, flags, header_len
+_FRAME_HEAD = struct.Struct("<cBHII")  # "F", codec, reserved, raw_len, payload_len
+_END = struct.Struct("<c3sIQ32s")  # "E", reserved, frame_count, original_length, sha256
+_CRC = struct.Struct("<I")
+_SECTION_HEAD = struct.Struct("<HI")
+_SHAPE = struct.Struct("<IIBB")
+_TILING = struct.Struct("<II")
+MIN_HEADER = _FIXED.size + 2 + _CRC.size
+FRAME_OVERHEAD = _FRAME_HEAD.size + _CRC.size
+END_SIZE = _END.size + _CRC.size
+
+_READ_CHUNK = 1 * MiB
+
+
+def codec_name(codec: int) -> str:
+    return CODEC_NAMES.get(codec, f"unknown-{codec}")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class ImageShape:
+    """Section 0x0001: the decoded image's geometry."""
+
+    height: int
+    width: int
+    channels: int
+    bit_depth: int
+
+    def pack(self) -> bytes:
+        if not (
+            1 <= self.height < 1 << 32
+            and 1 <= self.width < 1 << 32
+            and 1 <= self.channels < 256
+            and 1 <= self.bit_depth <= 32
+        ):
+            raise ValueError(f"invalid image shape {self}")
+        return _SHAPE.pack(self.height, self.width, self.channels, self.bit_depth)
+
+    @classmethod
+    def unpack(cls, value: bytes) -> ImageShape:
+        if len(value) != _SHAPE.size:
+            raise IodfError("damaged container: bad shape section")
+        shape = cls(*_SHAPE.unpack(value))
+        if min(shape.height, shape.width, shape.channels, shape.bit_depth) < 1 or (
+            shape.bit_depth > 32
+        ):
+            raise IodfError("damaged container: bad shape section")
+        return shape
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Section 0x0003: tile size the image was coded in."""
+
+    tile_height: int
+    tile_width: int
+
+    def pack(self) -> bytes:
+        if not (1 <= self.tile_height < 1 << 32 and 1 <= self.tile_width < 1 << 32):
+            raise ValueError(f"invalid tiling {self}")
+        return _TILING.pack(self.tile_height, self.tile_width)
+
+    @classmethod
+    def unpack(cls, value: bytes) -> Tiling:
+        if len(value) != _TILING.size:
+            raise IodfError("damaged container: bad tiling section")
+        tiling = cls(*_TILING.unpack(value))
+        if min(tiling.tile_height, tiling.tile_width) < 1:
+            raise IodfError("damaged container: bad tiling section")
+        return tiling
+
+
+class Sections:
+    """Typed sections of a header: an ordered map ``type id -> bytes`` (FORMAT.md 1.3).
+
+    The neural image path fills one in ``try_compress`` and gets it back in ``decompress``.
+    """
+
+    def __init__(self, items: Iterable[tuple[int, bytes]] = ()) -> None:
+        self._items: dict[int, bytes] = {}
+        for type_id, value in items:
+            self.add(type_id, value)
+
+    def add(self, type_id: int, value: bytes) -> None:
+        """Add section ``type_id``; each type may appear once (ValueError otherwise)."""
+        if not 1 <= type_id <= 0xFFFF:
+            raise ValueError(f"section type {type_id} out of range 1..65535")
+        if type_id in self._items:
+            raise ValueError(f"section type {type_id:#06x} added twice")
+        if len(value) > MAX_SECTION_LEN:
+            raise ValueError(f"section {type_id:#06x} is larger than {MAX_SECTION_LEN} bytes")
+        if len(self._items) >= MAX_SECTIONS:
+            raise ValueError(f"more than {MAX_SECTIONS} sections")
+        self._items[type_id] = bytes(value)
+
+    def get(self, type_id: int) -> bytes | None:
+        return self._items.get(type_id)
+
+    def require(self, type_id: int) -> bytes:
+        """The value of a section a decoder cannot do without; IodfError if it is missing."""
+        value = self._items.get(type_id)
+        if value is None:
+            raise IodfError(f"damaged container: section {type_id:#06x} missing")
+        return value
+
+    def __contains__(self, type_id: object) -> bool:
+        return type_id in self._items
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        return iter(self._items.items())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sections) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"Sections({[(hex(t), len(v)) for t, v in self]})"
+
+    # Convenience accessors for the sections the container itself knows.
+    def set_shape(self, shape: ImageShape) -> None:
+        self.add(SECTION_SHAPE, shape.pack())
+
+    def shape(self) -> ImageShape | None:
+        value = self.get(SECTION_SHAPE)
+        return None if value is None else ImageShape.unpack(value)
+
+    def set_model_id(self, model_id: bytes) -> None:
+        if not 1 <= len(model_id) <= 64:
+            raise ValueError("model id must be 1..64 bytes")
+        self.add(SECTION_MODEL_ID, model_id)
+
+    def model_id(self) -> bytes | None:
+        value = self.get(SECTION_MODEL_ID)
+        if value is not None and not 1 <= len(value) <= 64:
+            raise IodfError("damaged container: bad model id section")
+        return value
+
+    def set_tiling(self, tiling: Tiling) -> None:
+        self.add(SECTION_TILING, tiling.pack())
+
+    def tiling(self) -> Tiling | None:
+        value = self.get(SECTION_TILING)
+        return None if value is None else Tiling.unpack(value)
+
+
+# --------------------------------------------------------------------------- header
+
+
+@dataclass
+class Header:
+    codec: int
+    original_length: int | None = None
+    mode: int | None = None
+    mtime_ns: int | None = None
+    name: bytes | None = None
+    sections: Sections = field(default_factory=Sections)
+
+    def encode(self) -> bytes:
+        if self.codec not in CODEC_NAMES:
+            raise ValueError(f"unknown codec {self.codec}")
+        flags = 0
+        var = bytearray()
+        if self.original_length is not None:
+            flags |= FLAG_LENGTH
+            var += struct.pack("<Q", self.original_length)
+        if self.mode is not None:
+            if self.mode & ~0o777:
+                raise ValueError(f"mode {self.mode:o} has bits besides 0o777")
+            flags |= FLAG_MODE
+            var += struct.pack("<I", self.mode)
+        if self.mtime_ns is not None:
+            flags |= FLAG_MTIME
+            var += struct.pack("<q", self.mtime_ns)
+        if self.name is not None:
+            if not _valid_name(self.name):
+                raise ValueError(f"invalid file name {self.name!r}")
+            flags |= FLAG_NAME
+            var += struct.pack("<H", len(self.name)) + self.name
+        var += struct.pack("<H", len(self.sections))
+        for type_id, value in self.sections:
+            var += _SECTION_HEAD.pack(type_id, len(value)) + value
+        header_len = _FIXED.size + len(var) + _CRC.size
+        if header_len > MAX_HEADER:
+            raise ValueError(f"header larger than {MAX_HEADER} bytes")
+        head = _FIXED.pack(MAGIC, VERSION, self.codec, flags, header_len) + var
+        return head + _CRC.pack(zlib.crc32(head))
+
+
+def _valid_name(name: bytes) -> bool:
+    return (
+        1 <= len(name) <= MAX_NAME
+        and b"/" not in name
+        and b"\0" not in name
+        and (name not in (b".", b".."))
+    )
+
+
+def read_header(f: BinaryIO) -> Header:
+    """Read and verify a header; leaves ``f`` at the first record."""
+    fixed = read_upto(f, _FIXED.size)
+    if not fixed:
+        raise IodfError("not an iodfz file (empty)")
+    if not MAGIC.startswith(fixed[:4]):
+        raise IodfError("not an iodfz file (bad magic)")
+    if len(fixed) < 5:
+        raise IodfError("truncated container (no complete header)")
+    if fixed[4] != VERSION:
+        raise IodfError(
+            f"unsupported format version {fixed[4]} (this iodfz reads version {VERSION});"
+            " damaged, or written by a newer iodfz"
+        )
+    if len(fixed) < _FIXED.size:
+        raise IodfError("truncated container (no complete header)")
+    _, _, codec, flags, header_len = _FIXED.unpack(fixed)
+    if not MIN_HEADER <= header_len <= MAX_HEADER:
+        raise IodfError(f"damaged container: header length {header_len} out of bounds")
+    rest = read_exact(f, header_len - _FIXED.size, "header")
+    body = fixed + rest[:-4]
+    if zlib.crc32(body) != _CRC.unpack(rest[-4:])[0]:
+        raise IodfError("damaged container: header checksum mismatch")
+    if codec not in CODEC_NAMES:
+        raise IodfError(
+            f"unknown codec {codec} in a version {VERSION} container (known: "
+            + ", ".join(f"{k} {v}" for k, v in CODEC_NAMES.items())
+            + "); written by a newer iodfz?"
+        )
+    if flags & ~_KNOWN_FLAGS:
+        raise IodfError(f"unsupported header flags {flags:#06x}; written by a newer iodfz?")
+    return _parse_header_body(codec, flags, memoryview(body)[_FIXED.size :])
+
+
+def _parse_header_body(codec: int, flags: int, var: memoryview) -> Header:
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(var):
+            raise IodfError("damaged container: header fields overrun the header")
+        out = bytes(var[pos : pos + n])
+        pos += n
+        return out
+
+    header = Header(codec=codec)
+    if flags & FLAG_LENGTH:
+        (header.original_length,) = struct.unpack("<Q", take(8))
+    if flags & FLAG_MODE:
+        (mode,) = struct.unpack("<I", take(4))
+        if mode & ~0o777:
+            raise IodfError("damaged container: invalid mode")
+        header.mode = mode
+    if flags & FLAG_MTIME:
+        (header.mtime_ns,) = struct.unpack("<q", take(8))
+    if flags & FLAG_NAME:
+        (name_len,) = struct.unpack("<H", take(2))
+        header.name = take(name_len)
+        if not _valid_name(header.name):
+            raise IodfError("damaged container: invalid file name")
+    (count,) = struct.unpack("<H", take(2))
+    if count > MAX_SECTIONS:
+        raise IodfError(f"damaged container: {count} sections (at most {MAX_SECTIONS})")
+    for _ in range(count):
+        type_id, length = _SECTION_HEAD.unpack(take(_SECTION_HEAD.size))
+        if type_id == 0 or length > MAX_SECTION_LEN or type_id in header.sections:
+            raise IodfError("damaged container: invalid section")
+        header.sections.add(type_id, take(length))
+    if pos != len(var):
+        raise IodfError("damaged container: unused bytes in header")
+    return header
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Frame:
+    codec: int
+    raw_len: int
+    payload: bytes | bytearray
+
+
+@dataclass(frozen=True)
+class End:
+    frame_count: int
+    original_length: int
+    sha256: bytes
+
+
+def frame_limit(codec: int) -> int:
+    return MAX_IMAGE if codec == CODEC_IMAGE else MAX_FRAME
+
+
+def read_upto(f: BinaryIO, n: int) -> bytes:
+    """Read up to ``n`` (small) bytes, fewer only at end of file; pipes return short reads."""
+    data = f.read(n)
+    while 0 < len(data) < n:
+        more = f.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def read_exact(f: BinaryIO, n: int, what: str) -> bytes | bytearray:
+    """Read exactly ``n`` bytes; memory grows with the bytes actually received."""
+    if n <= _READ_CHUNK:
+        data = f.read(n)
+        while len(data) < n:  # pipes return short reads
+            more = f.read(n - len(data))
+            if not more:
+                raise IodfError(f"truncated container (file ends inside the {what})")
+            data += more
+        return data
+    buf = bytearray(_READ_CHUNK)
+    got = 0
+    while got < n:
+        if got == len(buf):
+            buf += bytes(min(len(buf), n - len(buf)))
+        with memoryview(buf) as view:
+            k = f.readinto(view[got:])
+        if not k:
+            raise IodfError(f"truncated container (file ends inside the {what})")
+        got += k
+    return buf
+
+
+class ContainerReader:
+    """Iterate over a container's frames, checking every record's CRC and the layout.
+
+    After :meth:`frames` is exhausted, :attr:`end` holds the verified end record. The
+    caller checks ``end.sha256`` against the decoded bytes.
+    """
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.header = read_header(f)
+        self.end: End | None = None
+
+    def frames(self) -> Iterator[Frame]:
+        f = self._f
+        count = 0
+        total = 0
+        allowed = _FRAME_CODECS[self.header.codec]
+        while True:
+            kind = f.read(1)
+            if kind == b"F":
+                head = kind + read_exact(f, _FRAME_HEAD.size - 1, f"header of frame {count + 1}")
+                _, codec, reserved, raw_len, payload_len = _FRAME_HEAD.unpack(head)
+                limit = frame_limit(codec)
+                if (
+                    codec not in allowed
+                    or reserved
+                    or not 1 <= raw_len <= limit
+                    or payload_len > limit
+                    or (codec == CODEC_STORED and payload_len != raw_len)
+                    or (codec == CODEC_ZSTD and payload_len > raw_len)
+                    or (codec == CODEC_IMAGE and count > 0)
+                ):
+                    raise IodfError(f"damaged container: invalid header of frame {count + 1}")
+                payload = read_exact(f, payload_len, f"frame {count + 1}")
+                crc = read_exact(f, _CRC.size, f"frame {count + 1}")
+                if zlib.crc32(payload, zlib.crc32(head)) != _CRC.unpack(crc)[0]:
+                    raise IodfError(f"damaged container: frame {count + 1} checksum mismatch")
+                count += 1
+                total += raw_len
+                yield Frame(codec, raw_len, payload)
+            elif kind == b"E":
+                self.end = self._read_end(kind, count, total)
+                return
+            elif not kind:
+                raise IodfError("truncated container (end record missing)")
+            else:
+                raise IodfError(f"damaged container: unknown record after frame {count}")
+
+    def _read_end(self, kind: bytes, count: int, total: int) -> End:
+        f = self._f
+        raw = kind + read_exact(f, END_SIZE - 1, "end record")
+        if zlib.crc32(raw[: _END.size]) != _CRC.unpack(raw[_END.size :])[0]:
+            raise IodfError("damaged container: end record checksum mismatch")
+        _, reserved, frame_count, length, sha = _END.unpack(raw[: _END.size])
+        header = self.header
+        if (
+            reserved != bytes(3)
+            or frame_count != count
+            or length != total
+            or (header.original_length is not None and header.original_length != length)
+            or (header.codec == CODEC_IMAGE and count != 1)
+        ):
+            raise IodfError("damaged container: end record disagrees with the frames")
+        if f.read(1):
+            raise IodfError("damaged container: data after the end record")
+        return End(frame_count, length, sha)
+
+
+class ContainerWriter:
+    """Write a header, then frames, then :meth:`finish` with the SHA-256 of the original."""
+
+    def __init__(self, f: BinaryIO, header: Header) -> None:
+        self._f = f
+        self.header = header
+        self.frame_count = 0
+        self.original_length = 0
+        self.bytes_written = 0
+        self._write(header.encode())
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        self._f.write(data)
+        self.bytes_written += len(data)
+
+    def write_frame(self, codec: int, raw_len: int, payload: bytes | bytearray) -> None:
+        limit = frame_limit(codec)
+        if codec not in _FRAME_CODECS[self.header.codec] or not 1 <= raw_len <= limit:
+            raise ValueError(f"frame codec {codec} / length {raw_len} not allowed here")
+        if len(payload) > limit:
+            raise ValueError("payload too large for one frame")
+        head = _FRAME_HEAD.pack(b"F", codec, 0, raw_len, len(payload))
+        self._write(head)
+        self._write(payload)
+        self._write(_CRC.pack(zlib.crc32(payload, zlib.crc32(head))))
+        self.frame_count += 1
+        self.original_length += raw_len
+
+    def finish(self, sha256: bytes) -> None:
+        if self.header.original_length not in (None, self.original_length):
+            raise IodfError("input changed size while it was being compressed")
+        body = _END.pack(b"E", bytes(3), self.frame_count, self.original_length, sha256)
+        self._write(body + _CRC.pack(zlib.crc32(body)))
