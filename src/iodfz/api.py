@@ -288,8 +288,9 @@ def atomic_output(path: str | os.PathLike[str], force: bool) -> Iterator[BinaryI
     if not force and os.path.lexists(path):
         raise IodfError(f"{path} already exists (use -f to overwrite)")
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:  # opened by name so that out.name is the path
             yield out
         if force:
             os.replace(tmp, path)

@@ -560,7 +560,8 @@ app.command("list", hidden=True, help="Alias of info.")(info)
 def _print_info(rows: list[dict[str, Any]], verbose: bool) -> None:
     if not rows:
         return
-    out = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    # Piped output: no line wrapping, so each file is one line.
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 1 << 16)
     table = Table(box=None, pad_edge=False)
     for column in ("Codec", "Frames", "Compressed", "Original", "Ratio", "Shape", "Model"):
         table.add_column(column, justify="left" if column in ("Codec", "Shape") else "right")
