@@ -1,0 +1,1 @@
+"""The neural image path: pixels ↔ rANS streams (`pixels`), files ↔ containers (`image`)."""

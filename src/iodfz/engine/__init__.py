@@ -1,0 +1,1 @@
+"""Integer engine: the exported model file, the flow, and its backends (docs/INTEGER.md)."""

@@ -1,0 +1,121 @@
+"""The integer flow of docs/INTEGER.md, forward (encode) and inverse (decode), on any backend.
+
+Only the networks run on a backend (``run_net``); squeeze, permutations, splits and additions
+are numpy everywhere. Latents are int64 arrays (B, H, W, C), a batch of equal-size tiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from iodfz.engine.model import Model, Net
+
+
+class Backend(Protocol):
+    name: str
+
+    def run_net(self, net: Net, a: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class SplitLatents:
+    """A factored-out half and its prior parameters (docs/INTEGER.md, "Split prior output")."""
+
+    values: np.ndarray
+    scale_index: np.ndarray
+    mean_fp: np.ndarray
+
+
+def squeeze(z: np.ndarray) -> np.ndarray:
+    b, h, w, c = z.shape
+    z = z.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 5, 2, 4)
+    return z.reshape(b, h // 2, w // 2, 4 * c)
+
+
+def unsqueeze(z: np.ndarray) -> np.ndarray:
+    b, h, w, c4 = z.shape
+    c = c4 // 4
+    z = z.reshape(b, h, w, c, 2, 2).transpose(0, 1, 4, 2, 5, 3)
+    return z.reshape(b, 2 * h, 2 * w, c)
+
+
+def split_prior(
+    model: Model, backend: Backend, level: int, kept: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scale index, mean_fp) of the factored-out half, from the kept half."""
+    y = backend.run_net(model.priors[level], kept)
+    half = y.shape[-1] // 2
+    scales = int(model.config["scale_count"])
+    return np.clip(y[..., half:], 0, scales - 1), y[..., :half]
+
+
+def forward(model: Model, backend: Backend, x: np.ndarray) -> tuple[list[SplitLatents], np.ndarray]:
+    """uint8 samples (B, H, W, 3), H and W multiples of 2^levels → split levels and top latents."""
+    z = x.astype(np.int64) - 128
+    splits = []
+    for level in range(model.levels):
+        z = squeeze(z)
+        for perm, net in zip(model.perms[level], model.couplings[level], strict=True):
+            z = z[..., perm]
+            n = z.shape[-1] // 2
+            z[..., n:] += backend.run_net(net, z[..., :n])
+        if level < model.levels - 1:
+            half = z.shape[-1] // 2
+            kept, out = z[..., :half], z[..., half:]
+            scale_index, mean_fp = split_prior(model, backend, level, kept)
+            splits.append(SplitLatents(np.ascontiguousarray(out), scale_index, mean_fp))
+            z = np.ascontiguousarray(kept)
+    return splits, z
+
+
+DecodeSplit = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
+
+
+def inverse(
+    model: Model, backend: Backend, top: np.ndarray, decode_split: DecodeSplit
+) -> np.ndarray:
+    """Top latents → uint8 samples. ``decode_split(level, scale_index, mean_fp)`` returns the
+    factored-out half of that level once its prior parameters are known (the coder's job)."""
+    z = top.astype(np.int64)
+    for level in reversed(range(model.levels)):
+        if level < model.levels - 1:
+            scale_index, mean_fp = split_prior(model, backend, level, z)
+            z = np.concatenate([z, decode_split(level, scale_index, mean_fp)], axis=-1)
+        for perm, net in zip(
+            reversed(model.perms[level]), reversed(model.couplings[level]), strict=True
+        ):
+            n = z.shape[-1] // 2
+            z[..., n:] -= backend.run_net(net, z[..., :n])
+            restored = np.empty_like(z)
+            restored[..., perm] = z
+            z = restored
+        z = unsqueeze(z)
+    return (z + 128).astype(np.uint8)
+
+
+def test_input() -> np.ndarray:
+    """The fixed test-vector image: 2 tiles of 16×24, smooth gradients plus integer-hash noise."""
+    b, y, x, c = np.meshgrid(
+        np.arange(2), np.arange(16), np.arange(24), np.arange(3), indexing="ij"
+    )
+    noise = (b * 7919 + y * 104729 + x * 1299709 + c * 15485863) % 2147483647 % 61
+    return ((y * 9 + x * 5 + c * 40 + b * 90 + noise) % 256).astype(np.uint8)
+
+
+def latent_hashes(splits: list[SplitLatents], top: np.ndarray) -> dict[str, str]:
+    """SHA-256 of every level's latents and prior parameters (int32 little-endian)."""
+
+    def h(a: np.ndarray) -> str:
+        return hashlib.sha256(np.ascontiguousarray(a, dtype="<i4").tobytes()).hexdigest()
+
+    out = {"top": h(top)}
+    for level, s in enumerate(splits):
+        out[f"l{level}.values"] = h(s.values)
+        out[f"l{level}.scale_index"] = h(s.scale_index)
+        out[f"l{level}.mean_fp"] = h(s.mean_fp)
+    return out

@@ -1,0 +1,203 @@
+"""The integer discrete flow (IDF, Hoogeboom et al. 2019) in its integer-only form (IODF).
+
+x (uint8 pixels) → x - 128 → for each level: squeeze 2×2, K additive couplings
+(z_b ← z_b + round(NN(z_a)) after a fixed channel permutation), then factor out half the
+channels under a discretized logistic conditioned on the rest; the last level's latents get a
+per-channel mixture of logistics. Every map is integer → integer and exactly invertible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from iodfz.coder import tables
+from iodfz.flow.quant import ConvNet, round_ste
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    levels: int = 3
+    couplings: int = 4
+    width: int = 64
+    blocks: int = 1
+    prior_width: int = 32
+    prior_blocks: int = 1
+    mixture: int = 5
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FlowConfig:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+# The coder's grids that split-prior outputs are mapped to (docs/INTEGER.md, "Split prior
+# output"): mean in units of 1/MEAN_PHASES, log-scale on LOG_SCALE_MIN + i * LOG_SCALE_STEP.
+MEAN_PHASES = tables.NUM_PHASES
+LOG_SCALE_STEP = math.log(2.0) / tables.SCALES_PER_OCTAVE
+LOG_SCALE_MIN = -tables.SCALE_INDEX_OF_ONE * LOG_SCALE_STEP
+SCALE_COUNT = tables.NUM_SCALES
+MIX_UNIT = float(1 << tables.MIX_MEAN_BITS)
+assert tables.MIX_MEAN_BITS == tables.MIX_LOGIT_BITS
+
+
+def squeeze(z: torch.Tensor) -> torch.Tensor:
+    """Space-to-depth 2×2: (B, C, H, W) → (B, 4C, H/2, W/2), channel order (c, dy, dx)."""
+    b, c, h, w = z.shape
+    z = z.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    return z.reshape(b, c * 4, h // 2, w // 2)
+
+
+def log_discretized_logistic(
+    z: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
+    """log P(z) for integer z under a logistic discretized to unit bins."""
+    inv = torch.exp(-log_scale)
+    upper = torch.sigmoid((z + 0.5 - mean) * inv)
+    lower = torch.sigmoid((z - 0.5 - mean) * inv)
+    return torch.log(torch.clamp(upper - lower, min=1e-9))
+
+
+class Coupling(nn.Module):
+    def __init__(self, channels: int, cfg: FlowConfig, generator: torch.Generator) -> None:
+        super().__init__()
+        self.register_buffer("perm", torch.randperm(channels, generator=generator))
+        self.split = channels // 2
+        self.net = ConvNet(self.split, channels - self.split, cfg.width, cfg.blocks)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = z[:, self.perm]
+        za, zb = z[:, : self.split], z[:, self.split :]
+        return torch.cat([za, zb + round_ste(self.net(za))], dim=1)
+
+
+class SplitPrior(nn.Module):
+    """Discretized logistic for the factored-out half, conditioned on the kept half."""
+
+    def __init__(self, channels: int, cfg: FlowConfig) -> None:
+        super().__init__()
+        self.keep = channels // 2
+        out = channels - self.keep
+        self.net = ConvNet(self.keep, 2 * out, cfg.prior_width, cfg.prior_blocks)
+
+    def params(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.net(kept).float()
+        mean, log_scale = h.chunk(2, dim=1)
+        log_scale = log_scale + 1.0  # start wide: scale ≈ e
+        lo, step = LOG_SCALE_MIN, LOG_SCALE_STEP
+        log_scale = torch.clamp(log_scale, lo, lo + step * (SCALE_COUNT - 1))
+        if self.net.quantized:  # the coder's grids
+            mean = round_ste(mean * MEAN_PHASES) / MEAN_PHASES
+            log_scale = lo + round_ste((log_scale - lo) / step) * step
+        return mean, log_scale
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kept, out = z[:, : self.keep], z[:, self.keep :]
+        mean, log_scale = self.params(kept)
+        return kept, log_discretized_logistic(out, mean, log_scale).sum(dim=(1, 2, 3))
+
+
+class MixturePrior(nn.Module):
+    """Per-channel mixture of discretized logistics for the top level (any image size)."""
+
+    def __init__(self, channels: int, components: int) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(channels, components))
+        self.means = nn.Parameter(torch.linspace(-40, 40, components).repeat(channels, 1))
+        self.log_scales = nn.Parameter(torch.full((channels, components), 2.0))
+        self.quantized = False
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.float().unsqueeze(-1)  # (B, C, H, W, 1)
+        shape = (1, -1, 1, 1, self.logits.shape[1])
+        means, log_scales, logits = self.means, self.log_scales, self.logits
+        log_scales = log_scales.clamp(
+            LOG_SCALE_MIN, LOG_SCALE_MIN + LOG_SCALE_STEP * (SCALE_COUNT - 1)
+        )
+        if self.quantized:  # the integer parameters of tables.build_mixture_table
+            means = round_ste(means * MIX_UNIT) / MIX_UNIT
+            logits = round_ste(logits * MIX_UNIT) / MIX_UNIT
+            steps = round_ste((log_scales - LOG_SCALE_MIN) / LOG_SCALE_STEP)
+            log_scales = LOG_SCALE_MIN + steps * LOG_SCALE_STEP
+        lp = log_discretized_logistic(z, means.view(shape), log_scales.view(shape))
+        lw = F.log_softmax(logits, dim=1).view(shape)
+        return torch.logsumexp(lp + lw, dim=-1).sum(dim=(1, 2, 3))
+
+
+class IntegerFlow(nn.Module):
+    def __init__(self, cfg: FlowConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        g = torch.Generator().manual_seed(cfg.seed)
+        self.levels = nn.ModuleList()
+        self.priors = nn.ModuleList()
+        channels = 3
+        for level in range(cfg.levels):
+            channels *= 4
+            self.levels.append(
+                nn.ModuleList(Coupling(channels, cfg, g) for _ in range(cfg.couplings))
+            )
+            if level < cfg.levels - 1:
+                self.priors.append(SplitPrior(channels, cfg))
+                channels //= 2
+        self.top = MixturePrior(channels, cfg.mixture)
+
+    def nets(self) -> list[ConvNet]:
+        return [m for m in self.modules() if isinstance(m, ConvNet)]
+
+    def set_quantized(self, on: bool) -> None:
+        for net in self.nets():
+            net.set_quantized(on)
+        self.top.quantized = on
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood in bits per sub-pixel, per image. x: uint8-valued (B,3,H,W)."""
+        z = x.float() - 128.0
+        logp = torch.zeros(x.shape[0], device=x.device)
+        for level, couplings in enumerate(self.levels):
+            z = squeeze(z)
+            for coupling in couplings:
+                z = coupling(z)
+            if level < len(self.priors):
+                z, lp = self.priors[level](z)
+                logp = logp + lp
+        logp = logp + self.top(z)
+        return -logp / (x[0].numel() * math.log(2.0))
+
+    def gate_penalty(self) -> torch.Tensor:
+        return sum(p.sum() for net in self.nets() for p in net.gate_params())
+
+    def gate_stats(self) -> tuple[int, int]:
+        params = [p for net in self.nets() for p in net.gate_params()]
+        total = sum(p.numel() for p in params)
+        active = sum(int((p > 0.5).sum()) for p in params)
+        return active, total
+
+    def macs_per_pixel(self) -> float:
+        """Multiply-accumulates per image pixel of all networks, pruned channels removed."""
+        total = 0.0
+        for level, couplings in enumerate(self.levels):
+            positions = 1.0 / 4 ** (level + 1)
+            nets = [c.net for c in couplings]
+            if level < len(self.priors):
+                nets.append(self.priors[level].net)
+            for net in nets:
+                total += positions * net_macs(net)
+        return total
+
+
+def net_macs(net: ConvNet) -> float:
+    k = 9
+    width = net.conv_in.out_channels
+    macs = k * net.conv_in.in_channels * width + k * width * net.conv_out.out_channels
+    for blk in net.blocks:
+        active = int(blk.gate.active().sum())
+        macs += 2 * k * width * active
+    return float(macs)

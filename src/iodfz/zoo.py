@@ -1,0 +1,57 @@
+"""The shipped models: ``models/NAME.iodfm`` with a card ``models/NAME.json`` beside it.
+
+Containers name their model by id (the file's SHA-256); ``--level`` picks a model through the
+cards' ``levels`` ranges. Models are looked up in ``$IODFZ_MODELS``, then the repository's
+``models/`` folder, then the copy installed inside the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+
+from iodfz.engine.model import Model, load
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def model_dirs() -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get("IODFZ_MODELS", "").split(os.pathsep) if p]
+    return [*dirs, _PACKAGE.parents[1] / "models", _PACKAGE / "models"]
+
+
+@cache
+def cards() -> tuple[dict, ...]:
+    """Every model card found, each with its ``path`` added."""
+    found: dict[str, dict] = {}
+    for folder in model_dirs():
+        for card_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            model_path = card_path.with_suffix(".iodfm")
+            if not model_path.exists():
+                continue
+            card = json.loads(card_path.read_text())
+            found.setdefault(card["model_id"], {**card, "path": str(model_path)})
+    return tuple(found.values())
+
+
+@cache
+def load_by_id(model_id: str) -> Model:
+    for card in cards():
+        if card["model_id"] == model_id:
+            model = load(Path(card["path"]))
+            if model.model_id == model_id:
+                return model
+    raise LookupError(
+        f"model {model_id[:16]} is not installed (searched {', '.join(map(str, model_dirs()))})"
+    )
+
+
+def for_level(level: int) -> Model | None:
+    """The model whose card's ``levels`` range holds ``level``, or None if none is installed."""
+    for card in cards():
+        lo, hi = card.get("levels", [1, 19])
+        if lo <= level <= hi:
+            return load_by_id(card["model_id"])
+    return None
