@@ -1,0 +1,87 @@
+"""Image file formats: split a file into pixels + side information and rebuild its exact bytes.
+
+Detection is by content. Supported: PNG (see ``png``), binary PNM P5/P6 with maxval 255,
+BMP 24/32-bit BI_RGB, uncompressed 8-bit TIFF. Side-info layouts: docs/FORMATS.md.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import bmp, png, pnm, tiff
+from ._side import FormatError
+
+__all__ = ["FormatError", "ParsedImage", "parse", "rebuild", "sniff"]
+
+_REBUILDERS: dict[str, Callable[[np.ndarray, bytes], bytes]] = {
+    "png": png.rebuild,
+    "pnm": pnm.rebuild,
+    "bmp": bmp.rebuild,
+    "tiff": tiff.rebuild,
+}
+
+
+@dataclass(frozen=True)
+class ParsedImage:
+    fmt: str  # 'png' | 'pnm' | 'bmp' | 'tiff'
+    pixels: np.ndarray  # (H, W, C) uint8 or uint16, C in {1, 2, 3, 4}, C-contiguous
+    side: bytes  # everything else needed to rebuild the file
+    exact: bool  # True: rebuild(...) == original bytes; False: same pixels (PNG re-encoded)
+
+
+def sniff(head: bytes) -> str | None:
+    """Format name from the first bytes of a file (at least 18 help BMP), or None."""
+    if head.startswith(png.SIGNATURE):
+        return "png"
+    if head[:4] in (b"II*\0", b"MM\0*"):
+        return "tiff"
+    if head[:2] in (b"P5", b"P6") and head[2:3] in (b" ", b"\t", b"\n", b"\v", b"\f", b"\r", b"#"):
+        return "pnm"
+    if bmp.header_ok(head):
+        return "bmp"
+    return None
+
+
+def _parse(fmt: str, data: bytes, allow_pixel_exact: bool) -> tuple[np.ndarray, bytes, bool] | None:
+    if fmt == "png":
+        return png.parse(data, allow_pixel_exact)
+    got = {"pnm": pnm.parse, "bmp": bmp.parse, "tiff": tiff.parse}[fmt](data)
+    return None if got is None else (*got, True)
+
+
+def parse(data: bytes, *, allow_pixel_exact: bool = False) -> ParsedImage | None:
+    """Split ``data`` into pixels and side info; None if the file is not handled.
+
+    Never raises on malformed input. An ``exact`` result has been checked to rebuild to
+    ``data``; with ``allow_pixel_exact`` a PNG whose deflate stream cannot be reproduced is
+    returned with ``exact=False`` (rebuild gives a valid PNG with the same pixels and chunks).
+    """
+    fmt = sniff(data[:32])
+    if fmt is None:
+        return None
+    try:
+        got = _parse(fmt, bytes(data), allow_pixel_exact)
+        if got is None:
+            return None
+        pixels, side, exact = got
+        pixels = np.ascontiguousarray(pixels)
+        if exact and rebuild(fmt, pixels, side) != data:
+            if not (allow_pixel_exact and fmt == "png"):
+                return None
+            side, exact = png.as_pixel_exact(side), False
+    except (ValueError, IndexError, OverflowError, MemoryError, struct.error, zlib.error):
+        return None
+    return ParsedImage(fmt, pixels, side, exact)
+
+
+def rebuild(fmt: str, pixels: np.ndarray, side: bytes) -> bytes:
+    """The file bytes from ``parse``'s pixels and side info; FormatError on bad side info."""
+    rebuilder = _REBUILDERS.get(fmt)
+    if rebuilder is None:
+        raise FormatError(f"unknown image format {fmt!r}")
+    return rebuilder(pixels, bytes(side))
