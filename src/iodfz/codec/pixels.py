@@ -22,6 +22,7 @@ from iodfz.engine.tables import model_tables
 
 TILE = 256
 MAX_BATCH_PIXELS = 1 << 20
+MAX_PIXELS = 1 << 28
 
 
 class PixelCodecError(ValueError):
@@ -88,7 +89,11 @@ def decode(
 ) -> np.ndarray:
     """Inverse of :func:`encode`."""
     levels = model.levels
+    if tile % (1 << levels) or not 1 << levels <= tile <= 4096:
+        raise PixelCodecError(f"bad tile size {tile}")
     hp, wp = padded_size(height, levels), padded_size(width, levels)
+    if hp * wp * 3 > MAX_PIXELS:
+        raise PixelCodecError("image too large")
     image = np.empty((hp, wp, 3), np.uint8)
     logistic, mixture = model_tables(model)
     plan = list(batches(hp, wp, tile))

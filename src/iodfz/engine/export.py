@@ -85,12 +85,12 @@ def export_conv(
 
 
 def export_net(net: ConvNet, out_mult: np.ndarray, out_offset: np.ndarray | float = 0.0) -> Net:
-    s_r = float(net.act_stream.step)
+    s_r = float(net.act_stream.step.detach())
     conv_in = export_conv(net.conv_in, 1.0, np.full(net.conv_in.out_channels, 1.0 / s_r))
     blocks = []
     for blk in net.blocks:
         keep = blk.gate.active().numpy()
-        s_h = float(blk.act_hidden.step)
+        s_h = float(blk.act_hidden.step.detach())
         c1 = export_conv(blk.conv1, s_r, np.full(blk.conv1.out_channels, 1.0 / s_h), keep_out=keep)
         c2 = export_conv(blk.conv2, s_h, np.full(blk.conv2.out_channels, 1.0 / s_r), keep_in=keep)
         blocks.append((c1, c2))
@@ -143,7 +143,10 @@ def export_model(model: flow_model.IntegerFlow, calibration: np.ndarray) -> Mode
         "precision": coder_tables.PRECISION,
     }
     result = Model(config, perms, couplings, priors, export_mixture(model.top))
-    result.check()
+    try:
+        result.check()
+    except ModelError as exc:
+        raise ExportError(f"refusing to export: {exc}") from None
     result.config["tables_hash"] = coder_tables.tables_hash(coder_tables.default_tables())
     result.config["mixture_hash"] = coder_tables.tables_hash(mixture_tables(result))
     splits, top = engine_flow.forward(result, NumpyBackend(), engine_flow.test_input())

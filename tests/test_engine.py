@@ -1,0 +1,114 @@
+"""The integer flow: exactness, backend agreement, export bounds, model-file integrity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iodfz.engine import flow
+from iodfz.engine.backends import check_test_vectors
+from iodfz.engine.model import ModelError, load, save
+from iodfz.engine.reference import NumpyBackend
+
+torch = pytest.importorskip("torch")
+
+from iodfz.engine.export import ExportError, export_model  # noqa: E402
+from iodfz.engine.torch_backend import TorchBackend  # noqa: E402
+from iodfz.flow.model import FlowConfig, IntegerFlow  # noqa: E402
+
+SMALL = FlowConfig(levels=2, couplings=2, width=16, blocks=1, prior_width=8, prior_blocks=1)
+
+
+def random_flow(cfg: FlowConfig = SMALL, seed: int = 0) -> IntegerFlow:
+    """An untrained flow whose output convs are random (not zero), so couplings do something."""
+    torch.manual_seed(seed)
+    model = IntegerFlow(cfg)
+    for net in model.nets():
+        torch.nn.init.normal_(net.conv_out.weight, std=0.05)
+        torch.nn.init.normal_(net.conv_out.bias, std=1.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory: pytest.TempPathFactory):
+    rng = np.random.default_rng(0)
+    calibration = rng.integers(0, 256, (4, 3, 16, 16), dtype=np.uint8)
+    path = tmp_path_factory.mktemp("model") / "small.iodfm"
+    save(export_model(random_flow(), calibration), path)
+    return load(path)
+
+
+BACKENDS = [NumpyBackend(), TorchBackend("cpu")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
+@pytest.mark.parametrize("size", [(4, 4), (12, 20), (36, 8)])
+def test_forward_then_inverse_is_identity(small_model, backend, size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(size[0])
+    x = rng.integers(0, 256, (2, *size, 3), dtype=np.uint8)
+    splits, top = flow.forward(small_model, backend, x)
+    assert any(np.any(s.values != 0) for s in splits)
+    back = flow.inverse(small_model, backend, top, lambda level, si, mf: splits[level].values)
+    np.testing.assert_array_equal(back, x)
+
+
+def test_inverse_uses_the_prior_parameters_it_was_given(small_model) -> None:
+    x = np.random.default_rng(1).integers(0, 256, (1, 8, 8, 3), dtype=np.uint8)
+    splits, top = flow.forward(small_model, NumpyBackend(), x)
+
+    def check(level: int, scale_index: np.ndarray, mean_fp: np.ndarray) -> np.ndarray:
+        np.testing.assert_array_equal(scale_index, splits[level].scale_index)
+        np.testing.assert_array_equal(mean_fp, splits[level].mean_fp)
+        return splits[level].values
+
+    flow.inverse(small_model, NumpyBackend(), top, check)
+
+
+def test_numpy_and_torch_agree_bit_for_bit(small_model) -> None:
+    x = np.random.default_rng(2).integers(0, 256, (3, 24, 16, 3), dtype=np.uint8)
+    a_splits, a_top = flow.forward(small_model, NumpyBackend(), x)
+    b_splits, b_top = flow.forward(small_model, TorchBackend("cpu"), x)
+    assert flow.latent_hashes(a_splits, a_top) == flow.latent_hashes(b_splits, b_top)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
+def test_backends_reproduce_test_vectors(small_model, backend) -> None:
+    assert check_test_vectors(small_model, backend) == []
+
+
+def test_a_backend_that_differs_is_caught(small_model) -> None:
+    class OffByOne(NumpyBackend):
+        def run_net(self, net, a):
+            return super().run_net(net, a) + 1
+
+    assert check_test_vectors(small_model, OffByOne())
+
+
+def test_exporter_rejects_a_layer_that_could_overflow() -> None:
+    model = random_flow(FlowConfig(levels=1, couplings=1, width=128, blocks=1))
+    big = model.levels[0][0].net.blocks[0].conv1
+    with torch.no_grad():
+        big.weight.fill_(1.0)  # int8 weights all 127: 128 · Σ|w| = 128 · 127 · 9 · 128 ≥ 2^24
+    with pytest.raises(ExportError, match="2\\^24"):
+        export_model(model, np.zeros((1, 3, 8, 8), np.uint8))
+
+
+def test_model_file_with_wrong_hash_is_refused(small_model, tmp_path: Path) -> None:
+    path = tmp_path / "m.iodfm"
+    save(small_model, path)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="hash mismatch"):
+        load(path)
+
+
+@pytest.mark.parametrize("cut", [0, 7, 40, -33, -1])
+def test_truncated_model_file_is_refused(small_model, tmp_path: Path, cut: int) -> None:
+    path = tmp_path / "m.iodfm"
+    save(small_model, path)
+    path.write_bytes(path.read_bytes()[:cut])
+    with pytest.raises(ModelError):
+        load(path)
