@@ -1,0 +1,82 @@
+"""``iodfz selftest`` and ``iodfz bench``: subcommands of the neural image path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from iodfz.cli import app
+
+_err = Console(stderr=True)
+
+
+@app.command()
+def selftest() -> None:
+    """Check every backend against every shipped model's test vectors."""
+    from iodfz import zoo
+    from iodfz.coder.errors import CoderError
+    from iodfz.engine.backends import BACKEND_NAMES, BackendUnavailable, check_test_vectors, make_backend
+    from iodfz.engine.model import ModelError, load
+    from iodfz.engine.tables import model_tables
+
+    failed = False
+    cards = zoo.cards()
+    if not cards:
+        typer.echo("no models installed")
+        raise typer.Exit(1)
+    for card in cards:
+        name = card["name"]
+        try:
+            model = load(Path(card["path"]))
+            model_tables(model)
+        except (ModelError, CoderError) as exc:
+            typer.echo(f"{name:16} model    DAMAGED  {exc}")
+            failed = True
+            continue
+        for backend_name in BACKEND_NAMES:
+            try:
+                backend = make_backend(backend_name)
+            except BackendUnavailable as exc:
+                typer.echo(f"{name:16} {backend_name:10} not available: {exc}")
+                continue
+            differs = check_test_vectors(model, backend)
+            status = "pass" if not differs else f"DIFFERS ({', '.join(differs)})"
+            failed |= bool(differs)
+            typer.echo(f"{name:16} {backend_name:10} {status}")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def bench(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of images."),
+    level: list[int] = typer.Option([3], "--level", "-l", help="iodfz levels to measure."),
+    limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    plot: Path | None = typer.Option(None, help="Write a bpsp-vs-speed plot (needs matplotlib)."),
+) -> None:
+    """bpsp and MB/s of iodfz next to PNG, WebP and JPEG-XL lossless on a folder of images."""
+    from iodfz.bench import bench_folder, plot_rows
+
+    rows = bench_folder(folder, level, limit or None)
+    if as_json:
+        typer.echo(json.dumps({"folder": str(folder), "rows": rows}, indent=1))
+    else:
+        Console().print(rows_table(str(folder), rows))
+    if plot:
+        plot_rows({str(folder): rows}, plot)
+
+
+def rows_table(title: str, rows: list[dict]) -> Table:
+    table = Table(title=title)
+    for col in ("codec", "files", "bpsp", "encode MB/s", "decode MB/s", "notes"):
+        table.add_column(col, justify="left" if col in ("codec", "notes") else "right")
+    for r in rows:
+        notes = ", ".join(f"{k} {v}" for k, v in r.items() if k not in {
+            "codec", "files", "bpsp", "encode_mb_s", "decode_mb_s"})
+        table.add_row(r["codec"], str(r["files"]), f"{r['bpsp']:.3f}", str(r["encode_mb_s"]),
+                      str(r["decode_mb_s"]), notes)
+    return table
