@@ -14,8 +14,7 @@ import stat
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,15 +35,16 @@ from iodfz.container import (
     ContainerWriter,
     Frame,
     Header,
+    check_frame,
     codec_name,
+    frame_digest,
     read_upto,
 )
 from iodfz.errors import IodfError
-from iodfz.zstd_path import FrameDecoder, compress_stream
+from iodfz.zstd_path import compress_stream, decode_frames
 
 Progress = Callable[[int], None]
 _SNIFF = 8  # bytes needed by looks_like_image
-_COPY = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -54,19 +54,20 @@ class Result:
     codec: int
     original_size: int
     compressed_size: int
-    sha256: bytes
+    digest: bytes  # content digest (FORMAT.md 1.5)
 
 
 @dataclass
 class ContainerInfo:
-    """What a container holds. ``verified`` is True once its content was decoded and matched
-    the SHA-256; :func:`info` only checks the container's CRCs and leaves it False."""
+    """What a container holds. ``verified`` is True once its content was decoded and every
+    frame matched its checksum; :func:`info` only checks the container's own checksums."""
 
     header: Header
-    compressed_size: int
+    compressed_size: int = 0
     original_size: int = 0
-    sha256: bytes = b""
+    digest: bytes = b""
     frame_codecs: Counter[int] = field(default_factory=Counter)
+    frame_lengths: list[int] = field(default_factory=list)
     verified: bool = False
 
     @property
@@ -99,8 +100,8 @@ class ContainerInfo:
             "tiling": None if tiling is None else vars(tiling),
             "model_id": None if model_id is None else model_id.hex(),
             "sections": [f"{t:#06x}" for t, _ in sections],
-            "sha256": self.sha256.hex(),
-            "checksum": "verified" if self.verified else "container CRCs ok, content not decoded",
+            "content_digest": self.digest.hex(),
+            "checksum": "verified" if self.verified else "container ok, content not decoded",
         }
 
 
@@ -158,7 +159,7 @@ def compress(
             if result is not None:
                 return result
     writer = ContainerWriter(dst, header)
-    sha = compress_stream(
+    compress_stream(
         src,
         writer,
         options.level,
@@ -167,8 +168,8 @@ def compress(
         frame_size=frame_size,
         progress=progress,
     )
-    writer.finish(sha)
-    return Result(CODEC_ZSTD, writer.original_length, writer.bytes_written, sha)
+    digest = writer.finish()
+    return Result(CODEC_ZSTD, writer.original_length, writer.bytes_written, digest)
 
 
 def _try_image(
@@ -182,12 +183,11 @@ def _try_image(
         header.codec = codec.id
         header.sections = sections
         writer = ContainerWriter(dst, header)
-        writer.write_frame(codec.id, len(data), payload)
-        sha = hashlib.sha256(data).digest()
-        writer.finish(sha)
+        writer.write_frame(codec.id, len(data), frame_digest(data), payload)
+        digest = writer.finish()
         if progress:
             progress(len(data))
-        return Result(codec.id, len(data), writer.bytes_written, sha)
+        return Result(codec.id, len(data), writer.bytes_written, digest)
     return None
 
 
@@ -195,9 +195,16 @@ def _try_image(
 
 
 def decompress(
-    src: BinaryIO, dst: BinaryIO | None, *, progress: Progress | None = None
+    src: BinaryIO,
+    dst: BinaryIO | None,
+    *,
+    threads: int = 0,
+    progress: Progress | None = None,
 ) -> ContainerInfo:
-    """Decode the container on ``src`` to ``dst`` (None: only verify) and check its SHA-256.
+    """Decode the container on ``src`` to ``dst`` (None: only verify), checking every
+    frame's checksum and the container's.
+
+    ``threads`` decoding threads (0: one per core).
 
     Raises IodfError on any damage. Output is written frame by frame, so on error ``dst`` may
     hold a prefix of the data; the ``*_file`` functions remove such partial output.
@@ -213,34 +220,28 @@ def decompress(
                 f"needs codec {describe(CODEC_IMAGE)}, which is not available in this install"
                 " (the neural image path needs the 'torch' extra)"
             )
-    info = ContainerInfo(header, 0)
-    sha = hashlib.sha256()
-    decoder = FrameDecoder()
+    info = ContainerInfo(header)
 
-    def consume(data: bytes | bytearray) -> None:
-        sha.update(data)
-        if dst is not None:
-            dst.write(data)
-        if progress:
-            progress(len(data))
-
-    # Decode frame i+1 while another thread hashes and writes frame i.
-    with ThreadPoolExecutor(1, thread_name_prefix="iodfz-out") as pool:
-        pending = None
-        for index, frame in enumerate(reader.frames(), 1):
+    def counted_frames() -> Iterator[Frame]:
+        for frame in reader.frames():
             info.frame_codecs[frame.codec] += 1
-            data = _decode_image(image, header, frame) if image else decoder.decode(frame, index)
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(consume, data)
-        if pending is not None:
-            pending.result()
+            info.frame_lengths.append(frame.raw_len)
+            yield frame
+
+    if image is None:
+        outputs = decode_frames(counted_frames(), threads)
+    else:
+        outputs = (_decode_image(image, header, frame) for frame in counted_frames())
+    with closing(outputs):  # stops the decoding threads early on error
+        for data in outputs:
+            if dst is not None:
+                dst.write(data)
+            if progress:
+                progress(len(data))
     end = reader.end
     assert end is not None  # frames() returns only after reading the end record
-    if sha.digest() != end.sha256:
-        raise IodfError("checksum mismatch: decoded data differs from the original")
     info.original_size = end.original_length
-    info.sha256 = end.sha256
+    info.digest = end.digest
     info.compressed_size = counted.count
     info.verified = True
     return info
@@ -253,26 +254,27 @@ def _decode_image(image: Any, header: Header, frame: Frame) -> bytes:
         raise
     except Exception as exc:  # a plug-in decoder fed a damaged payload may raise anything
         raise IodfError(f"damaged container: image payload: {exc}") from exc
-    if len(data) != frame.raw_len:
-        raise IodfError("damaged container: image payload decodes to a wrong size")
+    check_frame(frame, data, 1)
     return data
 
 
-def test(src: BinaryIO, *, progress: Progress | None = None) -> ContainerInfo:
+def test(src: BinaryIO, *, threads: int = 0, progress: Progress | None = None) -> ContainerInfo:
     """Fully decode and verify without writing anything."""
-    return decompress(src, None, progress=progress)
+    return decompress(src, None, threads=threads, progress=progress)
 
 
 def info(src: BinaryIO) -> ContainerInfo:
-    """Read the header and walk all records, checking their CRCs, without decoding."""
+    """Read the header and walk all records, checking the container's checksums (CRCs and
+    content digest) without decoding."""
     counted = _CountingReader(src)
     reader = ContainerReader(counted)  # type: ignore[arg-type]
-    result = ContainerInfo(reader.header, 0)
+    result = ContainerInfo(reader.header)
     for frame in reader.frames():
         result.frame_codecs[frame.codec] += 1
+        result.frame_lengths.append(frame.raw_len)
     assert reader.end is not None
     result.original_size = reader.end.original_length
-    result.sha256 = reader.end.sha256
+    result.digest = reader.end.digest
     result.compressed_size = counted.count
     return result
 
@@ -364,7 +366,7 @@ def compress_file(
             _apply_metadata(out.fileno(), st.st_mode, st.st_atime_ns, st.st_mtime_ns)
             if verify:
                 with open(out.name, "rb") as check:
-                    if test(check).sha256 != result.sha256:
+                    if test(check).digest != result.digest:
                         raise IodfError("verification failed: written container differs")
     return result
 
@@ -375,6 +377,7 @@ def decompress_file(
     *,
     force: bool = False,
     verify: bool = False,
+    threads: int = 0,
     progress: Progress | None = None,
 ) -> ContainerInfo:
     """Decompress container ``src`` to ``dst``, restoring the stored mode and mtime (the
@@ -385,20 +388,23 @@ def decompress_file(
     with open(src, "rb") as fin:
         st = os.fstat(fin.fileno())
         with atomic_output(dst, force) as out:
-            result = decompress(fin, out, progress=progress)
+            result = decompress(fin, out, threads=threads, progress=progress)
             out.flush()
             header = result.header
             mode = st.st_mode if header.mode is None else header.mode
             mtime = st.st_mtime_ns if header.mtime_ns is None else header.mtime_ns
             _apply_metadata(out.fileno(), mode, st.st_atime_ns, mtime)
-            if verify and _sha256_file(out.name) != result.sha256:
+            if verify and _content_digest(out.name, result.frame_lengths) != result.digest:
                 raise IodfError("verification failed: written output differs")
     return result
 
 
-def _sha256_file(path: str) -> bytes:
-    sha = hashlib.sha256()
+def _content_digest(path: str, frame_lengths: list[int]) -> bytes:
+    """The content digest of file ``path`` cut into frames of the given lengths."""
+    content = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(_COPY * 8):
-            sha.update(chunk)
-    return sha.digest()
+        for length in frame_lengths:
+            content.update(frame_digest(f.read(length)))
+        if f.read(1):
+            return b""
+    return content.digest()

@@ -114,18 +114,24 @@ def _compress(job: Job, progress: Callable[[int], None] | None) -> api.Result:
 
 
 def _decompress(job: Job, progress: Callable[[int], None] | None) -> api.ContainerInfo:
+    threads = job.options.threads
     if job.action == "test" or job.dst == STDIO:
         dst = None if job.action == "test" else _stdout()
         if job.src == STDIO:
-            return api.decompress(_stdin(), dst, progress=progress)
+            return api.decompress(_stdin(), dst, threads=threads, progress=progress)
         with open(job.src, "rb") as fin:
-            return api.decompress(fin, dst, progress=progress)
+            return api.decompress(fin, dst, threads=threads, progress=progress)
     assert job.dst is not None
     if job.src == STDIO:
         with api.atomic_output(job.dst, job.force) as out:
-            return api.decompress(_stdin(), out, progress=progress)
+            return api.decompress(_stdin(), out, threads=threads, progress=progress)
     return api.decompress_file(
-        job.src, job.dst, force=job.force, verify=job.remove_src, progress=progress
+        job.src,
+        job.dst,
+        force=job.force,
+        verify=job.remove_src,
+        threads=threads,
+        progress=progress,
     )
 
 
@@ -367,8 +373,8 @@ def _check_common(c: _Common, keep: bool) -> None:
         _usage("-c/--stdout cannot be combined with -o/--output or --output-dir")
 
 
-def _within_zstd_threads(workers: int) -> int:
-    """zstd threads per file: all cores for one file at a time, else cores shared out."""
+def _within_file_threads(workers: int) -> int:
+    """Threads per file: all cores for one file at a time, else the cores shared out."""
     return 0 if workers <= 1 else max(1, (os.cpu_count() or 1) // workers)
 
 
@@ -412,7 +418,7 @@ def compress(
     _check_common(c, keep)
     batch = Batch(quiet, debug)
     workers = _workers(threads)
-    options = Options(level=level, pixels=pixels, threads=_within_zstd_threads(workers))
+    options = Options(level=level, pixels=pixels, threads=_within_file_threads(workers))
     inputs = list(_inputs(c.files, recursive, batch))
     if (output is not None or stdout) and len(inputs) > 1:
         _usage("-o/--output and -c/--stdout take a single input when compressing")
@@ -475,6 +481,8 @@ def decompress(
     )
     _check_common(c, keep)
     batch = Batch(quiet, debug)
+    workers = _workers(threads)
+    options = Options(threads=_within_file_threads(workers))
     inputs = list(_inputs(c.files, recursive, batch))
     if output is not None and len(inputs) > 1:
         _usage("-o/--output takes a single input")
@@ -495,9 +503,9 @@ def decompress(
             continue
         else:
             dst = _target(path, root, output_dir, os.path.basename(path)[: -len(SUFFIX)])
-        jobs.append(Job("decompress", path, dst, Options(), force, rm and dst != STDIO))
+        jobs.append(Job("decompress", path, dst, options, force, rm and dst != STDIO))
     _prepare_dirs(jobs, batch)
-    _run_all(jobs, batch, _workers(threads), verbose)
+    _run_all(jobs, batch, workers, verbose)
     _finish(batch)
 
 
@@ -512,12 +520,14 @@ def test_cmd(
 ) -> None:
     """Decode FILE.iodf and verify its checksums without writing anything."""
     batch = Batch(quiet, debug)
+    workers = _workers(threads)
+    options = Options(threads=_within_file_threads(workers))
     jobs = [
-        Job("test", path, None)
+        Job("test", path, None, options)
         for path, root in _inputs(files, recursive, batch)
         if root == path or path.endswith(SUFFIX)
     ]
-    _run_all(jobs, batch, _workers(threads), verbose)
+    _run_all(jobs, batch, workers, verbose)
     _finish(batch)
 
 
@@ -588,7 +598,7 @@ def _print_info(rows: list[dict[str, Any]], verbose: bool) -> None:
             for key in ("name", "mode", "mtime_ns", "frame_codecs", "tiling", "sections"):
                 out.print(f"  {key}: {row[key]}", markup=False)
             out.print(f"  model id: {row['model_id']}", markup=False)
-            out.print(f"  sha256: {row['sha256']}", markup=False)
+            out.print(f"  content digest: {row['content_digest']}", markup=False)
             out.print(f"  checksum: {row['checksum']}", markup=False)
 
 

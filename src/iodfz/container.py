@@ -8,6 +8,7 @@ make it allocate much more than the file really holds.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -37,7 +38,7 @@ MAX_SECTION_LEN = 16 * MiB
 MAX_NAME = 4096
 MAX_FRAME = 64 * MiB  # raw and payload bound for codecs 0 and 1
 MAX_IMAGE = 512 * MiB  # raw and payload bound for codec 2
-FRAME_SIZE = 32 * MiB  # what this writer cuts
+FRAME_SIZE = 4 * MiB  # what this writer cuts
 
 FLAG_LENGTH = 1 << 0
 FLAG_MODE = 1 << 1
@@ -50,8 +51,9 @@ SECTION_MODEL_ID = 0x0002
 SECTION_TILING = 0x0003
 
 _FIXED = struct.Struct("<4sBBHI")  # magic, version, codec, flags, header_len
-_FRAME_HEAD = struct.Struct("<cBHII")  # "F", codec, reserved, raw_len, payload_len
-_END = struct.Struct("<c3sIQ32s")  # "E", reserved, frame_count, original_length, sha256
+_FRAME_HEAD = struct.Struct("<cBHII16s")  # "F", codec, reserved, raw_len, payload_len, digest
+_END = struct.Struct("<c3sIQ32s")  # "E", reserved, frame_count, original_length, digest
+FRAME_DIGEST_SIZE = 16
 _CRC = struct.Struct("<I")
 _SECTION_HEAD = struct.Struct("<HI")
 _SHAPE = struct.Struct("<IIBB")
@@ -330,6 +332,7 @@ def _parse_header_body(codec: int, flags: int, var: memoryview) -> Header:
 class Frame:
     codec: int
     raw_len: int
+    digest: bytes  # frame_digest() of the frame's original bytes
     payload: bytes | bytearray
 
 
@@ -337,7 +340,18 @@ class Frame:
 class End:
     frame_count: int
     original_length: int
-    sha256: bytes
+    digest: bytes  # content digest: SHA-256 of the frame digests
+
+
+def frame_digest(data: bytes | bytearray | memoryview) -> bytes:
+    """Per-frame checksum: the first 16 bytes of SHA-256 of the frame's original bytes."""
+    return hashlib.sha256(data).digest()[:FRAME_DIGEST_SIZE]
+
+
+def check_frame(frame: Frame, data: bytes | bytearray, index: int) -> None:
+    """Check a decoded frame against its length and digest (IodfError if they differ)."""
+    if len(data) != frame.raw_len or frame_digest(data) != frame.digest:
+        raise IodfError(f"checksum mismatch in frame {index}: decoded data differs")
 
 
 def frame_limit(codec: int) -> int:
@@ -381,14 +395,16 @@ def read_exact(f: BinaryIO, n: int, what: str) -> bytes | bytearray:
 class ContainerReader:
     """Iterate over a container's frames, checking every record's CRC and the layout.
 
-    After :meth:`frames` is exhausted, :attr:`end` holds the verified end record. The
-    caller checks ``end.sha256`` against the decoded bytes.
+    After :meth:`frames` is exhausted, :attr:`end` holds the end record, checked against
+    the frames (count, length, and the content digest over their digests). The caller
+    checks each frame's decoded bytes with :func:`check_frame`.
     """
 
     def __init__(self, f: BinaryIO) -> None:
         self._f = f
         self.header = read_header(f)
         self.end: End | None = None
+        self._content = hashlib.sha256()
 
     def frames(self) -> Iterator[Frame]:
         f = self._f
@@ -399,7 +415,7 @@ class ContainerReader:
             kind = f.read(1)
             if kind == b"F":
                 head = kind + read_exact(f, _FRAME_HEAD.size - 1, f"header of frame {count + 1}")
-                _, codec, reserved, raw_len, payload_len = _FRAME_HEAD.unpack(head)
+                _, codec, reserved, raw_len, payload_len, digest = _FRAME_HEAD.unpack(head)
                 limit = frame_limit(codec)
                 if (
                     codec not in allowed
@@ -417,7 +433,8 @@ class ContainerReader:
                     raise IodfError(f"damaged container: frame {count + 1} checksum mismatch")
                 count += 1
                 total += raw_len
-                yield Frame(codec, raw_len, payload)
+                self._content.update(digest)
+                yield Frame(codec, raw_len, digest, payload)
             elif kind == b"E":
                 self.end = self._read_end(kind, count, total)
                 return
@@ -431,7 +448,7 @@ class ContainerReader:
         raw = kind + read_exact(f, END_SIZE - 1, "end record")
         if zlib.crc32(raw[: _END.size]) != _CRC.unpack(raw[_END.size :])[0]:
             raise IodfError("damaged container: end record checksum mismatch")
-        _, reserved, frame_count, length, sha = _END.unpack(raw[: _END.size])
+        _, reserved, frame_count, length, digest = _END.unpack(raw[: _END.size])
         header = self.header
         if (
             reserved != bytes(3)
@@ -441,13 +458,15 @@ class ContainerReader:
             or (header.codec == CODEC_IMAGE and count != 1)
         ):
             raise IodfError("damaged container: end record disagrees with the frames")
+        if digest != self._content.digest():
+            raise IodfError("damaged container: frames missing, repeated or out of order")
         if f.read(1):
             raise IodfError("damaged container: data after the end record")
-        return End(frame_count, length, sha)
+        return End(frame_count, length, digest)
 
 
 class ContainerWriter:
-    """Write a header, then frames, then :meth:`finish` with the SHA-256 of the original."""
+    """Write a header, then frames with :meth:`write_frame`, then :meth:`finish`."""
 
     def __init__(self, f: BinaryIO, header: Header) -> None:
         self._f = f
@@ -455,27 +474,35 @@ class ContainerWriter:
         self.frame_count = 0
         self.original_length = 0
         self.bytes_written = 0
+        self._content = hashlib.sha256()
         self._write(header.encode())
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
         self._f.write(data)
         self.bytes_written += len(data)
 
-    def write_frame(self, codec: int, raw_len: int, payload: bytes | bytearray) -> None:
+    def write_frame(
+        self, codec: int, raw_len: int, digest: bytes, payload: bytes | bytearray
+    ) -> None:
+        """Write one frame; ``digest`` is :func:`frame_digest` of its ``raw_len`` bytes."""
         limit = frame_limit(codec)
         if codec not in _FRAME_CODECS[self.header.codec] or not 1 <= raw_len <= limit:
             raise ValueError(f"frame codec {codec} / length {raw_len} not allowed here")
-        if len(payload) > limit:
-            raise ValueError("payload too large for one frame")
-        head = _FRAME_HEAD.pack(b"F", codec, 0, raw_len, len(payload))
+        if len(payload) > limit or len(digest) != FRAME_DIGEST_SIZE:
+            raise ValueError("payload too large for one frame, or bad digest")
+        head = _FRAME_HEAD.pack(b"F", codec, 0, raw_len, len(payload), digest)
         self._write(head)
         self._write(payload)
         self._write(_CRC.pack(zlib.crc32(payload, zlib.crc32(head))))
         self.frame_count += 1
         self.original_length += raw_len
+        self._content.update(digest)
 
-    def finish(self, sha256: bytes) -> None:
+    def finish(self) -> bytes:
+        """Write the end record; return the content digest."""
         if self.header.original_length not in (None, self.original_length):
             raise IodfError("input changed size while it was being compressed")
-        body = _END.pack(b"E", bytes(3), self.frame_count, self.original_length, sha256)
+        digest = self._content.digest()
+        body = _END.pack(b"E", bytes(3), self.frame_count, self.original_length, digest)
         self._write(body + _CRC.pack(zlib.crc32(body)))
+        return digest

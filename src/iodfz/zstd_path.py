@@ -1,16 +1,21 @@
-"""The general path: frames of at most 32 MiB, each zstd-compressed or stored.
+"""The general path: frames of 4 MiB, each zstd-compressed or stored, in parallel.
 
-Memory stays bounded whatever the input size (a couple of frames in flight). zstd runs with
-worker threads inside each frame; SHA-256 of the input runs concurrently in another thread
-(hashlib and zstandard both release the GIL), so hashing costs little wall time.
+Frames are independent, so a pool of threads compresses or decompresses several at once and
+computes their checksums (SHA-256; zstandard and hashlib both release the GIL), while the
+calling thread reads and writes in order. At most ``workers + 2`` frames are in flight, so
+memory stays bounded whatever the input size. Small frames keep each job's data in the CPU
+cache; zstd's window is a few MiB at most levels, so cutting frames costs little ratio
+(about 0.1 % at level 3 on the benchmark's mixed data).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO, TypeVar
 
 import zstandard
 
@@ -20,10 +25,36 @@ from iodfz.container import (
     FRAME_SIZE,
     ContainerWriter,
     Frame,
+    check_frame,
+    frame_digest,
 )
 from iodfz.errors import IodfError
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def worker_count(threads: int) -> int:
+    """``threads`` workers, or one per core for 0."""
+    return threads if threads > 0 else os.cpu_count() or 1
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """``map(fn, items)`` on a thread pool, results in order, at most ``workers + 2`` items
+    in flight. ``items`` is consumed in the calling thread."""
+    with ThreadPoolExecutor(workers, thread_name_prefix="iodfz") as pool:
+        pending: deque[Future[R]] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= workers + 2:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def read_chunks(src: BinaryIO, size: int, prefix: bytes = b"") -> Iterator[bytes]:
@@ -51,15 +82,11 @@ def read_chunks(src: BinaryIO, size: int, prefix: bytes = b"") -> Iterator[bytes
         want = size
 
 
-def compressor(level: int, threads: int) -> zstandard.ZstdCompressor:
+def compressor(level: int) -> zstandard.ZstdCompressor:
     """The zstd settings of codec 1: content size in every frame, no zstd checksum (the
-    container has its own), no dictionary id. ``threads`` 0 means one worker per core."""
+    container has its own), no dictionary id."""
     return zstandard.ZstdCompressor(
-        level=level,
-        threads=-1 if threads == 0 else threads,
-        write_content_size=True,
-        write_checksum=False,
-        write_dict_id=False,
+        level=level, write_content_size=True, write_checksum=False, write_dict_id=False
     )
 
 
@@ -73,48 +100,56 @@ def compress_stream(
     frame_size: int = FRAME_SIZE,
     progress: Progress | None = None,
 ) -> bytes:
-    """Write all of ``prefix + src`` as frames; return the SHA-256 of those bytes.
+    """Write all of ``prefix + src`` as frames (the caller then calls ``writer.finish``).
 
-    Each frame is stored instead when zstd does not make it smaller.
+    Each frame is stored instead when zstd does not make it smaller. ``threads`` is the
+    number of threads compressing and hashing frames (0: one per core).
     """
-    cctx = compressor(level, threads)
-    sha = hashlib.sha256()
-    with ThreadPoolExecutor(1, thread_name_prefix="iodfz-hash") as pool:
-        for chunk in read_chunks(src, frame_size, prefix):
-            hashing = pool.submit(sha.update, chunk)
-            packed = cctx.compress(chunk)
-            if len(packed) < len(chunk):
-                writer.write_frame(CODEC_ZSTD, len(chunk), packed)
-            else:
-                writer.write_frame(CODEC_STORED, len(chunk), chunk)
-            hashing.result()
-            if progress:
-                progress(len(chunk))
-    return sha.digest()
+    local = threading.local()
+
+    def encode(chunk: bytes) -> tuple[bytes, bytes, bytes]:
+        if not hasattr(local, "cctx"):
+            local.cctx = compressor(level)
+        return chunk, frame_digest(chunk), local.cctx.compress(chunk)
+
+    chunks = read_chunks(src, frame_size, prefix)
+    for chunk, digest, packed in ordered_map(encode, chunks, worker_count(threads)):
+        if len(packed) < len(chunk):
+            writer.write_frame(CODEC_ZSTD, len(chunk), digest, packed)
+        else:
+            writer.write_frame(CODEC_STORED, len(chunk), digest, chunk)
+        if progress:
+            progress(len(chunk))
 
 
-class FrameDecoder:
-    """Decode frames of codecs 0 and 1; any malformed zstd data raises IodfError."""
+def decode_frame(dctx: zstandard.ZstdDecompressor, frame: Frame, index: int) -> bytes | bytearray:
+    """Decode and check one frame of codec 0 or 1; any damage raises IodfError."""
+    if frame.codec == CODEC_STORED:
+        check_frame(frame, frame.payload, index)
+        return frame.payload
+    if frame.codec != CODEC_ZSTD:
+        raise IodfError(f"damaged container: frame {index} has codec {frame.codec}")
+    try:
+        # zstandard sizes its output from the frame header and ignores max_output_size
+        # when the header has a content size, so check that size first.
+        params = zstandard.get_frame_parameters(frame.payload)
+        if params.content_size != frame.raw_len:
+            raise IodfError(f"damaged container: frame {index} has a wrong zstd size")
+        data = dctx.decompress(frame.payload, max_output_size=frame.raw_len, allow_extra_data=False)
+    except zstandard.ZstdError as exc:
+        raise IodfError(f"damaged container: frame {index}: zstd: {exc}") from exc
+    check_frame(frame, data, index)
+    return data
 
-    def __init__(self) -> None:
-        self._dctx = zstandard.ZstdDecompressor()
 
-    def decode(self, frame: Frame, index: int) -> bytes | bytearray:
-        if frame.codec == CODEC_STORED:
-            return frame.payload
-        if frame.codec != CODEC_ZSTD:
-            raise IodfError(f"damaged container: frame {index} has codec {frame.codec}")
-        try:
-            # zstandard sizes its output from the frame header and ignores max_output_size
-            # when the header has a content size, so check that size first.
-            params = zstandard.get_frame_parameters(frame.payload)
-            if params.content_size != frame.raw_len:
-                raise IodfError(f"damaged container: frame {index} has a wrong zstd size")
-            data = self._dctx.decompress(
-                frame.payload, max_output_size=frame.raw_len, allow_extra_data=False
-            )
-        except zstandard.ZstdError as exc:
-            raise IodfError(f"damaged container: frame {index}: zstd: {exc}") from exc
-        if len(data) != frame.raw_len:
-            raise IodfError(f"damaged container: frame {index} decodes to a wrong size")
-        return data
+def decode_frames(frames: Iterable[Frame], threads: int) -> Iterator[bytes | bytearray]:
+    """Decode and check frames of codecs 0 and 1 on ``threads`` threads (0: one per core),
+    yielding their data in order."""
+    local = threading.local()
+
+    def decode(item: tuple[int, Frame]) -> bytes | bytearray:
+        if not hasattr(local, "dctx"):
+            local.dctx = zstandard.ZstdDecompressor()
+        return decode_frame(local.dctx, item[1], item[0])
+
+    return ordered_map(decode, enumerate(frames, 1), worker_count(threads))
