@@ -176,7 +176,7 @@ def _os_reason(exc: OSError, src: str) -> str:
 
 @dataclass
 class Batch:
-    """The inputs of one command after expanding directories; collects notes and errors."""
+    """Reporting for one command: notes (unless quiet) and errors, counted for the exit status."""
 
     quiet: bool
     debug: bool
@@ -349,27 +349,14 @@ _VERBOSE = typer.Option(False, "-v", "--verbose", help="One line per file.")
 _DEBUG = typer.Option(False, "--debug", help="Show tracebacks of errors.")
 
 
-@dataclass(frozen=True)
-class _Common:
-    files: list[str]
-    stdout: bool
-    rm: bool
-    force: bool
-    output: Path | None
-    output_dir: Path | None
-    recursive: bool
-    threads: int
-    quiet: bool
-    verbose: bool
-    debug: bool
-
-
-def _check_common(c: _Common, keep: bool) -> None:
-    if keep and c.rm:
+def _check_options(
+    keep: bool, rm: bool, stdout: bool, output: Path | None, output_dir: Path | None
+) -> None:
+    if keep and rm:
         _usage("-k/--keep and --rm contradict each other")
-    if c.output is not None and c.output_dir is not None:
+    if output is not None and output_dir is not None:
         _usage("-o/--output and --output-dir cannot be combined")
-    if (c.output is not None or c.output_dir is not None) and c.stdout:
+    if (output is not None or output_dir is not None) and stdout:
         _usage("-c/--stdout cannot be combined with -o/--output or --output-dir")
 
 
@@ -402,24 +389,11 @@ def compress(
     debug: bool = _DEBUG,
 ) -> None:
     """Compress FILE to FILE.iodf (stdin to stdout without FILE)."""
-    c = _Common(
-        files or [],
-        stdout,
-        rm,
-        force,
-        output,
-        output_dir,
-        recursive,
-        threads,
-        quiet,
-        verbose,
-        debug,
-    )
-    _check_common(c, keep)
+    _check_options(keep, rm, stdout, output, output_dir)
     batch = Batch(quiet, debug)
     workers = _workers(threads)
     options = Options(level=level, pixels=pixels, threads=_within_file_threads(workers))
-    inputs = list(_inputs(c.files, recursive, batch))
+    inputs = list(_inputs(files, recursive, batch))
     if (output is not None or stdout) and len(inputs) > 1:
         _usage("-o/--output and -c/--stdout take a single input when compressing")
     jobs = []
@@ -466,24 +440,11 @@ def decompress(
     debug: bool = _DEBUG,
 ) -> None:
     """Decompress FILE.iodf to FILE (stdin to stdout without FILE)."""
-    c = _Common(
-        files or [],
-        stdout,
-        rm,
-        force,
-        output,
-        output_dir,
-        recursive,
-        threads,
-        quiet,
-        verbose,
-        debug,
-    )
-    _check_common(c, keep)
+    _check_options(keep, rm, stdout, output, output_dir)
     batch = Batch(quiet, debug)
     workers = _workers(threads)
     options = Options(threads=_within_file_threads(workers))
-    inputs = list(_inputs(c.files, recursive, batch))
+    inputs = list(_inputs(files, recursive, batch))
     if output is not None and len(inputs) > 1:
         _usage("-o/--output takes a single input")
     jobs = []
