@@ -220,7 +220,8 @@ def _deflate(data: bytes, params: tuple[int, ...]) -> bytes:
 
 
 def _candidates(flevel: int) -> Iterator[tuple[int, int, int]]:
-    """(level, memLevel, strategy) consistent with the FLEVEL header bits, likeliest first.
+    """(level, memLevel, strategy) consistent with the FLEVEL header bits, likeliest first:
+    memLevel 9 and 8 (Pillow uses 9, libpng 8) for every level before the rarer memLevels.
 
     Levels 1-3 ignore Z_FILTERED and Z_HUFFMAN_ONLY/Z_RLE ignore the level, so those
     duplicates are left out; level 0 (stored) is handled without zlib.
@@ -233,9 +234,10 @@ def _candidates(flevel: int) -> Iterator[tuple[int, int, int]]:
         2: [(6, f), (6, d)],
         3: [(9, f), (9, d), (7, f), (7, d), (8, f), (8, d)],
     }[flevel]
-    for mem_level in (9, 8, 7, 6, 5, 4, 3, 2, 1):
+    for mem_levels in ((9, 8), (7, 6, 5, 4, 3, 2, 1)):
         for level, strategy in pairs:
-            yield level, mem_level, strategy
+            for mem_level in mem_levels:
+                yield level, mem_level, strategy
 
 
 def _reproduces(data: bytes, z: bytes, params: tuple[int, ...]) -> bool:
