@@ -1,0 +1,355 @@
+"""Interleaved rANS over numpy lanes (byte layout: docs/FORMAT.md §2; design: docs/CODER.md).
+
+State x of each lane lives in [L, L * 2**16) with L = 2**32 (so x < 2**48), frequencies have
+``precision`` <= 16 bits, renormalization moves one 16-bit word at a time. Because x < 2**53 the
+encoder keeps x in float64 and divides with IEEE division, which is exact here (floor(x / f) of
+integers below 2**53 cannot round across an integer) and ~5x faster than numpy's int64 ``//``.
+The decoder needs no division and keeps x in int64.
+
+Order. Symbol i of a ``push`` goes to lane ``i % lanes``; step s codes symbols
+``[s * lanes, (s + 1) * lanes)``. rANS is LIFO: ``pop`` returns symbols in step order, so ``push``
+encodes the steps last-to-first, and a stream built by ``push(a); push(b)`` is read back by
+``pop() -> b`` then ``pop() -> a``. The image codec therefore pushes the level it decodes first
+(the top prior) last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from iodfz.coder.errors import CoderError
+from iodfz.coder.tables import Tables
+
+STREAM_VERSION = 1
+WORD_BITS = 16
+L_BITS = 32
+L = 1 << L_BITS  # lower bound of a lane state; initial state; final state checked on decode
+HEAD_WORDS = 3  # a lane state is < 2**48: three 16-bit words
+HEADER_BYTES = 16  # u8 version, 3 zero bytes, u32 lanes, u64 number of 16-bit words
+MAX_LANES = 1 << 16
+VALUE_LIMIT = 1 << 47  # |value| and |offset| bound (int32 values are far inside)
+_SYMBOLS_PER_LANE = 4096  # lane count target: each lane costs ~40 bits of flush
+_BLOCK_SYMBOLS = 1 << 15  # per-symbol work is done in cache-sized blocks of steps
+_INV_WORD = 1.0 / (1 << WORD_BITS)
+_MAX_VARINT = 8  # 7 bits per byte: excess values below 2**56
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass
+class Encoder:
+    """Encoder state: lane states plus the words / escape bytes emitted so far (LIFO chunks)."""
+
+    lanes: int
+    x: npt.NDArray[np.float64]
+    words: list[npt.NDArray[np.float64]] = field(default_factory=list)
+    escapes: list[npt.NDArray[np.uint8]] = field(default_factory=list)
+
+
+@dataclass
+class Decoder:
+    """Decoder state: lane states, the word stream and read positions."""
+
+    lanes: int
+    x: IntArray
+    words: npt.NDArray[np.uint16]
+    pos: int
+    esc: npt.NDArray[np.uint8]
+    esc_pos: int
+
+
+def lanes_for(num_symbols: int) -> int:
+    """Lane count for a stream of ``num_symbols`` symbols: 1 lane per 4096 symbols, <= 4096.
+
+    Each lane costs ~40 bits at the end of the stream (0.01 bit/symbol at 4096 symbols/lane, i.e.
+    ~0.2 % of a 5 bit/symbol stream); more lanes mean fewer numpy calls per symbol.
+    """
+    return int(min(4096, max(1, num_symbols // _SYMBOLS_PER_LANE)))
+
+
+def encoder(lanes: int) -> Encoder:
+    """A fresh encoder with ``lanes`` interleaved lanes, every state at L."""
+    if not 1 <= lanes <= MAX_LANES:
+        raise CoderError(f"lanes must be in 1..{MAX_LANES}")
+    return Encoder(lanes, np.full(lanes, float(L)))
+
+
+def _inputs(
+    tables: Tables,
+    table_index: npt.ArrayLike,
+    offset: npt.ArrayLike,
+    values: npt.ArrayLike | None = None,
+) -> tuple[IntArray, IntArray, IntArray | None]:
+    """Validate and flatten (table_index, offset, values) to int64 arrays of one size."""
+    t = np.asarray(table_index)
+    v = None if values is None else np.asarray(values)
+    shape = t.shape if v is None else v.shape
+    if v is not None and v.size != t.size:
+        raise CoderError("values and table_index must have the same size")
+    o = np.asarray(offset)
+    for name, arr in (("values", v), ("table_index", t), ("offset", o)):
+        if arr is not None and arr.dtype.kind not in "iub":
+            raise CoderError(f"{name} must be an integer array")
+    try:
+        o = np.broadcast_to(o, shape)
+    except ValueError:
+        raise CoderError("offset does not broadcast to the values' shape") from None
+    checks = [o] if v is None else [o, v]
+    for arr in checks:
+        wide = arr.dtype.itemsize > 4 or arr.dtype == np.uint32
+        if wide and arr.size and (int(arr.min()) <= -VALUE_LIMIT or int(arr.max()) >= VALUE_LIMIT):
+            raise CoderError("value or offset out of the coder's range (|x| < 2**47)")
+    t = np.asarray(t, dtype=np.int64).ravel()
+    o = np.asarray(o, dtype=np.int64).ravel()
+    if t.size and (int(t.min()) < 0 or int(t.max()) >= tables.count):
+        raise CoderError("table index out of range")
+    if v is not None:
+        v = np.asarray(v, dtype=np.int64).ravel()
+    return t, o, v
+
+
+def _varint_encode(e: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
+    nb = np.ones(e.shape, np.int64)
+    for i in range(1, _MAX_VARINT):
+        nb += e >= np.uint64(1 << (7 * i))
+    starts = np.cumsum(nb) - nb
+    pos = np.arange(int(nb.sum()), dtype=np.int64) - np.repeat(starts, nb)
+    val = (np.repeat(e, nb) >> (7 * pos).astype(np.uint64)) & np.uint64(0x7F)
+    more = (pos < np.repeat(nb, nb) - 1).astype(np.uint64) << np.uint64(7)
+    return (val | more).astype(np.uint8)
+
+
+def _varint_decode(dec: Decoder, count: int) -> npt.NDArray[np.uint64]:
+    b = dec.esc[dec.esc_pos : dec.esc_pos + _MAX_VARINT * count]
+    ends = np.flatnonzero(b < 0x80)[:count]
+    if len(ends) < count:
+        raise CoderError("rANS stream truncated (escape values)")
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if int(lengths.max()) > _MAX_VARINT:
+        raise CoderError("rANS stream corrupted (escape value too long)")
+    used = int(ends[-1]) + 1
+    pos = np.arange(used, dtype=np.int64) - np.repeat(starts, lengths)
+    contrib = (b[:used] & 0x7F).astype(np.uint64) << (7 * pos).astype(np.uint64)
+    dec.esc_pos += used
+    return np.add.reduceat(contrib, starts)
+
+
+def push(
+    enc: Encoder,
+    tables: Tables,
+    values: npt.ArrayLike,
+    table_index: npt.ArrayLike,
+    offset: npt.ArrayLike = 0,
+) -> None:
+    """Encode ``values`` (coded as ``values - offset`` in table ``table_index``) onto ``enc``.
+
+    Any value with ``|value| < 2**47`` round-trips (int32 always); a value outside its table's
+    support is coded as the table's escape symbol plus a varint in the escape byte stream.
+    """
+    t_all, o_all, v_all = _inputs(tables, table_index, offset, values)
+    assert v_all is not None
+    n = t_all.size
+    if n == 0:
+        return
+    freq_f = tables.freq.astype(np.float64)
+    start_f = tables.start.astype(np.float64)
+    lo_t, nsym_t, base_t = tables.lo, tables.nsym, tables.base
+    total = float(1 << tables.precision)
+    xmax_scale = float(1 << (L_BITS + WORD_BITS - tables.precision))
+
+    lanes = enc.lanes
+    x = enc.x
+    mask = np.empty(lanes, dtype=bool)
+    q = np.empty(lanes, dtype=np.float64)
+    words = enc.words
+    block_steps = max(1, _BLOCK_SYMBOLS // lanes)
+    s_hi = -(-n // lanes)
+    while s_hi > 0:  # cache-sized blocks of steps, last block first (rANS is LIFO)
+        s_lo = max(0, s_hi - block_steps)
+        a0, b0 = s_lo * lanes, min(n, s_hi * lanes)
+        t = t_all[a0:b0]
+        j = v_all[a0:b0] - o_all[a0:b0]
+        lo = lo_t[t]
+        j -= lo
+        nsym = nsym_t[t]
+        esc = j.view(np.uint64) >= nsym.view(np.uint64)
+        if esc.any():
+            je, ns_e = np.compress(esc, j), np.compress(esc, nsym)  # je < 0 or je >= nsym
+            ex = np.where(je >= 0, 2 * (je - ns_e), -2 * je - 1).astype(np.uint64)
+            enc.escapes.append(_varint_encode(ex))
+            np.copyto(j, nsym, where=esc)
+        j += base_t[t]
+        f = freq_f.take(j)
+        c = start_f.take(j)
+        xmax = f * xmax_scale
+        mf = total - f
+        for s in range(s_hi - 1, s_lo - 1, -1):
+            a = s * lanes - a0
+            m = min(lanes, n - s * lanes)
+            if m == lanes:
+                xs, ms, qs = x, mask, q
+            else:
+                xs, ms, qs = x[:m], mask[:m], q[:m]
+            b = a + m
+            np.greater_equal(xs, xmax[a:b], out=ms)
+            chunk = np.compress(ms, xs)
+            words.append(chunk)
+            np.place(xs, ms, np.floor(chunk * _INV_WORD))
+            np.divide(xs, f[a:b], out=qs)
+            np.floor(qs, out=qs)
+            np.multiply(qs, mf[a:b], out=qs)
+            xs += qs
+            xs += c[a:b]
+        s_hi = s_lo
+
+
+def finish(enc: Encoder) -> bytes:
+    """The stream: header, lane heads, renormalization words, escape bytes (FORMAT.md §2)."""
+    heads = enc.x.astype(np.int64)
+    head_words = np.stack([heads & 0xFFFF, (heads >> 16) & 0xFFFF, heads >> 32], axis=1)
+    body = np.concatenate([np.zeros(0), *enc.words[::-1]]).astype(np.int64) & 0xFFFF
+    allw = np.concatenate([head_words.ravel(), body]).astype("<u2")
+    esc = np.concatenate([np.zeros(0, np.uint8), *enc.escapes[::-1]])
+    header = (
+        np.array([STREAM_VERSION, 0, 0, 0], "<u1").tobytes()
+        + np.array([enc.lanes], "<u4").tobytes()
+        + np.array([allw.size], "<u8").tobytes()
+    )
+    return header + allw.tobytes() + esc.tobytes()
+
+
+def decoder(data: bytes | bytearray | memoryview) -> Decoder:
+    """Open a stream written by :func:`finish`."""
+    buf = np.frombuffer(bytes(data), dtype=np.uint8)
+    if buf.size < HEADER_BYTES:
+        raise CoderError("rANS stream truncated (header)")
+    if int(buf[0]) != STREAM_VERSION or buf[1:4].any():
+        raise CoderError(f"unknown rANS stream version {int(buf[0])}")
+    lanes = int(buf[4:8].view("<u4")[0])
+    nwords = int(buf[8:16].view("<u8")[0])
+    if not 1 <= lanes <= MAX_LANES:
+        raise CoderError("rANS stream corrupted (lane count)")
+    if nwords < HEAD_WORDS * lanes or HEADER_BYTES + 2 * nwords > buf.size:
+        raise CoderError("rANS stream truncated (words)")
+    words = buf[HEADER_BYTES : HEADER_BYTES + 2 * nwords].view("<u2").astype(np.uint16)
+    h = words[: HEAD_WORDS * lanes].astype(np.int64).reshape(lanes, HEAD_WORDS)
+    x = h[:, 0] | (h[:, 1] << 16) | (h[:, 2] << 32)
+    if int(x.min()) < L:
+        raise CoderError("rANS stream corrupted (lane state)")
+    esc = buf[HEADER_BYTES + 2 * nwords :]
+    return Decoder(lanes, x, words, HEAD_WORDS * lanes, esc, 0)
+
+
+def pop(
+    dec: Decoder, tables: Tables, table_index: npt.ArrayLike, offset: npt.ArrayLike = 0
+) -> IntArray:
+    """Decode ``len(table_index)`` values (int64) pushed with the same tables/indices/offsets."""
+    t_all, o_all, _ = _inputs(tables, table_index, offset)
+    n = t_all.size
+    out = np.empty(n, dtype=np.int64)
+    if n == 0:
+        return out
+    precision = tables.precision
+    cf_mask = (1 << precision) - 1
+    lut, freq, start = tables.lut, tables.freq, tables.start
+    words = dec.words
+    nwords = words.size
+    pos = dec.pos
+    lanes = dec.lanes
+    x = dec.x
+    cf = np.empty(lanes, np.int64)
+    g = np.empty(lanes, np.int64)
+    fq = np.empty(lanes, np.int64)
+    st = np.empty(lanes, np.int64)
+    mask = np.empty(lanes, dtype=bool)
+    block_steps = max(1, _BLOCK_SYMBOLS // lanes)
+    steps = -(-n // lanes)
+    for s_lo in range(0, steps, block_steps):
+        s_hi = min(steps, s_lo + block_steps)
+        a0, b0 = s_lo * lanes, min(n, s_hi * lanes)
+        t = t_all[a0:b0]
+        tm = t << precision
+        bt = tables.base[t]
+        jout = np.empty(b0 - a0, dtype=np.uint16)
+        for s in range(s_lo, s_hi):
+            a = s * lanes - a0
+            m = min(lanes, n - s * lanes)
+            b = a + m
+            if m == lanes:
+                xs, cfs, gs, fs, sts, ms = x, cf, g, fq, st, mask
+            else:
+                xs, cfs, gs, fs, sts, ms = x[:m], cf[:m], g[:m], fq[:m], st[:m], mask[:m]
+            js = jout[a:b]
+            np.bitwise_and(xs, cf_mask, out=cfs)
+            np.right_shift(xs, precision, out=xs)
+            np.add(cfs, tm[a:b], out=gs)
+            np.take(lut, gs, out=js)
+            np.add(bt[a:b], js, out=gs)
+            np.take(freq, gs, out=fs)
+            np.take(start, gs, out=sts)
+            np.multiply(xs, fs, out=xs)
+            xs += cfs
+            xs -= sts
+            np.less(xs, L, out=ms)
+            r = int(np.count_nonzero(ms))
+            if r:
+                if pos + r > nwords:
+                    raise CoderError("rANS stream truncated")
+                tmp = np.compress(ms, xs)
+                tmp <<= WORD_BITS
+                tmp |= words[pos : pos + r]
+                pos += r
+                np.place(xs, ms, tmp)
+        dec.pos = pos
+        vals = out[a0:b0]
+        np.add(jout, tables.lo[t], out=vals)
+        nsym = tables.nsym[t]
+        esc = jout == nsym
+        if esc.any():
+            ex = _varint_decode(dec, int(np.count_nonzero(esc))).astype(np.int64)
+            if int(ex.min()) < 0 or int(ex.max()) >= 4 * VALUE_LIMIT:
+                raise CoderError("rANS stream corrupted (escape value)")
+            hi_e = np.compress(esc, vals) - 1  # escape index nsym -> lo + nsym = hi + 1
+            lo_e = hi_e + 1 - np.compress(esc, nsym)
+            np.place(vals, esc, np.where(ex & 1 == 0, hi_e + 1 + (ex >> 1), lo_e - 1 - (ex >> 1)))
+        vals += o_all[a0:b0]
+    return out
+
+
+def check_finished(dec: Decoder) -> None:
+    """Raise CoderError unless every word and escape byte was read and every lane is back at L."""
+    if dec.pos != dec.words.size or dec.esc_pos != dec.esc.size:
+        raise CoderError("rANS stream has trailing data")
+    if np.any(dec.x != L):
+        raise CoderError("rANS stream corrupted (final state check failed)")
+
+
+def encode(
+    tables: Tables,
+    values: npt.ArrayLike,
+    table_index: npt.ArrayLike,
+    offset: npt.ArrayLike = 0,
+    lanes: int | None = None,
+) -> bytes:
+    """One-call convenience: a stream holding one push."""
+    n = int(np.size(values))
+    enc = encoder(lanes_for(n) if lanes is None else lanes)
+    push(enc, tables, values, table_index, offset)
+    return finish(enc)
+
+
+def decode(
+    data: bytes | bytearray | memoryview,
+    tables: Tables,
+    table_index: npt.ArrayLike,
+    offset: npt.ArrayLike = 0,
+) -> IntArray:
+    """Inverse of :func:`encode`; checks the stream is fully consumed and intact."""
+    dec = decoder(data)
+    out = pop(dec, tables, table_index, offset)
+    check_finished(dec)
+    return out
