@@ -35,12 +35,16 @@ def coded_bpsp(model: engine_model.Model, images: np.ndarray) -> float:
     backend = NumpyBackend()
     total_bits = 0
     for img in images.transpose(0, 2, 3, 1):
-        total_bits += 8 * sum(map(len, pixel_codec.encode(model, backend, np.ascontiguousarray(img))))
+        total_bits += 8 * sum(
+            map(len, pixel_codec.encode(model, backend, np.ascontiguousarray(img)))
+        )
     return total_bits / images.size
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--name", required=True)
     ap.add_argument("--levels", type=int, nargs=2, default=[1, 19], help="--level range served")
@@ -52,10 +56,14 @@ def main() -> None:
     flow.load_state_dict(ckpt["model"], strict=False)
     flow.eval()
     dev = load_dev_sets(SHARED)
-    card: dict = {"name": args.name, "levels": args.levels, "steps": ckpt["step"],
-                  "train_minutes": round(ckpt["minutes"], 1),
-                  "data": "../shared/data/train (box-downsampled ≥2× crops, whole images resized to 32/64)",
-                  "config": flow.cfg.to_dict()}
+    card: dict = {
+        "name": args.name,
+        "levels": args.levels,
+        "steps": ckpt["step"],
+        "train_minutes": round(ckpt["minutes"], 1),
+        "data": "../shared/data/train (box-downsampled ≥2× crops, whole images resized to 32/64)",
+        "config": flow.cfg.to_dict(),
+    }
     active, total = flow.gate_stats()
     card["gates_active"] = f"{active}/{total}"
     card["pruned_fraction"] = round(1 - active / total, 4)

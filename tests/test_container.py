@@ -301,7 +301,10 @@ class FakeImageCodec:
         sections = Sections()
         sections.set_shape(ImageShape(2, 3, 4, 8))
         sections.set_model_id(b"\xab" * 32)
-        return sections, data[::-1]
+        return sections, data[::-1], data
+
+    def guarantee(self, sections: Sections) -> str:
+        return "byte-exact"
 
     def decompress(self, sections: Sections, payload: bytes) -> bytes:
         assert sections.shape() == ImageShape(2, 3, 4, 8)

@@ -1,3 +1,3 @@
-"""iodfz: lossless compression with integer-only discrete flows (images) and zstd (everything else)."""
+"""iodfz: lossless compression — integer-only discrete flows for images, zstd for the rest."""
 
 __version__ = "0.1.0"

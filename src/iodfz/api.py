@@ -99,10 +99,17 @@ class ContainerInfo:
             "shape": None if shape is None else vars(shape),
             "tiling": None if tiling is None else vars(tiling),
             "model_id": None if model_id is None else model_id.hex(),
+            "guarantee": _guarantee(header),
             "sections": [f"{t:#06x}" for t, _ in sections],
             "content_digest": self.digest.hex(),
             "checksum": "verified" if self.verified else "container ok, content not decoded",
         }
+
+
+def _guarantee(header: Header) -> str:
+    """What decoding gives back: ``byte-exact``, or the image codec's own description."""
+    codec = image_codec(header.codec) if header.codec == CODEC_IMAGE else None
+    return "byte-exact" if codec is None else codec.guarantee(header.sections)
 
 
 class _CountingReader(io.RawIOBase):
@@ -179,15 +186,17 @@ def _try_image(
         encoded = codec.try_compress(data, options.level, options)
         if encoded is None:
             continue
-        sections, payload = encoded
+        sections, payload, produced = encoded
         header.codec = codec.id
         header.sections = sections
+        if header.original_length is not None:
+            header.original_length = len(produced)
         writer = ContainerWriter(dst, header)
-        writer.write_frame(codec.id, len(data), frame_digest(data), payload)
+        writer.write_frame(codec.id, len(produced), frame_digest(produced), payload)
         digest = writer.finish()
         if progress:
             progress(len(data))
-        return Result(codec.id, len(data), writer.bytes_written, digest)
+        return Result(codec.id, len(produced), writer.bytes_written, digest)
     return None
 
 

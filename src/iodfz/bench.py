@@ -12,6 +12,7 @@ import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +59,14 @@ def _classic_codecs() -> dict[str, tuple[Callable, Callable]]:
         return {}
     return {
         "PNG (zlib 9)": (lambda a: ic.png_encode(a, level=9), ic.png_decode),
-        "WebP lossless (m6)": (lambda a: ic.webp_encode(a, lossless=True, method=6, level=100),
-                               ic.webp_decode),
-        "JPEG-XL lossless (e7)": (lambda a: ic.jpegxl_encode(a, lossless=True, effort=7),
-                                  ic.jpegxl_decode),
+        "WebP lossless (m6)": (
+            lambda a: ic.webp_encode(a, lossless=True, method=6, level=100),
+            ic.webp_decode,
+        ),
+        "JPEG-XL lossless (e7)": (
+            lambda a: ic.jpegxl_encode(a, lossless=True, effort=7),
+            ic.jpegxl_decode,
+        ),
     }
 
 
@@ -94,8 +99,8 @@ def bench_folder(folder: Path, levels: list[int], limit: int | None = None) -> l
             row.notes[used] = row.notes.get(used, 0) + 1
             _add(row, size, pixels.size, enc_s, dec_s)
         for name, (encode, decode) in classic.items():
-            blob, enc_s = _timed(lambda: encode(pixels))
-            back, dec_s = _timed(lambda: decode(blob))
+            blob, enc_s = _timed(partial(encode, pixels))
+            back, dec_s = _timed(partial(decode, blob))
             if not np.array_equal(np.asarray(back).reshape(pixels.shape), pixels):
                 raise AssertionError(f"{name} is not lossless on {path.name}")
             _add(rows[name], len(blob), pixels.size, enc_s, dec_s)

@@ -534,7 +534,7 @@ def _print_info(rows: list[dict[str, Any]], verbose: bool) -> None:
     # Piped output: no line wrapping, so each file is one line.
     out = Console(highlight=False, width=None if sys.stdout.isatty() else 1 << 16)
     table = Table(box=None, pad_edge=False)
-    for column in ("Codec", "Frames", "Compressed", "Original", "Ratio", "Shape", "Model"):
+    for column in ("Codec", "Frames", "Compressed", "Original", "Ratio", "Shape", "Model", "Exact"):
         table.add_column(column, justify="left" if column in ("Codec", "Shape") else "right")
     table.add_column("File", overflow="fold")
     for row in rows:
@@ -550,6 +550,7 @@ def _print_info(rows: list[dict[str, Any]], verbose: bool) -> None:
             f"{row['ratio']:.3f}",
             shape or "-",
             (row["model_id"] or "-")[:16],
+            row["guarantee"],
             Text(row["file"]),
         )
     out.print(table)

@@ -19,7 +19,12 @@ def selftest() -> None:
     """Check every backend against every shipped model's test vectors."""
     from iodfz import zoo
     from iodfz.coder.errors import CoderError
-    from iodfz.engine.backends import BACKEND_NAMES, BackendUnavailable, check_test_vectors, make_backend
+    from iodfz.engine.backends import (
+        BACKEND_NAMES,
+        BackendUnavailable,
+        check_test_vectors,
+        make_backend,
+    )
     from iodfz.engine.model import ModelError, load
     from iodfz.engine.tables import model_tables
 
@@ -75,8 +80,17 @@ def rows_table(title: str, rows: list[dict]) -> Table:
     for col in ("codec", "files", "bpsp", "encode MB/s", "decode MB/s", "notes"):
         table.add_column(col, justify="left" if col in ("codec", "notes") else "right")
     for r in rows:
-        notes = ", ".join(f"{k} {v}" for k, v in r.items() if k not in {
-            "codec", "files", "bpsp", "encode_mb_s", "decode_mb_s"})
-        table.add_row(r["codec"], str(r["files"]), f"{r['bpsp']:.3f}", str(r["encode_mb_s"]),
-                      str(r["decode_mb_s"]), notes)
+        notes = ", ".join(
+            f"{k} {v}"
+            for k, v in r.items()
+            if k not in {"codec", "files", "bpsp", "encode_mb_s", "decode_mb_s"}
+        )
+        table.add_row(
+            r["codec"],
+            str(r["files"]),
+            f"{r['bpsp']:.3f}",
+            str(r["encode_mb_s"]),
+            str(r["decode_mb_s"]),
+            notes,
+        )
     return table

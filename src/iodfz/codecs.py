@@ -51,11 +51,12 @@ class ImageCodec(Protocol):
     """What an image codec provides. ``id`` is its container codec id (2 for the neural path).
 
     ``try_compress`` gets the whole input file (it starts with an image magic and is at most
-    :data:`MAX_IMAGE_INPUT` bytes) and returns the typed sections to store in the header and
-    the frame payload, or None to let zstd handle the file (unsupported variant, no gain, ...).
-    ``decompress`` gets them back and returns the original file bytes; the container checks
-    their length and SHA-256 afterwards. Any exception it raises on a damaged payload is
-    reported as a damaged container.
+    :data:`MAX_IMAGE_INPUT` bytes) and returns the typed sections to store in the header, the
+    frame payload and the bytes ``decompress`` will return — ``data`` itself, or with
+    ``options.pixels`` a re-encoded file with the same pixels — or None to let zstd handle the
+    file (unsupported variant, no gain, ...). ``decompress`` gets them back and returns those
+    bytes; the container checks their length and SHA-256 afterwards. Any exception it raises
+    on a damaged payload is reported as a damaged container.
     """
 
     id: int
@@ -63,9 +64,13 @@ class ImageCodec(Protocol):
 
     def try_compress(
         self, data: bytes, level: int, options: Options
-    ) -> tuple[Sections, bytes] | None: ...
+    ) -> tuple[Sections, bytes, bytes] | None: ...
 
     def decompress(self, sections: Sections, payload: bytes) -> bytes: ...
+
+    def guarantee(self, sections: Sections) -> str:
+        """``byte-exact``, or how the decoded file differs from the original (for ``info``)."""
+        ...
 
 
 @cache

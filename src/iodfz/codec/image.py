@@ -86,7 +86,9 @@ class NeuralImageCodec:
     id = CODEC_IMAGE
     name = "neural-image"
 
-    def try_compress(self, data: bytes, level: int, options: Options) -> tuple[Sections, bytes] | None:
+    def try_compress(
+        self, data: bytes, level: int, options: Options
+    ) -> tuple[Sections, bytes, bytes] | None:
         parsed = formats.parse(data, allow_pixel_exact=options.pixels)
         if parsed is None or parsed.pixels.dtype != np.uint8:
             return None
@@ -110,7 +112,8 @@ class NeuralImageCodec:
         sections.set_tiling(Tiling(pixel_codec.TILE, pixel_codec.TILE))
         flags = 1 if parsed.exact else 0
         sections.add(SECTION_IMAGE_FORMAT, _FORMAT.pack(flags, parsed.fmt.encode()))
-        return sections, payload
+        produced = data if parsed.exact else formats.rebuild(parsed.fmt, parsed.pixels, parsed.side)
+        return sections, payload, produced
 
     def decompress(self, sections: Sections, payload: bytes) -> bytes:
         shape = sections.shape()
@@ -136,7 +139,17 @@ class NeuralImageCodec:
                 raise IodfError("damaged container: alpha plane has the wrong size")
             extra = extra.reshape(h, w)
         side = _unzstd(side_blob, pixel_codec.MAX_PIXELS)
-        return formats.rebuild(name.rstrip(b"\0").decode("ascii", "replace"), from_rgb(rgb, extra, shape), side)
+        return formats.rebuild(
+            name.rstrip(b"\0").decode("ascii", "replace"), from_rgb(rgb, extra, shape), side
+        )
+
+    def guarantee(self, sections: Sections) -> str:
+        value = sections.get(SECTION_IMAGE_FORMAT)
+        if value is None or len(value) != _FORMAT.size:
+            return "unknown"
+        flags, name = _FORMAT.unpack(value)
+        fmt = name.rstrip(b"\0").decode("ascii", "replace")
+        return f"byte-exact {fmt}" if flags & 1 else f"pixel-exact {fmt} (re-encoded)"
 
 
 def _model(model_id: str) -> Model:
