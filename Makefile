@@ -36,6 +36,8 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) scripts/bench_zstd.py
 	$(PY) scripts/bench_coder.py
+	$(PY) scripts/bench_engine.py
+	$(PY) scripts/bench_images.py --json bench-images.json --plot bench-images.png
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -48,9 +48,11 @@ def main() -> int:
             [*iodfz, "decompress", "-r", *threads, "--output-dir", str(unpacked), str(packed)],
             check=False,
         )
+        restored_files = {str(p): p for p in unpacked.rglob("*") if p.is_file()}
         for original in src.rglob("*"):
             if original.is_file():
-                restored = next(unpacked.rglob(original.name), None)
+                tail = str(original.relative_to(src))
+                restored = next((p for k, p in restored_files.items() if k.endswith(tail)), None)
                 if restored is None or not filecmp.cmp(original, restored, shallow=False):
                     print(f"MISMATCH {original.relative_to(src)}")
                     failures += 1

@@ -162,3 +162,13 @@ def test_missing_model_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(IodfError, match=f"needs model {model_id[:16]}"):
         api.decompress(io.BytesIO(container), io.BytesIO())
     zoo.load_by_id.cache_clear()
+
+
+def test_cli_info_shows_shape_model_and_guarantee(tmp_path, run_iodfz) -> None:
+    path = tmp_path / "photo.ppm"
+    path.write_bytes(encode_file(photo_like(64, 64), "PPM"))
+    assert run_iodfz("compress", "-q", path).returncode == 0
+    done = run_iodfz("info", f"{path}.iodf")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert "neural-image" in out and "64x64x3 8-bit" in out and "byte-exact pnm" in out

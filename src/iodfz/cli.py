@@ -540,8 +540,9 @@ def _print_info(rows: list[dict[str, Any]], verbose: bool) -> None:
     for row in rows:
         shape = row["shape"]
         if shape is not None:
-            shape = f"{shape['height']}x{shape['width']}x{shape['channels']} "
-            shape += f"{shape['bit_depth']}-bit"
+            shape = (
+                f"{shape['height']}x{shape['width']}x{shape['channels']} {shape['bit_depth']}-bit"
+            )
         table.add_row(
             row["codec"],
             str(row["frames"]),

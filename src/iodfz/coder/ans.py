@@ -287,10 +287,10 @@ def pop(
             np.bitwise_and(xs, cf_mask, out=cfs)
             np.right_shift(xs, precision, out=xs)
             np.add(cfs, tm[a:b], out=gs)
-            np.take(lut, gs, out=js)
+            np.take(lut, gs, out=js, mode="wrap")
             np.add(bt[a:b], js, out=gs)
-            np.take(freq, gs, out=fs)
-            np.take(start, gs, out=sts)
+            np.take(freq, gs, out=fs, mode="wrap")
+            np.take(start, gs, out=sts, mode="wrap")
             np.multiply(xs, fs, out=xs)
             xs += cfs
             xs -= sts
