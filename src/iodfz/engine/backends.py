@@ -14,7 +14,7 @@ from iodfz.engine import flow
 from iodfz.engine.model import Model
 from iodfz.engine.reference import NumpyBackend
 
-BACKEND_NAMES = ("numpy", "torch-cpu", "torch-cuda")
+BACKEND_NAMES = ("numpy", "torch-cpu", "torch-cpu-int8", "torch-cuda")
 
 
 class BackendUnavailable(RuntimeError):
@@ -34,10 +34,10 @@ def make_backend(name: str) -> flow.Backend:
         from iodfz.engine.torch_backend import TorchBackend
     except ImportError:
         raise BackendUnavailable("torch is not installed (pip install 'iodfz[torch]')") from None
-    device = name.removeprefix("torch-")
+    device = name.removeprefix("torch-").removesuffix("-int8")
     if device == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailable("no CUDA device")
-    return TorchBackend(device)
+    return TorchBackend(device, int8=name.endswith("-int8"))
 
 
 def check_test_vectors(model: Model, backend: flow.Backend) -> list[str]:
