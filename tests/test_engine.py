@@ -40,7 +40,7 @@ def small_model(tmp_path_factory: pytest.TempPathFactory):
     return load(path)
 
 
-BACKENDS = [NumpyBackend(), TorchBackend("cpu")]
+BACKENDS = [NumpyBackend(), TorchBackend("cpu"), TorchBackend("cpu", int8=True)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
@@ -66,10 +66,11 @@ def test_inverse_uses_the_prior_parameters_it_was_given(small_model) -> None:
     flow.inverse(small_model, NumpyBackend(), top, check)
 
 
-def test_numpy_and_torch_agree_bit_for_bit(small_model) -> None:
+@pytest.mark.parametrize("backend", BACKENDS[1:], ids=lambda b: b.name)
+def test_numpy_and_torch_agree_bit_for_bit(small_model, backend) -> None:
     x = np.random.default_rng(2).integers(0, 256, (3, 24, 16, 3), dtype=np.uint8)
     a_splits, a_top = flow.forward(small_model, NumpyBackend(), x)
-    b_splits, b_top = flow.forward(small_model, TorchBackend("cpu"), x)
+    b_splits, b_top = flow.forward(small_model, backend, x)
     assert flow.latent_hashes(a_splits, a_top) == flow.latent_hashes(b_splits, b_top)
 
 
