@@ -1,7 +1,9 @@
 """The numpy reference backend: runs one network of docs/INTEGER.md exactly.
 
 Activations and accumulators travel as float32 arrays holding integers; by the overflow bound
-every value is < 2^24 and therefore exact (docs/INTEGER.md, "Backends").
+every value is < 2^24 and therefore exact (docs/INTEGER.md, "Backends"). Inside a network the
+activations stay in a zero-bordered layout (B, H+2, W+2, C) flattened to rows, so each of a
+3×3 conv's nine taps is one contiguous slice and one GEMM, with no copies between layers.
 """
 
 from __future__ import annotations
@@ -13,46 +15,73 @@ from iodfz.engine.model import Conv, Net
 TAPS = [(dy, dx) for dy in range(3) for dx in range(3)]
 
 
-def conv3x3(x: np.ndarray, conv: Conv) -> np.ndarray:
-    """acc + b for a batch (B, H, W, C_in) of float32 integers: nine GEMMs over one flat image.
+class Padded:
+    """Geometry of a batch of zero-bordered tiles flattened to rows."""
 
-    Tiles are zero-padded and stacked, then flattened to rows of C_in: the tap (dy, dx) of
-    output position p is input row p + dy·(W+2) + dx - (W+3), so each tap is one contiguous
-    slice and one GEMM. Rows landing in the padding are computed and discarded.
-    """
-    b, h, w, c_in = x.shape
+    def __init__(self, b: int, h: int, w: int) -> None:
+        self.shape = (b, h + 2, w + 2)
+        self.rows = b * (h + 2) * (w + 2)
+        self.wp = w + 2
+        self.span = self.rows - 2 * self.wp - 2  # rows from the first to the last interior one
+        self.first = self.wp + 1
+
+    def pad(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((*self.shape, x.shape[-1]), np.float32)
+        out[:, 1:-1, 1:-1] = x
+        return out.reshape(self.rows, -1)
+
+    def interior(self, flat: np.ndarray) -> np.ndarray:
+        return flat.reshape(*self.shape, -1)[:, 1:-1, 1:-1]
+
+    def zero_border(self, flat: np.ndarray) -> np.ndarray:
+        grid = flat.reshape(*self.shape, -1)
+        grid[:, 0] = grid[:, -1] = 0
+        grid[:, :, 0] = grid[:, :, -1] = 0
+        return flat
+
+
+def conv3x3(geo: Padded, flat: np.ndarray, conv: Conv) -> np.ndarray:
+    """acc + b at every row of the padded layout (border rows hold junk)."""
     weight = conv.weight.astype(np.float32)
-    c_out = weight.shape[2]
-    wp = w + 2
-    padded = np.zeros((b, h + 2, wp, c_in), np.float32)
-    padded[:, 1:-1, 1:-1] = x
-    flat = padded.reshape(-1, c_in)
-    span = flat.shape[0] - 2 * wp - 2
-    out = np.empty((flat.shape[0], c_out), np.float32)
-    acc = out[wp + 1 : wp + 1 + span]
-    np.matmul(flat[:span], weight[0], out=acc)
+    out = np.empty((geo.rows, weight.shape[2]), np.float32)
+    out[: geo.first] = 0
+    out[geo.first + geo.span :] = 0
+    acc = out[geo.first : geo.first + geo.span]
+    np.matmul(flat[: geo.span], weight[0], out=acc)
     for k, (dy, dx) in enumerate(TAPS[1:], start=1):
-        off = dy * wp + dx
-        acc += flat[off : off + span] @ weight[k]
+        off = dy * geo.wp + dx
+        acc += flat[off : off + geo.span] @ weight[k]
     acc += conv.bias.astype(np.float32)
-    return out.reshape(b, h + 2, wp, c_out)[:, 1:-1, 1:-1]
+    return out
 
 
-def requant(acc: np.ndarray, conv: Conv) -> np.ndarray:
-    """(acc · M + 2^(s-1)) >> s, computed exactly as floor(acc · M·2^-s + 1/2) in float64."""
+def requant(acc: np.ndarray, conv: Conv, lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:
+    """clamp((acc · M + 2^(s-1)) >> s, lo, hi), computed exactly as floor(acc · M·2^-s + 1/2)
+    in float64 (float64 result)."""
     scale = conv.mult.astype(np.float64) * np.exp2(-conv.shift.astype(np.float64))
-    return np.floor(acc.astype(np.float64) * scale + 0.5)
+    y = np.multiply(acc, scale)
+    y += 0.5
+    np.floor(y, out=y)
+    if lo > -np.inf or hi < np.inf:
+        np.clip(y, lo, hi, out=y)
+    return y
 
 
 def run_net(net: Net, a: np.ndarray) -> np.ndarray:
     """Network output (int64) for integer latents a (B, H, W, C)."""
-    s = np.clip(a, -128, 127).astype(np.float32)
-    s = np.clip(requant(conv3x3(s, net.conv_in), net.conv_in), 0, 127).astype(np.float32)
+    geo = Padded(*a.shape[:3])
+    s = geo.pad(np.clip(a, -128, 127))
+    s = geo.zero_border(
+        requant(conv3x3(geo, s, net.conv_in), net.conv_in, 0, 127).astype(np.float32)
+    )
     for c1, c2 in net.blocks:
-        h = np.clip(requant(conv3x3(s, c1), c1), 0, 127).astype(np.float32)
-        s = np.clip(s + requant(conv3x3(h, c2), c2), -128, 127).astype(np.float32)
+        h = requant(conv3x3(geo, s, c1), c1, 0, 127).astype(np.float32)
+        r = requant(conv3x3(geo, geo.zero_border(h), c2), c2)
+        r += s
+        np.clip(r, -128, 127, out=r)
+        s = geo.zero_border(r.astype(np.float32))
     np.maximum(s, 0, out=s)
-    return requant(conv3x3(s, net.conv_out), net.conv_out).astype(np.int64)
+    return geo.interior(requant(conv3x3(geo, s, net.conv_out), net.conv_out)).astype(np.int64)
 
 
 class NumpyBackend:
