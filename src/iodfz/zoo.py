@@ -31,8 +31,11 @@ def cards() -> tuple[dict, ...]:
             model_path = card_path.with_suffix(".iodfm")
             if not model_path.exists():
                 continue
-            card = json.loads(card_path.read_text())
-            found.setdefault(card["model_id"], {**card, "path": str(model_path)})
+            try:
+                card = json.loads(card_path.read_text())
+                found.setdefault(card["model_id"], {**card, "path": str(model_path)})
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not a model card; `iodfz selftest` lists the models it found
     return tuple(found.values())
 
 
