@@ -27,6 +27,8 @@ from iodfz.container import (
     Tiling,
     frame_digest,
     read_header,
+    read_uint,
+    uint_bytes,
 )
 from iodfz.errors import IodfError
 from iodfz.zstd_path import compress_stream
@@ -76,9 +78,8 @@ def test_header_round_trip_all_fields() -> None:
 def test_minimal_header_layout() -> None:
     blob = Header(CODEC_ZSTD).encode()
     assert blob[:4] == MAGIC and blob[4] == 1 and blob[5] == CODEC_ZSTD
-    assert struct.unpack("<HI", blob[6:12]) == (0, 18) and len(blob) == 18
-    assert blob[12:14] == b"\0\0"
-    assert struct.unpack("<I", blob[14:]) == (zlib.crc32(blob[:14]),)
+    assert blob[6] == 0 and blob[7] == 12 and len(blob) == 12  # flags, header_len (a uint)
+    assert struct.unpack("<I", blob[8:]) == (zlib.crc32(blob[:8]),)
 
 
 @pytest.mark.parametrize(
@@ -119,7 +120,7 @@ def test_unknown_codec_is_named_with_version() -> None:
 
 def test_unknown_flags_rejected() -> None:
     body = bytearray(Header(CODEC_ZSTD).encode()[:-4])
-    body[7] = 0x80
+    body[6] = 0x80
     with pytest.raises(IodfError, match="flags"):
         read_header(io.BytesIO(with_crc(bytes(body))))
 
@@ -179,7 +180,7 @@ def test_every_single_byte_flip_and_truncation_is_detected() -> None:
 
 def test_damaged_header_never_changes_metadata_silently() -> None:
     blob = make(b"x" * 100, name=b"name.txt", mode=0o600, mtime_ns=123)
-    header_len = struct.unpack("<I", blob[8:12])[0]
+    header_len, _ = read_uint(blob, 7, "header")
     for pos in range(header_len):
         damaged = bytearray(blob)
         damaged[pos] ^= 0x04
@@ -188,7 +189,7 @@ def test_damaged_header_never_changes_metadata_silently() -> None:
 
 
 def _frame_record(codec: int, raw_len: int, payload_len: int) -> bytes:
-    return struct.pack("<cBHII", b"F", codec, 0, raw_len, payload_len)
+    return b"F" + bytes([codec]) + uint_bytes(raw_len) + uint_bytes(payload_len) + bytes(16)
 
 
 @pytest.mark.parametrize(
@@ -201,6 +202,7 @@ def _frame_record(codec: int, raw_len: int, payload_len: int) -> bytes:
         _frame_record(7, 1, 1),
         b"F\x01",
         b"E" + bytes(10),
+        b"F\x01" + b"\xff" * 12,  # over-long number
         b"Z",
     ],
 )
@@ -217,8 +219,8 @@ def test_hostile_records_fail_without_large_allocation(record: bytes) -> None:
 
 
 def test_hostile_header_length_fails_without_large_allocation() -> None:
-    body = bytearray(Header(CODEC_ZSTD).encode())
-    body[8:12] = struct.pack("<I", 16 << 20)
+    blob = Header(CODEC_ZSTD).encode()
+    body = blob[:7] + uint_bytes(16 << 20) + blob[8:]
     tracemalloc.start()
     try:
         with pytest.raises(IodfError, match="truncated"):
@@ -227,9 +229,10 @@ def test_hostile_header_length_fails_without_large_allocation() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20
-    body[8:12] = struct.pack("<I", 0xFFFFFFFF)
-    with pytest.raises(IodfError, match="out of bounds"):
-        read_header(io.BytesIO(bytes(body)))
+    for length in (0xFFFFFFFF, 11, 1 << 28):
+        body = blob[:7] + uint_bytes(length) + blob[8:]
+        with pytest.raises(IodfError, match="out of bounds"):
+            read_header(io.BytesIO(bytes(body)))
 
 
 def test_zstd_frame_with_wrong_content_size_rejected() -> None:
@@ -255,20 +258,25 @@ def test_checksum_mismatch_detected() -> None:
 
 def test_content_digest_layout() -> None:
     blob = make(b"a" * 10 + b"b" * 10, frame_size=10)
-    end = blob[-52:]
+    end = blob[-23:]
     digests = frame_digest(b"a" * 10) + frame_digest(b"b" * 10)
-    assert end[:16] == b"E\0\0\0" + struct.pack("<IQ", 2, 20)
-    assert end[16:48] == hashlib.sha256(digests).digest()
+    assert end[:3] == b"E\x02\x14"  # frame count, original length
+    assert end[3:19] == hashlib.sha256(digests).digest()[:16]
+    assert end[19:] == struct.pack("<I", zlib.crc32(end[:19]))
     assert frame_digest(b"a" * 10) == hashlib.sha256(b"a" * 10).digest()[:16]
+    # One frame: the end record carries no digest; the content digest is the frame's.
+    single = make(b"a" * 10)
+    assert single[-7:-4] == b"E\x01\x0a"
+    assert api.info(io.BytesIO(single)).digest == frame_digest(b"a" * 10)
 
 
 def test_reordered_frames_detected() -> None:
     blob = make(b"a" * 10 + b"b" * 10, frame_size=10)
-    header_len = struct.unpack("<I", blob[8:12])[0]
-    size = (len(blob) - header_len - 52) // 2
+    header_len, _ = read_uint(blob, 7, "header")
+    size = (len(blob) - header_len - 23) // 2
     first = blob[header_len : header_len + size]
     second = blob[header_len + size : header_len + 2 * size]
-    swapped = blob[:header_len] + second + first + blob[-52:]
+    swapped = blob[:header_len] + second + first + blob[-23:]
     assert len(swapped) == len(blob)
     with pytest.raises(IodfError, match="out of order"):
         unpack(swapped)

@@ -7,7 +7,6 @@ into place only on success, no clobbering unless asked, metadata kept, optional 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -37,6 +36,7 @@ from iodfz.container import (
     Header,
     check_frame,
     codec_name,
+    content_digest,
     frame_digest,
     read_upto,
 )
@@ -83,7 +83,7 @@ class ContainerInfo:
         header = self.header
         sections = header.sections
         shape = sections.shape()
-        tiling = sections.tiling()
+        tiling = _tiling(header)
         model_id = sections.model_id()
         return {
             "codec": codec_name(header.codec),
@@ -104,6 +104,15 @@ class ContainerInfo:
             "content_digest": self.digest.hex(),
             "checksum": "verified" if self.verified else "container ok, content not decoded",
         }
+
+
+def _tiling(header: Header) -> Any:
+    """The tiling section, or the tile size the image codec keeps in its own section."""
+    tiling = header.sections.tiling()
+    codec = image_codec(header.codec) if header.codec == CODEC_IMAGE else None
+    if tiling is None and hasattr(codec, "tiling"):
+        tiling = codec.tiling(header.sections)
+    return tiling
 
 
 def _guarantee(header: Header) -> str:
@@ -410,10 +419,8 @@ def decompress_file(
 
 def _content_digest(path: str, frame_lengths: list[int]) -> bytes:
     """The content digest of file ``path`` cut into frames of the given lengths."""
-    content = hashlib.sha256()
     with open(path, "rb") as f:
-        for length in frame_lengths:
-            content.update(frame_digest(f.read(length)))
+        digests = [frame_digest(f.read(length)) for length in frame_lengths]
         if f.read(1):
             return b""
-    return content.digest()
+    return content_digest(digests)

@@ -46,21 +46,44 @@ FLAG_MTIME = 1 << 2
 FLAG_NAME = 1 << 3
 _KNOWN_FLAGS = FLAG_LENGTH | FLAG_MODE | FLAG_MTIME | FLAG_NAME
 
+
+def uint_bytes(value: int) -> bytes:
+    """``value`` as a uint (FORMAT.md 1.1: unsigned LEB128, minimal, below 2**64)."""
+    if not 0 <= value < 1 << 64:
+        raise ValueError(f"uint {value} out of range")
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def read_uint(buf: bytes | bytearray | memoryview, pos: int, what: str) -> tuple[int, int]:
+    """(value, position after it) of the uint at ``buf[pos:]``; IodfError if it is truncated,
+    longer than 10 bytes, not minimal or not below 2**64."""
+    value = 0
+    for i in range(_MAX_UINT_BYTES):
+        if pos + i >= len(buf):
+            raise IodfError(f"damaged container: {what} truncated")
+        byte = buf[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if (byte == 0 and i > 0) or value >> 64:
+                raise IodfError(f"damaged container: bad number in {what}")
+            return value, pos + i + 1
+    raise IodfError(f"damaged container: bad number in {what}")
+
+
 SECTION_SHAPE = 0x0001
 SECTION_MODEL_ID = 0x0002
 SECTION_TILING = 0x0003
 
-_FIXED = struct.Struct("<4sBBHI")  # magic, version, codec, flags, header_len
-_FRAME_HEAD = struct.Struct("<cBHII16s")  # "F", codec, reserved, raw_len, payload_len, digest
-_END = struct.Struct("<c3sIQ32s")  # "E", reserved, frame_count, original_length, digest
+_FIXED = struct.Struct("<4sBBB")  # magic, version, codec, flags; then header_len as a uint
 FRAME_DIGEST_SIZE = 16
 _CRC = struct.Struct("<I")
-_SECTION_HEAD = struct.Struct("<HI")
-_SHAPE = struct.Struct("<IIBB")
-_TILING = struct.Struct("<II")
-MIN_HEADER = _FIXED.size + 2 + _CRC.size
-FRAME_OVERHEAD = _FRAME_HEAD.size + _CRC.size
-END_SIZE = _END.size + _CRC.size
+_MAX_UINT_BYTES = 10  # a uint is below 2**64
+MIN_HEADER = _FIXED.size + 1 + _CRC.size
 
 _READ_CHUNK = 1 * MiB
 
@@ -89,15 +112,16 @@ class ImageShape:
             and 1 <= self.bit_depth <= 32
         ):
             raise ValueError(f"invalid image shape {self}")
-        return _SHAPE.pack(self.height, self.width, self.channels, self.bit_depth)
+        return b"".join(map(uint_bytes, (self.height, self.width, self.channels, self.bit_depth)))
 
     @classmethod
     def unpack(cls, value: bytes) -> ImageShape:
-        if len(value) != _SHAPE.size:
-            raise IodfError("damaged container: bad shape section")
-        shape = cls(*_SHAPE.unpack(value))
-        if min(shape.height, shape.width, shape.channels, shape.bit_depth) < 1 or (
-            shape.bit_depth > 32
+        shape = cls(*_uints(value, 4, "shape section"))
+        if not (
+            1 <= shape.height < 1 << 32
+            and 1 <= shape.width < 1 << 32
+            and 1 <= shape.channels < 256
+            and 1 <= shape.bit_depth <= 32
         ):
             raise IodfError("damaged container: bad shape section")
         return shape
@@ -113,16 +137,25 @@ class Tiling:
     def pack(self) -> bytes:
         if not (1 <= self.tile_height < 1 << 32 and 1 <= self.tile_width < 1 << 32):
             raise ValueError(f"invalid tiling {self}")
-        return _TILING.pack(self.tile_height, self.tile_width)
+        return uint_bytes(self.tile_height) + uint_bytes(self.tile_width)
 
     @classmethod
     def unpack(cls, value: bytes) -> Tiling:
-        if len(value) != _TILING.size:
-            raise IodfError("damaged container: bad tiling section")
-        tiling = cls(*_TILING.unpack(value))
-        if min(tiling.tile_height, tiling.tile_width) < 1:
+        tiling = cls(*_uints(value, 2, "tiling section"))
+        if not (1 <= tiling.tile_height < 1 << 32 and 1 <= tiling.tile_width < 1 << 32):
             raise IodfError("damaged container: bad tiling section")
         return tiling
+
+
+def _uints(value: bytes, count: int, what: str) -> list[int]:
+    """Exactly ``count`` uints filling ``value``."""
+    out, pos = [], 0
+    for _ in range(count):
+        number, pos = read_uint(value, pos, what)
+        out.append(number)
+    if pos != len(value):
+        raise IodfError(f"damaged container: bad {what}")
+    return out
 
 
 class Sections:
@@ -219,12 +252,12 @@ class Header:
         var = bytearray()
         if self.original_length is not None:
             flags |= FLAG_LENGTH
-            var += struct.pack("<Q", self.original_length)
+            var += uint_bytes(self.original_length)
         if self.mode is not None:
             if self.mode & ~0o777:
                 raise ValueError(f"mode {self.mode:o} has bits besides 0o777")
             flags |= FLAG_MODE
-            var += struct.pack("<I", self.mode)
+            var += uint_bytes(self.mode)
         if self.mtime_ns is not None:
             flags |= FLAG_MTIME
             var += struct.pack("<q", self.mtime_ns)
@@ -232,14 +265,16 @@ class Header:
             if not _valid_name(self.name):
                 raise ValueError(f"invalid file name {self.name!r}")
             flags |= FLAG_NAME
-            var += struct.pack("<H", len(self.name)) + self.name
-        var += struct.pack("<H", len(self.sections))
+            var += uint_bytes(len(self.name)) + self.name
         for type_id, value in self.sections:
-            var += _SECTION_HEAD.pack(type_id, len(value)) + value
-        header_len = _FIXED.size + len(var) + _CRC.size
+            var += uint_bytes(type_id) + uint_bytes(len(value)) + value
+        size = _FIXED.size + len(var) + _CRC.size
+        header_len = size + 1
+        while header_len != size + len(uint_bytes(header_len)):
+            header_len += 1
         if header_len > MAX_HEADER:
             raise ValueError(f"header larger than {MAX_HEADER} bytes")
-        head = _FIXED.pack(MAGIC, VERSION, self.codec, flags, header_len) + var
+        head = _FIXED.pack(MAGIC, VERSION, self.codec, flags) + uint_bytes(header_len) + var
         return head + _CRC.pack(zlib.crc32(head))
 
 
@@ -266,12 +301,20 @@ def read_header(f: BinaryIO) -> Header:
             f"unsupported format version {fixed[4]} (this iodfz reads version {VERSION});"
             " damaged, or written by a newer iodfz"
         )
-    if len(fixed) < _FIXED.size:
-        raise IodfError("truncated container (no complete header)")
-    _, _, codec, flags, header_len = _FIXED.unpack(fixed)
-    if not MIN_HEADER <= header_len <= MAX_HEADER:
+    while len(fixed) < _FIXED.size + 4 and (len(fixed) == _FIXED.size or fixed[-1] & 0x80):
+        more = f.read(1)  # header_len, a uint of at most 4 bytes below MAX_HEADER
+        if not more:
+            break
+        fixed += more
+    if len(fixed) <= _FIXED.size or fixed[-1] & 0x80:
+        if len(fixed) < _FIXED.size + 4:
+            raise IodfError("truncated container (no complete header)")
+        raise IodfError("damaged container: header length out of bounds")
+    _, _, codec, flags = _FIXED.unpack_from(fixed)
+    header_len, _ = read_uint(fixed, _FIXED.size, "header length")
+    if not max(MIN_HEADER, len(fixed) + _CRC.size) <= header_len <= MAX_HEADER:
         raise IodfError(f"damaged container: header length {header_len} out of bounds")
-    rest = read_exact(f, header_len - _FIXED.size, "header")
+    rest = read_exact(f, header_len - len(fixed), "header")
     body = fixed + rest[:-4]
     if zlib.crc32(body) != _CRC.unpack(rest[-4:])[0]:
         raise IodfError("damaged container: header checksum mismatch")
@@ -283,11 +326,16 @@ def read_header(f: BinaryIO) -> Header:
         )
     if flags & ~_KNOWN_FLAGS:
         raise IodfError(f"unsupported header flags {flags:#06x}; written by a newer iodfz?")
-    return _parse_header_body(codec, flags, memoryview(body)[_FIXED.size :])
+    return _parse_header_body(codec, flags, memoryview(body)[len(fixed) :])
 
 
 def _parse_header_body(codec: int, flags: int, var: memoryview) -> Header:
     pos = 0
+
+    def number(what: str) -> int:
+        nonlocal pos
+        value, pos = read_uint(var, pos, what)
+        return value
 
     def take(n: int) -> bytes:
         nonlocal pos
@@ -299,29 +347,29 @@ def _parse_header_body(codec: int, flags: int, var: memoryview) -> Header:
 
     header = Header(codec=codec)
     if flags & FLAG_LENGTH:
-        (header.original_length,) = struct.unpack("<Q", take(8))
+        header.original_length = number("header")
     if flags & FLAG_MODE:
-        (mode,) = struct.unpack("<I", take(4))
+        mode = number("header")
         if mode & ~0o777:
             raise IodfError("damaged container: invalid mode")
         header.mode = mode
     if flags & FLAG_MTIME:
         (header.mtime_ns,) = struct.unpack("<q", take(8))
     if flags & FLAG_NAME:
-        (name_len,) = struct.unpack("<H", take(2))
+        name_len = number("header")
+        if name_len > MAX_NAME:
+            raise IodfError("damaged container: invalid file name")
         header.name = take(name_len)
         if not _valid_name(header.name):
             raise IodfError("damaged container: invalid file name")
-    (count,) = struct.unpack("<H", take(2))
-    if count > MAX_SECTIONS:
-        raise IodfError(f"damaged container: {count} sections (at most {MAX_SECTIONS})")
-    for _ in range(count):
-        type_id, length = _SECTION_HEAD.unpack(take(_SECTION_HEAD.size))
-        if type_id == 0 or length > MAX_SECTION_LEN or type_id in header.sections:
+    while pos < len(var):
+        if len(header.sections) >= MAX_SECTIONS:
+            raise IodfError(f"damaged container: more than {MAX_SECTIONS} sections")
+        type_id = number("section")
+        length = number("section")
+        if not 1 <= type_id <= 0xFFFF or length > MAX_SECTION_LEN or type_id in header.sections:
             raise IodfError("damaged container: invalid section")
         header.sections.add(type_id, take(length))
-    if pos != len(var):
-        raise IodfError("damaged container: unused bytes in header")
     return header
 
 
@@ -340,7 +388,15 @@ class Frame:
 class End:
     frame_count: int
     original_length: int
-    digest: bytes  # content digest: SHA-256 of the frame digests
+    digest: bytes  # content digest (FORMAT.md 1.5)
+
+
+def content_digest(frame_digests: list[bytes]) -> bytes:
+    """The content digest of a container whose frames have these digests (FORMAT.md 1.5):
+    the one frame's digest, else SHA-256/128 of the digests one after another."""
+    if len(frame_digests) == 1:
+        return frame_digests[0]
+    return hashlib.sha256(b"".join(frame_digests)).digest()[:FRAME_DIGEST_SIZE]
 
 
 def frame_digest(data: bytes | bytearray | memoryview) -> bytes:
@@ -404,7 +460,7 @@ class ContainerReader:
         self._f = f
         self.header = read_header(f)
         self.end: End | None = None
-        self._content = hashlib.sha256()
+        self._digests: list[bytes] = []
 
     def frames(self) -> Iterator[Frame]:
         f = self._f
@@ -414,12 +470,16 @@ class ContainerReader:
         while True:
             kind = f.read(1)
             if kind == b"F":
-                head = kind + read_exact(f, _FRAME_HEAD.size - 1, f"header of frame {count + 1}")
-                _, codec, reserved, raw_len, payload_len, digest = _FRAME_HEAD.unpack(head)
+                what = f"header of frame {count + 1}"
+                head = kind + read_exact(f, 1, what)
+                raw_len, head = _read_record_uint(f, head, what)
+                payload_len, head = _read_record_uint(f, head, what)
+                digest = read_exact(f, FRAME_DIGEST_SIZE, what)
+                head += digest
+                codec = head[1]
                 limit = frame_limit(codec)
                 if (
                     codec not in allowed
-                    or reserved
                     or not 1 <= raw_len <= limit
                     or payload_len > limit
                     or (codec == CODEC_STORED and payload_len != raw_len)
@@ -433,8 +493,8 @@ class ContainerReader:
                     raise IodfError(f"damaged container: frame {count + 1} checksum mismatch")
                 count += 1
                 total += raw_len
-                self._content.update(digest)
-                yield Frame(codec, raw_len, digest, payload)
+                self._digests.append(bytes(digest))
+                yield Frame(codec, raw_len, bytes(digest), payload)
             elif kind == b"E":
                 self.end = self._read_end(kind, count, total)
                 return
@@ -445,24 +505,41 @@ class ContainerReader:
 
     def _read_end(self, kind: bytes, count: int, total: int) -> End:
         f = self._f
-        raw = kind + read_exact(f, END_SIZE - 1, "end record")
-        if zlib.crc32(raw[: _END.size]) != _CRC.unpack(raw[_END.size :])[0]:
+        frame_count, raw = _read_record_uint(f, kind, "end record")
+        length, raw = _read_record_uint(f, raw, "end record")
+        digest = b"" if frame_count == 1 else read_exact(f, FRAME_DIGEST_SIZE, "end record")
+        raw += digest
+        crc = read_exact(f, _CRC.size, "end record")
+        if zlib.crc32(raw) != _CRC.unpack(crc)[0]:
             raise IodfError("damaged container: end record checksum mismatch")
-        _, reserved, frame_count, length, digest = _END.unpack(raw[: _END.size])
         header = self.header
         if (
-            reserved != bytes(3)
-            or frame_count != count
+            frame_count != count
             or length != total
             or (header.original_length is not None and header.original_length != length)
             or (header.codec == CODEC_IMAGE and count != 1)
         ):
             raise IodfError("damaged container: end record disagrees with the frames")
-        if digest != self._content.digest():
+        expected = content_digest(self._digests)
+        if digest and digest != expected:
             raise IodfError("damaged container: frames missing, repeated or out of order")
         if f.read(1):
             raise IodfError("damaged container: data after the end record")
-        return End(frame_count, length, digest)
+        return End(frame_count, length, expected)
+
+
+def _read_record_uint(f: BinaryIO, record: bytes, what: str) -> tuple[int, bytes]:
+    """Read a uint that continues ``record`` from ``f``; (value, record with it appended)."""
+    start = len(record)
+    for _ in range(_MAX_UINT_BYTES):
+        byte = f.read(1)
+        if not byte:
+            raise IodfError(f"truncated container (file ends inside the {what})")
+        record += byte
+        if not byte[0] & 0x80:
+            break
+    value, _ = read_uint(record, start, what)
+    return value, record
 
 
 class ContainerWriter:
@@ -474,7 +551,7 @@ class ContainerWriter:
         self.frame_count = 0
         self.original_length = 0
         self.bytes_written = 0
-        self._content = hashlib.sha256()
+        self._digests: list[bytes] = []
         self._write(header.encode())
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
@@ -490,19 +567,21 @@ class ContainerWriter:
             raise ValueError(f"frame codec {codec} / length {raw_len} not allowed here")
         if len(payload) > limit or len(digest) != FRAME_DIGEST_SIZE:
             raise ValueError("payload too large for one frame, or bad digest")
-        head = _FRAME_HEAD.pack(b"F", codec, 0, raw_len, len(payload), digest)
+        head = b"F" + bytes([codec]) + uint_bytes(raw_len) + uint_bytes(len(payload)) + digest
         self._write(head)
         self._write(payload)
         self._write(_CRC.pack(zlib.crc32(payload, zlib.crc32(head))))
         self.frame_count += 1
         self.original_length += raw_len
-        self._content.update(digest)
+        self._digests.append(bytes(digest))
 
     def finish(self) -> bytes:
         """Write the end record; return the content digest."""
         if self.header.original_length not in (None, self.original_length):
             raise IodfError("input changed size while it was being compressed")
-        digest = self._content.digest()
-        body = _END.pack(b"E", bytes(3), self.frame_count, self.original_length, digest)
+        digest = content_digest(self._digests)
+        body = b"E" + uint_bytes(self.frame_count) + uint_bytes(self.original_length)
+        if self.frame_count != 1:
+            body += digest
         self._write(body + _CRC.pack(zlib.crc32(body)))
         return digest

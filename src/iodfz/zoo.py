@@ -1,8 +1,8 @@
 """The shipped models: ``models/NAME.iodfm`` with a card ``models/NAME.json`` beside it.
 
-Containers name their model by id (the file's SHA-256); ``--level`` picks a model through the
-cards' ``levels`` ranges. Models are looked up in ``$IODFZ_MODELS``, then the repository's
-``models/`` folder, then the copy installed inside the package.
+Containers name their model by a prefix of its id (the file's SHA-256); ``--level`` picks a
+model through the cards' ``levels`` ranges. Models are looked up in ``$IODFZ_MODELS``, then the
+repository's ``models/`` folder, then the copy installed inside the package.
 """
 
 from __future__ import annotations
@@ -41,10 +41,14 @@ def cards() -> tuple[dict, ...]:
 
 @cache
 def load_by_id(model_id: str) -> Model:
-    for card in cards():
-        if card["model_id"] == model_id:
+    """The installed model whose id (hex SHA-256) starts with ``model_id``, at least 16 hex
+    digits: containers name a model by the first 8 bytes of its id (docs/FORMAT.md 3.1).
+    ``load`` checks the file's full hash."""
+    model_id = model_id.lower()
+    for card in cards() if len(model_id) >= 16 else ():
+        if card["model_id"].startswith(model_id):
             model = load(Path(card["path"]))
-            if model.model_id == model_id:
+            if model.model_id == card["model_id"]:
                 return model
     raise LookupError(
         f"model {model_id[:16]} is not installed (searched {', '.join(map(str, model_dirs()))})"

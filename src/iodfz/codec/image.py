@@ -10,24 +10,33 @@ Payload layout: docs/FORMAT.md §3.
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 import zstandard
 
 from iodfz import formats, zoo
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codecs import Options
-from iodfz.container import CODEC_IMAGE, ImageShape, Sections, Tiling
+from iodfz.container import (
+    CODEC_IMAGE,
+    ImageShape,
+    Sections,
+    Tiling,
+    read_uint,
+    uint_bytes,
+)
 from iodfz.engine.backends import backend_for
 from iodfz.engine.model import Model
 from iodfz.errors import IodfError
 
 SECTION_IMAGE_FORMAT = 0x0100
 MIN_SIDE = 8
-_FORMAT = struct.Struct("<B7s")  # flags (bit 0: byte-exact), format name (NUL padded)
-_U32 = struct.Struct("<I")
+MODEL_ID_SIZE = 8  # bytes of the model file's SHA-256 a container names its model by
+FLAG_EXACT = 1  # image format section flags (FORMAT.md 3.1)
+FLAG_SIDE_ZSTD = 2
+_FORMAT_IDS = {"png": 1, "pnm": 2, "bmp": 3, "tiff": 4}
+_FORMAT_NAMES = {v: k for k, v in _FORMAT_IDS.items()}
 _SIDE_LEVEL = 19
+_UNZSTD_STEP = 256  # compressed bytes fed per step: bounds the output of one step (~8 MiB)
 
 
 def to_rgb(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -50,36 +59,70 @@ def from_rgb(rgb: np.ndarray, extra: np.ndarray | None, shape: ImageShape) -> np
 
 
 def _pack_parts(parts: list[bytes]) -> bytes:
-    return _U32.pack(len(parts)) + b"".join(_U32.pack(len(p)) + p for p in parts)
+    """FORMAT.md 3.2: count, then each part's length (but the last's) and bytes."""
+    out = [uint_bytes(len(parts))]
+    for i, part in enumerate(parts):
+        out += [b"" if i == len(parts) - 1 else uint_bytes(len(part)), part]
+    return b"".join(out)
 
 
 def _unpack_parts(payload: bytes) -> list[bytes]:
-    view, pos = memoryview(payload), _U32.size
-    if len(view) < pos:
-        raise IodfError("damaged container: image payload truncated")
-    (count,) = _U32.unpack_from(view)
-    if count > len(view) // _U32.size:
+    view = memoryview(payload)
+    count, pos = read_uint(view, 0, "image payload")
+    if count < 1 or count > len(view):
         raise IodfError("damaged container: bad image part count")
     parts = []
-    for _ in range(count):
-        if pos + _U32.size > len(view):
-            raise IodfError("damaged container: image payload truncated")
-        (n,) = _U32.unpack_from(view, pos)
-        pos += _U32.size
+    for _ in range(count - 1):
+        n, pos = read_uint(view, pos, "image payload")
         if pos + n > len(view):
             raise IodfError("damaged container: image payload truncated")
         parts.append(bytes(view[pos : pos + n]))
         pos += n
-    if pos != len(view):
-        raise IodfError("damaged container: trailing bytes in image payload")
+    parts.append(bytes(view[pos:]))
     return parts
 
 
+def _zstd(data: bytes) -> bytes:
+    """A magicless zstd frame without content size, checksum or dictionary id."""
+    params = zstandard.ZstdCompressionParameters.from_level(
+        _SIDE_LEVEL,
+        format=zstandard.FORMAT_ZSTD1_MAGICLESS,
+        write_content_size=False,
+        write_checksum=False,
+        write_dict_id=False,
+    )
+    return zstandard.ZstdCompressor(compression_params=params).compress(data)
+
+
 def _unzstd(blob: bytes, limit: int) -> bytes:
+    """Inverse of :func:`_zstd`; IodfError unless ``blob`` is exactly one frame of at most
+    ``limit`` bytes. Input is fed in small steps so output grows only as far as the limit."""
+    dobj = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS).decompressobj()
+    out = bytearray()
     try:
-        return zstandard.ZstdDecompressor().decompress(blob, max_output_size=limit)
+        for i in range(0, len(blob), _UNZSTD_STEP):
+            out += dobj.decompress(blob[i : i + _UNZSTD_STEP])
+            if len(out) > limit:
+                raise IodfError("damaged container: image side data too large")
     except zstandard.ZstdError as exc:
         raise IodfError(f"damaged container: image side data ({exc})") from None
+    if not dobj.eof or dobj.unused_data:
+        raise IodfError("damaged container: image side data is not one zstd frame")
+    return bytes(out)
+
+
+def _pack_format(flags: int, fmt: str, tile: int) -> bytes:
+    return bytes([flags, _FORMAT_IDS[fmt]]) + uint_bytes(tile)
+
+
+def _unpack_format(value: bytes) -> tuple[int, str, int]:
+    """(flags, format name, tile) of the image format section; IodfError if malformed."""
+    if len(value) < 3 or value[0] & ~(FLAG_EXACT | FLAG_SIDE_ZSTD) or value[1] not in _FORMAT_NAMES:
+        raise IodfError("damaged container: bad image format section")
+    tile, pos = read_uint(value, 2, "image format section")
+    if pos != len(value) or not 1 <= tile <= 4096:
+        raise IodfError("damaged container: bad image format section")
+    return value[0], _FORMAT_NAMES[value[1]], tile
 
 
 class NeuralImageCodec:
@@ -99,57 +142,66 @@ class NeuralImageCodec:
         if model is None:
             return None
         streams = pixel_codec.encode(model, backend_for(model), rgb)
-        zc = zstandard.ZstdCompressor(level=_SIDE_LEVEL)
-        side = zc.compress(parsed.side)
-        alpha = b"" if extra is None else zc.compress(np.ascontiguousarray(extra).tobytes())
-        payload = _pack_parts([side, alpha, *streams])
+        flags = FLAG_EXACT if parsed.exact else 0
+        side = _zstd(parsed.side)
+        if len(side) < len(parsed.side):
+            flags |= FLAG_SIDE_ZSTD
+        else:
+            side = parsed.side
+        alpha = [] if extra is None else [_zstd(np.ascontiguousarray(extra).tobytes())]
+        payload = _pack_parts([side, *alpha, *streams])
         if len(payload) >= len(zstandard.ZstdCompressor(level=level).compress(data)):
             return None  # never worse than the fallback
         h, w, c = parsed.pixels.shape
         sections = Sections()
         sections.set_shape(ImageShape(h, w, c, 8))
-        sections.set_model_id(bytes.fromhex(model.model_id))
-        sections.set_tiling(Tiling(pixel_codec.TILE, pixel_codec.TILE))
-        flags = 1 if parsed.exact else 0
-        sections.add(SECTION_IMAGE_FORMAT, _FORMAT.pack(flags, parsed.fmt.encode()))
+        sections.set_model_id(bytes.fromhex(model.model_id)[:MODEL_ID_SIZE])
+        sections.add(SECTION_IMAGE_FORMAT, _pack_format(flags, parsed.fmt, pixel_codec.TILE))
         produced = data if parsed.exact else formats.rebuild(parsed.fmt, parsed.pixels, parsed.side)
         return sections, payload, produced
 
     def decompress(self, sections: Sections, payload: bytes) -> bytes:
         shape = sections.shape()
         model_id = sections.model_id()
-        tiling = sections.tiling()
-        fmt_value = sections.require(SECTION_IMAGE_FORMAT)
-        if shape is None or model_id is None or tiling is None or len(fmt_value) != _FORMAT.size:
+        flags, fmt, tile = _unpack_format(sections.require(SECTION_IMAGE_FORMAT))
+        if shape is None or model_id is None or len(model_id) != MODEL_ID_SIZE:
             raise IodfError("damaged container: image sections missing")
         if shape.bit_depth != 8 or not 1 <= shape.channels <= 4:
             raise IodfError("damaged container: bad image shape")
         if shape.height * shape.width * shape.channels > pixel_codec.MAX_PIXELS:
             raise IodfError("damaged container: image too large")
-        _, name = _FORMAT.unpack(fmt_value)
         model = _model(model_id.hex())
-        side_blob, alpha_blob, *streams = _unpack_parts(payload)
+        has_alpha = shape.channels in (2, 4)
+        side_blob, *streams = _unpack_parts(payload)
+        alpha_blob = streams.pop(0) if has_alpha and streams else b""
         h, w = shape.height, shape.width
         rgb_w = w if shape.channels >= 3 else -(-w // 3)
-        rgb = pixel_codec.decode(model, backend_for(model), streams, h, rgb_w, tiling.tile_height)
+        rgb = pixel_codec.decode(model, backend_for(model), streams, h, rgb_w, tile)
         extra = None
-        if shape.channels in (2, 4):
+        if has_alpha:
             extra = np.frombuffer(_unzstd(alpha_blob, h * w), np.uint8)
             if extra.size != h * w:
                 raise IodfError("damaged container: alpha plane has the wrong size")
             extra = extra.reshape(h, w)
-        side = _unzstd(side_blob, pixel_codec.MAX_PIXELS)
-        return formats.rebuild(
-            name.rstrip(b"\0").decode("ascii", "replace"), from_rgb(rgb, extra, shape), side
-        )
+        side = _unzstd(side_blob, pixel_codec.MAX_PIXELS) if flags & FLAG_SIDE_ZSTD else side_blob
+        return formats.rebuild(fmt, from_rgb(rgb, extra, shape), side)
 
     def guarantee(self, sections: Sections) -> str:
         value = sections.get(SECTION_IMAGE_FORMAT)
-        if value is None or len(value) != _FORMAT.size:
+        try:
+            flags, fmt, _ = _unpack_format(b"" if value is None else value)
+        except IodfError:
             return "unknown"
-        flags, name = _FORMAT.unpack(value)
-        fmt = name.rstrip(b"\0").decode("ascii", "replace")
-        return f"byte-exact {fmt}" if flags & 1 else f"pixel-exact {fmt} (re-encoded)"
+        return f"byte-exact {fmt}" if flags & FLAG_EXACT else f"pixel-exact {fmt} (re-encoded)"
+
+    def tiling(self, sections: Sections) -> Tiling | None:
+        """The tile size kept in the image format section (for ``info``), or None."""
+        value = sections.get(SECTION_IMAGE_FORMAT)
+        try:
+            _, _, tile = _unpack_format(b"" if value is None else value)
+        except IodfError:
+            return None
+        return Tiling(tile, tile)
 
 
 def _model(model_id: str) -> Model:

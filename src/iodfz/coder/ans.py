@@ -28,7 +28,7 @@ WORD_BITS = 16
 L_BITS = 32
 L = 1 << L_BITS  # lower bound of a lane state; initial state; final state checked on decode
 HEAD_WORDS = 3  # a lane state is < 2**48: three 16-bit words
-HEADER_BYTES = 16  # u8 version, 3 zero bytes, u32 lanes, u64 number of 16-bit words
+MAX_HEADER_BYTES = 1 + 3 + 10  # u8 version, varint lanes (<= 2**16), varint word count
 MAX_LANES = 1 << 16
 VALUE_LIMIT = 1 << 47  # |value| and |offset| bound (int32 values are far inside)
 _SYMBOLS_PER_LANE = 4096  # lane count target: each lane costs ~40 bits of flush
@@ -214,33 +214,54 @@ def finish(enc: Encoder) -> bytes:
     body = np.concatenate([np.zeros(0), *enc.words[::-1]]).astype(np.int64) & 0xFFFF
     allw = np.concatenate([head_words.ravel(), body]).astype("<u2")
     esc = np.concatenate([np.zeros(0, np.uint8), *enc.escapes[::-1]])
-    header = (
-        np.array([STREAM_VERSION, 0, 0, 0], "<u1").tobytes()
-        + np.array([enc.lanes], "<u4").tobytes()
-        + np.array([allw.size], "<u8").tobytes()
-    )
+    header = bytes([STREAM_VERSION]) + _varint(enc.lanes) + _varint(allw.size)
     return header + allw.tobytes() + esc.tobytes()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_varint(head: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
+    """(value, next position) of a minimal LEB128 of at most ``max_bytes`` bytes."""
+    value = 0
+    for i in range(max_bytes):
+        if pos + i >= len(head):
+            raise CoderError("rANS stream truncated (header)")
+        byte = head[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if byte == 0 and i > 0:
+                raise CoderError("rANS stream corrupted (header)")
+            return value, pos + i + 1
+    raise CoderError("rANS stream corrupted (header)")
 
 
 def decoder(data: bytes | bytearray | memoryview) -> Decoder:
     """Open a stream written by :func:`finish`."""
     buf = np.frombuffer(bytes(data), dtype=np.uint8)
-    if buf.size < HEADER_BYTES:
+    head = bytes(buf[:MAX_HEADER_BYTES])
+    if not head:
         raise CoderError("rANS stream truncated (header)")
-    if int(buf[0]) != STREAM_VERSION or buf[1:4].any():
-        raise CoderError(f"unknown rANS stream version {int(buf[0])}")
-    lanes = int(buf[4:8].view("<u4")[0])
-    nwords = int(buf[8:16].view("<u8")[0])
+    if head[0] != STREAM_VERSION:
+        raise CoderError(f"unknown rANS stream version {head[0]}")
+    lanes, pos = _read_varint(head, 1, 3)
     if not 1 <= lanes <= MAX_LANES:
         raise CoderError("rANS stream corrupted (lane count)")
-    if nwords < HEAD_WORDS * lanes or HEADER_BYTES + 2 * nwords > buf.size:
+    nwords, pos = _read_varint(head, pos, 10)
+    if nwords < HEAD_WORDS * lanes or pos + 2 * nwords > buf.size:
         raise CoderError("rANS stream truncated (words)")
-    words = buf[HEADER_BYTES : HEADER_BYTES + 2 * nwords].view("<u2").astype(np.uint16)
+    words = buf[pos : pos + 2 * nwords].view("<u2").astype(np.uint16)
     h = words[: HEAD_WORDS * lanes].astype(np.int64).reshape(lanes, HEAD_WORDS)
     x = h[:, 0] | (h[:, 1] << 16) | (h[:, 2] << 32)
     if int(x.min()) < L:
         raise CoderError("rANS stream corrupted (lane state)")
-    esc = buf[HEADER_BYTES + 2 * nwords :]
+    esc = buf[pos + 2 * nwords :]
     return Decoder(lanes, x, words, HEAD_WORDS * lanes, esc, 0)
 
 
