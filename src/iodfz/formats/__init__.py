@@ -73,7 +73,7 @@ def parse(data: bytes, *, allow_pixel_exact: bool = False) -> ParsedImage | None
         if exact and rebuild(fmt, pixels, side) != data:
             if not (allow_pixel_exact and fmt == "png"):
                 return None
-            side, exact = png.as_pixel_exact(side), False
+            side, exact = png.as_pixel_exact(side, pixels), False
     except (ValueError, IndexError, OverflowError, MemoryError, struct.error, zlib.error):
         return None
     return ParsedImage(fmt, pixels, side, exact)

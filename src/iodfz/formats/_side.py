@@ -29,6 +29,9 @@ class Writer:
         self.uint(len(data))
         self._buf += data
 
+    def raw(self, data: bytes) -> None:
+        self._buf += data
+
     def getvalue(self) -> bytes:
         return bytes(self._buf)
 
@@ -64,7 +67,11 @@ class Reader:
         return z >> 1 if not z & 1 else -((z + 1) >> 1)
 
     def blob(self) -> bytes:
-        n = self.uint(self.remaining)
+        return self.raw(self.uint(self.remaining))
+
+    def raw(self, n: int) -> bytes:
+        if n > self.remaining:
+            raise FormatError("side info truncated")
         self._pos += n
         return self._data[self._pos - n : self._pos]
 

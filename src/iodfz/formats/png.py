@@ -31,6 +31,10 @@ _PREFIX_BYTES = 1 << 16  # first prefix of the scanlines compressed per candidat
 _CONCLUSIVE = 64  # a prefix match of this many output bytes sends a candidate to the full check
 _REENCODE_PARAMS = (9, 8, zlib.Z_DEFAULT_STRATEGY, 15)
 _MAX_STORED_BLOCK = 0xFFFF
+_IEND = b"\0\0\0\0IEND\xaeB`\x82"
+# side-info flags (docs/FORMATS.md)
+_F_IHDR_CRC, _F_DEPTH, _F_TYPES, _F_TAIL, _F_IDAT = 1, 2, 4, 8, 16
+_DEFAULT_CTYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # colour type implied by the pixels' channel count
 
 
 @dataclass(frozen=True)
@@ -310,10 +314,16 @@ def parse(data: bytes, allow_pixel_exact: bool) -> tuple[np.ndarray, bytes, bool
     if _filter(_pack(pixels, hdr), types, hdr.bpp) == raw:
         z = stream[: len(stream) - len(extra)]
         side = _exact_side(side, raw, z) or side
-        side = replace(side, idat_sizes=chunking(idat_sizes, len(stream)), extra=extra)
+        one = len(idat_sizes) == 1  # the usual layout, implied (docs/FORMATS.md)
+        side = replace(side, idat_sizes=() if one else chunking(idat_sizes, len(stream)))
+        side = replace(side, extra=extra)
     if side.mode == _REENCODE and not allow_pixel_exact:
         return None
-    return pixels, _write_side(side), side.mode != _REENCODE
+    return (
+        pixels,
+        _write_side(side, predict_types(_pack(pixels, hdr), hdr.bpp)),
+        (side.mode != _REENCODE),
+    )
 
 
 def _exact_side(side: _Side, raw: bytes, z: bytes) -> _Side | None:
@@ -326,60 +336,192 @@ def _exact_side(side: _Side, raw: bytes, z: bytes) -> _Side | None:
     return None if params is None else replace(side, mode=_ZLIB, zlib_header=z[:2], params=params)
 
 
-def as_pixel_exact(side: bytes) -> bytes:
+def as_pixel_exact(side: bytes, pixels: np.ndarray) -> bytes:
     """The same side info switched to re-encoding (level 9, default strategy, one IDAT)."""
-    return _write_side(replace(_read_side(side), mode=_REENCODE))
+    s = _read_side(side, pixels)
+    return _write_side(
+        replace(s, mode=_REENCODE), predict_types(_pack(pixels, s.header), s.header.bpp)
+    )
 
 
-def _write_side(side: _Side) -> bytes:
+def predict_types(rows: np.ndarray, bpp: int) -> np.ndarray:
+    """Per row, the filter type whose output has the least sum of |byte as int8| (first on
+    ties): the adaptive choice of libpng and Pillow. Side info stores only disagreements."""
+    h = rows.shape[0]
+    costs = []
+    for kind in range(5):
+        out = np.frombuffer(_filter(rows, np.full(h, kind, np.uint8), bpp), np.uint8)
+        v = out.reshape(h, -1)[:, 1:].astype(np.int64)
+        costs.append(np.minimum(v, 256 - v).sum(axis=1))
+    return np.argmin(np.stack(costs), axis=0).astype(np.uint8)
+
+
+def _chunks(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
+    """(type, data, crc) of the chunks making up ``data`` (as ``_structure`` walked them)."""
+    out, pos = [], 0
+    while pos < len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        end = pos + 12 + length
+        out.append((data[pos + 4 : pos + 8], data[pos + 8 : end - 4], data[end - 4 : end]))
+        pos = end
+    return out
+
+
+def _write_chunks(wr: Writer, chunks: list[tuple[bytes, bytes, bytes]]) -> None:
+    wr.uint(len(chunks))
+    for kind, payload, crc in chunks:
+        bad = crc != struct.pack(">I", zlib.crc32(kind + payload))
+        wr.uint(2 * len(payload) + bad)
+        wr.raw(kind + payload + (crc if bad else b""))
+
+
+def _read_chunks(rd: Reader) -> bytes:
+    out = []
+    for _ in range(rd.uint(rd.remaining)):
+        n = rd.uint(2 * rd.remaining + 1)
+        kind, payload = rd.raw(4), rd.raw(n >> 1)
+        crc = rd.raw(4) if n & 1 else struct.pack(">I", zlib.crc32(kind + payload))
+        out.append(struct.pack(">I", len(payload)) + kind + payload + crc)
+    return b"".join(out)
+
+
+def _ihdr(hdr: _Header) -> bytes:
+    return b"IHDR" + struct.pack(">IIBBBBB", hdr.width, hdr.height, hdr.depth, hdr.ctype, 0, 0, 0)
+
+
+def _write_side(side: _Side, predicted: np.ndarray) -> bytes:
+    hdr = side.header
+    chunks = _chunks(side.head)  # IHDR first: its data follows from the header fields
+    ihdr_crc = chunks[0][2]
+    types = np.frombuffer(side.types, np.uint8)
+    wrong = np.flatnonzero(types != predicted)
+    flags = (
+        (_F_IHDR_CRC if ihdr_crc != struct.pack(">I", zlib.crc32(_ihdr(hdr))) else 0)
+        | (_F_DEPTH if (hdr.ctype, hdr.depth) != _default_depth(hdr.channels, hdr.depth) else 0)
+        | (_F_TYPES if 2 * len(wrong) >= hdr.height else 0)
+        | (_F_TAIL if side.tail != _IEND else 0)
+        | (_F_IDAT if side.mode != _REENCODE and (side.idat_sizes or side.extra) else 0)
+    )
     wr = Writer()
     wr.u8(_VERSION)
-    hdr = side.header
-    for value in (hdr.width, hdr.height, hdr.depth, hdr.ctype):
-        wr.uint(value)
-    for blob in (side.head, side.tail, side.types):
-        wr.blob(blob)
+    wr.u8(flags)
+    wr.uint(hdr.width)
+    wr.uint(hdr.height)
+    if flags & _F_IHDR_CRC:
+        wr.raw(ihdr_crc)
+    if flags & _F_DEPTH:
+        wr.uint(hdr.depth)
+        wr.uint(hdr.ctype)
+    _write_chunks(wr, chunks[1:])
+    if flags & _F_TAIL:
+        tail = _chunks_until_iend(side.tail)
+        _write_chunks(wr, _chunks(side.tail[:tail]))
+        wr.blob(side.tail[tail:])
+    if flags & _F_TYPES:
+        wr.raw(side.types)
+    else:
+        wr.uint(len(wrong))
+        prev = -1
+        for row in wrong.tolist():
+            wr.uint(row - prev - 1)
+            wr.u8(int(types[row]))
+            prev = row
     wr.u8(side.mode)
     if side.mode == _REENCODE:
         return wr.getvalue()
-    wr.blob(side.zlib_header)
+    wr.raw(side.zlib_header)
     if side.mode == _ZLIB:
-        for value in side.params:
-            wr.u8(value)
+        level, mem_level, strategy, _ = side.params
+        wr.u8(level << 4 | mem_level)
+        wr.u8(strategy)
     else:
         write_ints(wr, side.blocks)
-    write_ints(wr, side.idat_sizes)
-    wr.blob(side.extra)
+    if flags & _F_IDAT:
+        write_ints(wr, side.idat_sizes)
+        wr.blob(side.extra)
     return wr.getvalue()
 
 
-def _read_side(data: bytes) -> _Side:
+def _default_depth(channels: int, depth: int) -> tuple[int, int]:
+    """(colour type, bit depth) implied by the pixels: channel count, uint8 or uint16."""
+    return _DEFAULT_CTYPE[channels], 16 if depth == 16 else 8
+
+
+def _chunks_until_iend(tail: bytes) -> int:
+    """Length of the chunks of ``tail`` up to and including IEND (the rest is trailing)."""
+    pos = 0
+    while True:
+        length, kind = struct.unpack_from(">I4s", tail, pos)
+        pos += 12 + length
+        if kind == b"IEND":
+            return pos
+
+
+def _read_side(data: bytes, pixels: np.ndarray) -> _Side:
+    """Side info for ``pixels`` ((H, W, C) uint8 or uint16; they imply the default colour type
+    and bit depth)."""
     rd = Reader(data)
     if rd.u8() != _VERSION:
         raise FormatError("unknown PNG side-info version")
-    hdr = _Header(rd.uint(), rd.uint(), rd.uint(16), rd.uint(6))
+    flags = rd.u8()
+    if flags >> 5:
+        raise FormatError("unknown PNG side-info flags")
+    if pixels.ndim != 3 or pixels.shape[2] not in _DEFAULT_CTYPE:
+        raise FormatError("bad pixel array for PNG")
+    height, width, channels = pixels.shape
+    if (rd.uint(), rd.uint()) != (width, height):
+        raise FormatError("pixels do not match the PNG side info's width and height")
+    ihdr_crc = rd.raw(4) if flags & _F_IHDR_CRC else None
+    if flags & _F_DEPTH:
+        depth, ctype = rd.uint(16), rd.uint(6)
+    else:
+        ctype, depth = _default_depth(channels, 16 if pixels.dtype == np.uint16 else 8)
+    hdr = _Header(width, height, depth, ctype)
     if not hdr.valid():
         raise FormatError("bad PNG header in side info")
-    head, tail, types = rd.blob(), rd.blob(), rd.blob()
-    if len(types) != hdr.height or (types and max(types) > 4):
+    ihdr = _ihdr(hdr)
+    ihdr_crc = ihdr_crc or struct.pack(">I", zlib.crc32(ihdr))
+    head = struct.pack(">I", 13) + ihdr + ihdr_crc + _read_chunks(rd)
+    tail = _IEND
+    if flags & _F_TAIL:
+        tail = _read_chunks(rd)
+        tail += rd.blob()
+    if flags & _F_TYPES:
+        types = rd.raw(height)
+    else:
+        predicted = predict_types(
+            _pack(check_pixels(pixels, (height, width, hdr.channels), pixels.dtype), hdr), hdr.bpp
+        )
+        row = -1
+        for _ in range(rd.uint(height)):
+            row += rd.uint(height) + 1
+            if row >= height:
+                raise FormatError("bad PNG filter types")
+            predicted[row] = rd.u8()
+        types = predicted.tobytes()
+    if types and max(types) > 4:
         raise FormatError("bad PNG filter types")
     side = _Side(hdr, head, tail, types, rd.u8())
     if side.mode != _REENCODE:
-        side = replace(side, zlib_header=rd.blob())
-        if len(side.zlib_header) != 2:
+        side = replace(side, zlib_header=rd.raw(2))
+        if side.zlib_header[0] & 0x0F != 8 or side.zlib_header[0] >> 4 > 7:
             raise FormatError("bad zlib header in side info")
     if side.mode == _ZLIB:
-        params = tuple(rd.u8() for _ in range(4))
-        level, mem_level, strategy, wbits = params
-        if not (1 <= level <= 9 and 1 <= mem_level <= 9 and strategy <= 4 and 9 <= wbits <= 15):
+        packed, strategy = rd.u8(), rd.u8()
+        level, mem_level = packed >> 4, packed & 0x0F
+        wbits = max(9, (side.zlib_header[0] >> 4) + 8)
+        params = (level, mem_level, strategy, wbits)
+        if not (1 <= level <= 9 and 1 <= mem_level <= 9 and strategy <= 4):
             raise FormatError(f"bad deflate parameters {params}")
         side = replace(side, params=params)
     elif side.mode == _STORED:
         side = replace(side, blocks=read_ints(rd))
     elif side.mode != _REENCODE:
         raise FormatError(f"unknown PNG IDAT mode {side.mode}")
-    if side.mode != _REENCODE:
+    if side.mode != _REENCODE and flags & _F_IDAT:
         side = replace(side, idat_sizes=read_ints(rd), extra=rd.blob())
+    elif flags & _F_IDAT:
+        raise FormatError("unknown PNG side-info flags")
     rd.done()
     return side
 
@@ -390,7 +532,7 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 def rebuild(pixels: np.ndarray, side: bytes) -> bytes:
-    s = _read_side(side)
+    s = _read_side(side, pixels)
     hdr = s.header
     dtype = np.uint16 if hdr.depth == 16 else np.uint8
     pixels = check_pixels(pixels, (hdr.height, hdr.width, hdr.channels), dtype)
