@@ -4,7 +4,8 @@ Stages, by step: float (bf16 autocast) → learnable gates with a sparsity push 
 quantization-aware fine-tuning (fp32). Checkpoints every few minutes to RUN/ckpt.pt and logs
 dev bits per sub-pixel to RUN/log.csv; rerunning the same command resumes.
 
-    python scripts/train.py --run runs/small --steps 30000 --gates-from 6000 --qat-from 24000
+    python scripts/train.py --run runs/w64 --steps 30000 --gates-from 6000 --decay-from 16000 \
+        --qat-from 24000
 """
 
 from __future__ import annotations
@@ -34,6 +35,20 @@ def evaluate(model: IntegerFlow, dev: dict[str, np.ndarray]) -> dict[str, float]
     return out
 
 
+def learning_rate(args: argparse.Namespace, step: int) -> float:
+    """Constant, then cosine decay to a tenth until QAT starts; QAT cosine-decays a quarter."""
+
+    def cosine(start: int, end: int, high: float, low: float) -> float:
+        frac = min(1.0, (step - start) / max(1, end - start))
+        return low + (high - low) * 0.5 * (1 + np.cos(np.pi * frac))
+
+    if step >= args.qat_from:
+        return cosine(args.qat_from, args.steps, args.lr * 0.25, 0.0)
+    if step >= args.decay_from:
+        return cosine(args.decay_from, args.qat_from, args.lr, args.lr * 0.1)
+    return args.lr
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -46,6 +61,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--decay-from", type=int, default=20000, help="cosine decay until --qat-from")
     ap.add_argument("--gate-penalty", type=float, default=2e-4)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
@@ -65,9 +81,7 @@ def main() -> None:
     gate_params = [p for net in model.nets() for p in net.gate_params()]
     gate_ids = {id(p) for p in gate_params}
     others = [p for p in model.parameters() if id(p) not in gate_ids]
-    opt = torch.optim.Adamax(
-        [{"params": others}, {"params": gate_params, "lr": args.lr / 4}], lr=args.lr
-    )
+    opt = torch.optim.Adamax([{"params": others}, {"params": gate_params}], lr=args.lr)
     step = 0
     rng = np.random.default_rng(0)
     if ckpt is not None:
@@ -100,10 +114,9 @@ def main() -> None:
         if quantized and not model.nets()[0].quantized:
             model.set_quantized(True)
             evaluate(model, {"calib": np.concatenate([sample_batch(pool, rng, 32, args.size)])})
-        if quantized:
-            frac = (step - args.qat_from) / max(1, args.steps - args.qat_from)
-            for g in opt.param_groups:
-                g["lr"] = args.lr * 0.25 * 0.5 * (1 + np.cos(np.pi * frac))
+        lr = learning_rate(args, step)
+        for g, scale in zip(opt.param_groups, (1.0, 0.25), strict=True):
+            g["lr"] = lr * scale
         x = torch.from_numpy(sample_batch(pool, rng, args.batch, args.size))
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not quantized):
