@@ -172,3 +172,17 @@ def test_cli_info_shows_shape_model_and_guarantee(tmp_path, run_iodfz) -> None:
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
     assert "neural-image" in out and "64x64x3 8-bit" in out and "byte-exact pnm" in out
+
+
+def test_unusable_engine_falls_back_to_zstd_with_a_warning(monkeypatch, capsys) -> None:
+    from iodfz.codec import image
+    from iodfz.engine.backends import BackendUnavailable
+
+    def broken(model):
+        raise BackendUnavailable("differs from the test vectors (top)")
+
+    monkeypatch.setattr(image, "backend_for", broken)
+    data = encode_file(photo_like(64, 64), "PPM")
+    codec, _, back = roundtrip(data)
+    assert codec != CODEC_IMAGE and back == data
+    assert "neural image path unusable" in capsys.readouterr().err

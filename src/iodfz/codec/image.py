@@ -10,12 +10,15 @@ Payload layout: docs/FORMAT.md §3.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import zstandard
 
 from iodfz import formats, zoo
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codecs import Options
+from iodfz.coder import CoderError
 from iodfz.container import (
     CODEC_IMAGE,
     ImageShape,
@@ -24,8 +27,10 @@ from iodfz.container import (
     read_uint,
     uint_bytes,
 )
-from iodfz.engine.backends import backend_for
-from iodfz.engine.model import Model
+from iodfz.engine.backends import BackendUnavailable, backend_for
+from iodfz.engine.flow import Backend
+from iodfz.engine.model import Model, ModelError
+from iodfz.engine.tables import model_tables
 from iodfz.errors import IodfError
 
 SECTION_IMAGE_FORMAT = 0x0100
@@ -138,10 +143,11 @@ class NeuralImageCodec:
         rgb, extra = to_rgb(parsed.pixels)
         if min(rgb.shape[:2]) < MIN_SIDE:
             return None
-        model = zoo.for_level(level)
-        if model is None:
+        engine = _engine_for_level(level)
+        if engine is None:
             return None
-        streams = pixel_codec.encode(model, backend_for(model), rgb)
+        model, backend = engine
+        streams = pixel_codec.encode(model, backend, rgb)
         flags = FLAG_EXACT if parsed.exact else 0
         side = _zstd(parsed.side)
         if len(side) < len(parsed.side):
@@ -176,7 +182,13 @@ class NeuralImageCodec:
         alpha_blob = streams.pop(0) if has_alpha and streams else b""
         h, w = shape.height, shape.width
         rgb_w = w if shape.channels >= 3 else -(-w // 3)
-        rgb = pixel_codec.decode(model, backend_for(model), streams, h, rgb_w, tile)
+        try:
+            backend = backend_for(model)
+        except BackendUnavailable as exc:
+            raise IodfError(
+                f"integer engine unusable on this machine ({exc}); see iodfz selftest"
+            ) from None
+        rgb = pixel_codec.decode(model, backend, streams, h, rgb_w, tile)
         extra = None
         if has_alpha:
             extra = np.frombuffer(_unzstd(alpha_blob, h * w), np.uint8)
@@ -204,11 +216,36 @@ class NeuralImageCodec:
         return Tiling(tile, tile)
 
 
+_WARNED: set[str] = set()
+
+
+def _engine_for_level(level: int) -> tuple[Model, Backend] | None:
+    """The level's model and a backend that passed its test vectors, or None — then images go
+    through zstd, with one warning per process (``iodfz selftest`` tells more)."""
+    try:
+        model = zoo.for_level(level)
+        if model is None:
+            return None
+        model_tables(model)
+        return model, backend_for(model)
+    except (ModelError, CoderError, BackendUnavailable) as exc:
+        if str(exc) not in _WARNED:
+            _WARNED.add(str(exc))
+            print(
+                f"iodfz: warning: neural image path unusable, using zstd ({exc})", file=sys.stderr
+            )
+        return None
+
+
 def _model(model_id: str) -> Model:
     try:
-        return zoo.load_by_id(model_id)
+        model = zoo.load_by_id(model_id)
+        model_tables(model)
+        return model
     except LookupError as exc:
         raise IodfError(f"needs model {model_id[:16]}, which is not installed ({exc})") from None
+    except (ModelError, CoderError) as exc:
+        raise IodfError(f"model {model_id[:16]} is unusable ({exc})") from None
 
 
 CODEC = NeuralImageCodec()
