@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from iodfz import varint
 from iodfz.errors import IodfError
 
 MAGIC = b"IODF"
@@ -47,32 +48,17 @@ FLAG_NAME = 1 << 3
 _KNOWN_FLAGS = FLAG_LENGTH | FLAG_MODE | FLAG_MTIME | FLAG_NAME
 
 
-def uint_bytes(value: int) -> bytes:
-    """``value`` as a uint (FORMAT.md 1.1: unsigned LEB128, minimal, below 2**64)."""
-    if not 0 <= value < 1 << 64:
-        raise ValueError(f"uint {value} out of range")
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+uint_bytes = varint.encode
 
 
 def read_uint(buf: bytes | bytearray | memoryview, pos: int, what: str) -> tuple[int, int]:
     """(value, position after it) of the uint at ``buf[pos:]``; IodfError if it is truncated,
     longer than 10 bytes, not minimal or not below 2**64."""
-    value = 0
-    for i in range(_MAX_UINT_BYTES):
-        if pos + i >= len(buf):
-            raise IodfError(f"damaged container: {what} truncated")
-        byte = buf[pos + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            if (byte == 0 and i > 0) or value >> 64:
-                raise IodfError(f"damaged container: bad number in {what}")
-            return value, pos + i + 1
-    raise IodfError(f"damaged container: bad number in {what}")
+    try:
+        return varint.decode(buf, pos)
+    except varint.VarintError as exc:
+        reason = f"{what} truncated" if exc.truncated else f"bad number in {what}"
+        raise IodfError(f"damaged container: {reason}") from None
 
 
 SECTION_SHAPE = 0x0001
@@ -82,7 +68,6 @@ SECTION_TILING = 0x0003
 _FIXED = struct.Struct("<4sBBB")  # magic, version, codec, flags; then header_len as a uint
 FRAME_DIGEST_SIZE = 16
 _CRC = struct.Struct("<I")
-_MAX_UINT_BYTES = 10  # a uint is below 2**64
 MIN_HEADER = _FIXED.size + 1 + _CRC.size
 
 _READ_CHUNK = 1 * MiB
@@ -531,7 +516,7 @@ class ContainerReader:
 def _read_record_uint(f: BinaryIO, record: bytes, what: str) -> tuple[int, bytes]:
     """Read a uint that continues ``record`` from ``f``; (value, record with it appended)."""
     start = len(record)
-    for _ in range(_MAX_UINT_BYTES):
+    for _ in range(varint.MAX_BYTES):
         byte = f.read(1)
         if not byte:
             raise IodfError(f"truncated container (file ends inside the {what})")

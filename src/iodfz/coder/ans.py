@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from iodfz import varint
 from iodfz.coder.errors import CoderError
 from iodfz.coder.tables import Tables
 
@@ -214,32 +215,17 @@ def finish(enc: Encoder) -> bytes:
     body = np.concatenate([np.zeros(0), *enc.words[::-1]]).astype(np.int64) & 0xFFFF
     allw = np.concatenate([head_words.ravel(), body]).astype("<u2")
     esc = np.concatenate([np.zeros(0, np.uint8), *enc.escapes[::-1]])
-    header = bytes([STREAM_VERSION]) + _varint(enc.lanes) + _varint(allw.size)
+    header = bytes([STREAM_VERSION]) + varint.encode(enc.lanes) + varint.encode(allw.size)
     return header + allw.tobytes() + esc.tobytes()
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _read_varint(head: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
-    """(value, next position) of a minimal LEB128 of at most ``max_bytes`` bytes."""
-    value = 0
-    for i in range(max_bytes):
-        if pos + i >= len(head):
-            raise CoderError("rANS stream truncated (header)")
-        byte = head[pos + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            if byte == 0 and i > 0:
-                raise CoderError("rANS stream corrupted (header)")
-            return value, pos + i + 1
-    raise CoderError("rANS stream corrupted (header)")
+    try:
+        return varint.decode(head, pos, max_bytes)
+    except varint.VarintError as exc:
+        raise CoderError(
+            f"rANS stream {'truncated' if exc.truncated else 'corrupted'} (header)"
+        ) from None
 
 
 def decoder(data: bytes | bytearray | memoryview) -> Decoder:
