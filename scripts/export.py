@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -109,6 +110,13 @@ def main() -> None:
     card["coded_seconds"] = round(time.time() - t, 1)
     card["file_bytes"] = path.stat().st_size
     path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+    slim = args.out / "checkpoints" / f"{args.name}.pt"
+    slim.parent.mkdir(exist_ok=True)
+    keep = ("step", "config", "model", "minutes")
+    torch.save({k: ckpt[k] for k in keep}, slim)
+    log = args.checkpoint.parent / "log.csv"
+    if log.exists():
+        shutil.copyfile(log, slim.with_suffix(".log.csv"))
     print(json.dumps(card, indent=1))
 
 

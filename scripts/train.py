@@ -2,7 +2,9 @@
 
 Stages, by step: float (bf16 autocast) → learnable gates with a sparsity push → 8-bit
 quantization-aware fine-tuning (fp32). Checkpoints every few minutes to RUN/ckpt.pt and logs
-dev bits per sub-pixel to RUN/log.csv; rerunning the same command resumes.
+dev bits per sub-pixel to RUN/log.csv; rerunning the same command resumes. scripts/export.py
+leaves a slim checkpoint in models/checkpoints/ so a later session (a fresh clone) can go on
+with `--init`.
 
     python scripts/train.py --run runs/w64 --steps 30000 --gates-from 6000 --decay-from 16000 \
         --qat-from 24000
@@ -65,14 +67,18 @@ def main() -> None:
     ap.add_argument("--gate-penalty", type=float, default=2e-4)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
+    ap.add_argument(
+        "--init", type=Path, help="start from a slim checkpoint (models/checkpoints/*.pt)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.run.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.run / "ckpt.pt"
 
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
+    source = ckpt_path if ckpt_path.exists() else args.init
+    if source is not None:
+        ckpt = torch.load(source, weights_only=False)
         cfg = FlowConfig.from_dict(ckpt["config"])
     else:
         ckpt = None
@@ -89,7 +95,8 @@ def main() -> None:
         if step >= args.qat_from:
             model.set_quantized(True)
         model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
+        if "opt" in ckpt:  # a slim checkpoint (--init) carries no optimizer state
+            opt.load_state_dict(ckpt["opt"])
         rng = np.random.default_rng(step)
         print(f"resumed at step {step}")
     model = model.to(memory_format=torch.channels_last)
