@@ -113,3 +113,21 @@ def test_truncated_model_file_is_refused(small_model, tmp_path: Path, cut: int) 
     path.write_bytes(path.read_bytes()[:cut])
     with pytest.raises(ModelError):
         load(path)
+
+
+def test_a_block_with_every_channel_gated_off_exports_and_runs(tmp_path: Path) -> None:
+    model = random_flow()
+    with torch.no_grad():
+        model.levels[0][0].net.blocks[0].gate.param.fill_(0.0)
+        model.levels[1][1].net.blocks[0].gate.param[::2] = 0.0
+    calibration = np.random.default_rng(3).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
+    exported = export_model(model, calibration)
+    assert exported.couplings[0][0].blocks[0][0].weight.shape[2] == 0
+    save(exported, tmp_path / "gated.iodfm")
+    loaded = load(tmp_path / "gated.iodfm")
+    x = np.random.default_rng(4).integers(0, 256, (1, 12, 20, 3), dtype=np.uint8)
+    for backend in BACKENDS:
+        assert check_test_vectors(loaded, backend) == []
+        splits, top = flow.forward(loaded, backend, x)
+        back = flow.inverse(loaded, backend, top, lambda level, si, mf, s=splits: s[level].values)
+        np.testing.assert_array_equal(back, x)

@@ -90,7 +90,9 @@ def export_net(net: ConvNet, out_mult: np.ndarray, out_offset: np.ndarray | floa
     blocks = []
     for blk in net.blocks:
         keep = blk.gate.active().numpy()
-        s_h = float(blk.act_hidden.step.detach())
+        # With every hidden channel gated off the block only adds conv2's bias; the hidden
+        # step (calibrated on all-zero activations) is then meaningless, so use 1.
+        s_h = float(blk.act_hidden.step.detach()) if keep.any() else 1.0
         c1 = export_conv(blk.conv1, s_r, np.full(blk.conv1.out_channels, 1.0 / s_h), keep_out=keep)
         c2 = export_conv(blk.conv2, s_h, np.full(blk.conv2.out_channels, 1.0 / s_r), keep_in=keep)
         blocks.append((c1, c2))

@@ -28,13 +28,13 @@ class Padded:
     def pad(self, x: np.ndarray) -> np.ndarray:
         out = np.zeros((*self.shape, x.shape[-1]), np.float32)
         out[:, 1:-1, 1:-1] = x
-        return out.reshape(self.rows, -1)
+        return out.reshape(self.rows, x.shape[-1])
 
     def interior(self, flat: np.ndarray) -> np.ndarray:
-        return flat.reshape(*self.shape, -1)[:, 1:-1, 1:-1]
+        return flat.reshape(*self.shape, flat.shape[-1])[:, 1:-1, 1:-1]
 
     def zero_border(self, flat: np.ndarray) -> np.ndarray:
-        grid = flat.reshape(*self.shape, -1)
+        grid = flat.reshape(*self.shape, flat.shape[-1])
         grid[:, 0] = grid[:, -1] = 0
         grid[:, :, 0] = grid[:, :, -1] = 0
         return flat

@@ -51,7 +51,7 @@ class TorchBackend:
         wp = w + 2
         padded = torch.zeros((b, h + 2, wp, c_in), dtype=self._dtype, device=self.device)
         padded[:, 1:-1, 1:-1] = x
-        flat = padded.reshape(-1, c_in)
+        flat = padded.reshape(b * (h + 2) * wp, c_in)
         span = flat.shape[0] - 2 * wp - 2
         acc = self._mm(flat[:span], weight[0])
         for k, (dy, dx) in enumerate(TAPS[1:], start=1):
@@ -60,7 +60,7 @@ class TorchBackend:
         acc += bias
         out = torch.zeros((flat.shape[0], weight.shape[2]), dtype=torch.float64, device=self.device)
         out[wp + 1 : wp + 1 + span] = torch.floor(acc.double() * scale + 0.5)
-        return out.reshape(b, h + 2, wp, -1)[:, 1:-1, 1:-1]
+        return out.reshape(b, h + 2, wp, weight.shape[2])[:, 1:-1, 1:-1]
 
     def run_net(self, net: Net, a: np.ndarray) -> np.ndarray:
         with torch.no_grad():
