@@ -3,7 +3,7 @@
 Activations and accumulators travel as float32 arrays holding integers; by the overflow bound
 every value is < 2^24 and therefore exact (docs/INTEGER.md, "Backends"). Inside a network the
 activations stay in a zero-bordered layout (B, H+2, W+2, C) flattened to rows, so each of a
-3×3 conv's nine taps is one contiguous slice and one GEMM, with no copies between layers.
+3×3 conv's nine taps is one contiguous slice of rows, with no copies between layers.
 """
 
 from __future__ import annotations
@@ -40,17 +40,36 @@ class Padded:
         return flat
 
 
+_CHUNK_ROWS = 2048  # im2col block: keeps the gathered taps in cache
+_IM2COL_MIN_OUT = 32
+
+
 def conv3x3(geo: Padded, flat: np.ndarray, conv: Conv) -> np.ndarray:
-    """acc + b at every row of the padded layout (border rows hold junk)."""
+    """acc + b at every row of the padded layout (border rows hold junk).
+
+    Wide outputs gather the nine taps of a block of rows side by side and do one GEMM per
+    block (im2col); narrow ones do one GEMM per tap over all rows. Both sum the same integer
+    products, exactly (docs/INTEGER.md).
+    """
     weight = conv.weight.astype(np.float32)
-    out = np.empty((geo.rows, weight.shape[2]), np.float32)
+    c_in, c_out = weight.shape[1], weight.shape[2]
+    out = np.empty((geo.rows, c_out), np.float32)
     out[: geo.first] = 0
     out[geo.first + geo.span :] = 0
     acc = out[geo.first : geo.first + geo.span]
-    np.matmul(flat[: geo.span], weight[0], out=acc)
-    for k, (dy, dx) in enumerate(TAPS[1:], start=1):
-        off = dy * geo.wp + dx
-        acc += flat[off : off + geo.span] @ weight[k]
+    offsets = [dy * geo.wp + dx for dy, dx in TAPS]
+    if c_out >= _IM2COL_MIN_OUT and c_out >= c_in:
+        stacked = weight.reshape(9 * c_in, c_out)
+        block = np.empty((_CHUNK_ROWS, 9 * c_in), np.float32)
+        for start in range(0, geo.span, _CHUNK_ROWS):
+            n = min(_CHUNK_ROWS, geo.span - start)
+            for k, off in enumerate(offsets):
+                block[:n, k * c_in : (k + 1) * c_in] = flat[start + off : start + off + n]
+            np.matmul(block[:n], stacked, out=acc[start : start + n])
+    else:
+        np.matmul(flat[: geo.span], weight[0], out=acc)
+        for k, off in enumerate(offsets[1:], start=1):
+            acc += flat[off : off + geo.span] @ weight[k]
     acc += conv.bias.astype(np.float32)
     return out
 
