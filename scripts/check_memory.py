@@ -11,26 +11,14 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-_WRAPPER = """
-import atexit, os, runpy, sys
-def report():
-    with open("/proc/self/status") as f:
-        hwm = next(line for line in f if line.startswith("VmHWM")).split()[1]
-    with open(os.environ["HWM_FILE"], "w") as f:
-        f.write(hwm)
-atexit.register(report)
-sys.argv = ["iodfz", *sys.argv[1:]]
-runpy.run_module("iodfz", run_name="__main__")
-"""
+from iodfz.bench import run_cli_peak_rss
 
 
 def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -47,17 +35,6 @@ def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def run(args: list[str]) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        hwm = os.path.join(tmp, "hwm")
-        t = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-c", _WRAPPER, *args], env=dict(os.environ, HWM_FILE=hwm), check=True
-        )
-        seconds = time.perf_counter() - t
-        return int(Path(hwm).read_text()) / 1024, seconds
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,9 +49,9 @@ def main() -> int:
         src.write_bytes(b"P6\n%d %d\n255\n" % (args.width, args.height) + pixels.tobytes())
         del pixels
         raw_mb = src.stat().st_size / 1e6
-        peak_c, sec_c = run(["compress", "-q", "-f", str(src)])
+        peak_c, sec_c = run_cli_peak_rss(["compress", "-q", "-f", str(src)])
         packed = Path(f"{src}.iodf")
-        peak_d, sec_d = run(
+        peak_d, sec_d = run_cli_peak_rss(
             ["decompress", "-q", "-f", "-o", str(Path(tmp, "back.ppm")), str(packed)]
         )
         same = filecmp.cmp(src, Path(tmp, "back.ppm"), shallow=False)

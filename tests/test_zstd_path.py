@@ -6,14 +6,12 @@ import hashlib
 import io
 import os
 import random
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from iodfz import api
+from iodfz.bench import run_cli_peak_rss
 from iodfz.codecs import Options
 from iodfz.container import (
     CODEC_STORED,
@@ -130,37 +128,9 @@ def test_file_size_change_is_detected(tmp_path: Path) -> None:
             api.compress(f, io.BytesIO(), **meta)
 
 
-# Runs the CLI and writes its own peak RSS (VmHWM, kB) to $HWM_FILE at exit. wait4's
-# ru_maxrss would not do: Linux carries the forking parent's high-water mark (the pytest
-# worker's, which may have loaded torch and models) over into the child.
-_HWM_WRAPPER = """
-import atexit, os, runpy, sys
-def report():
-    with open("/proc/self/status") as f:
-        hwm = next(line for line in f if line.startswith("VmHWM")).split()[1]
-    with open(os.environ["HWM_FILE"], "w") as f:
-        f.write(hwm)
-atexit.register(report)
-sys.argv = ["iodfz", *sys.argv[1:]]
-runpy.run_module("iodfz", run_name="__main__")
-"""
-
-
 def _peak_rss_mib(args: list[str], stdin: int | None = None) -> float:
-    """Run the iodfz CLI with ``args`` in a subprocess; its peak resident set size (MiB)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        hwm_file = os.path.join(tmp, "hwm")
-        env = dict(os.environ, PYTHONPATH=str(SRC), HWM_FILE=hwm_file)
-        done = subprocess.run(
-            [sys.executable, "-c", _HWM_WRAPPER, *args],
-            env=env,
-            stdin=stdin,
-            stdout=subprocess.DEVNULL,
-            check=False,
-        )
-        assert done.returncode == 0
-        with open(hwm_file) as f:
-            return int(f.read()) / 1024
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    return run_cli_peak_rss(args, stdin=stdin, env=env)[0]
 
 
 def test_200mb_sparse_file_in_bounded_memory(tmp_path: Path) -> None:

@@ -11,6 +11,10 @@ stream). The classic codecs come from imagecodecs (the ``bench`` extra), skipped
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,3 +144,39 @@ def plot_rows(results: dict[str, list[dict]], path: Path) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+# Runs the CLI and writes its own peak RSS (VmHWM, kB) to $HWM_FILE at exit. wait4's
+# ru_maxrss would not do: Linux carries the forking parent's high-water mark over into the
+# child, so a parent that loaded torch or a model would be measured instead.
+_PEAK_RSS_WRAPPER = """
+import atexit, os, runpy, sys
+def report():
+    with open("/proc/self/status") as f:
+        hwm = next(line for line in f if line.startswith("VmHWM")).split()[1]
+    with open(os.environ["HWM_FILE"], "w") as f:
+        f.write(hwm)
+atexit.register(report)
+sys.argv = ["iodfz", *sys.argv[1:]]
+runpy.run_module("iodfz", run_name="__main__")
+"""
+
+
+def run_cli_peak_rss(
+    args: list[str], stdin: int | None = None, env: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """Run ``iodfz ARGS`` in a subprocess (Linux); (its peak RSS in MiB, wall seconds).
+    Raises CalledProcessError if it fails."""
+    with tempfile.TemporaryDirectory() as tmp:
+        hwm_file = os.path.join(tmp, "hwm")
+        t = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS_WRAPPER, *args],
+            env={**(env or os.environ), "HWM_FILE": hwm_file},
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+        seconds = time.perf_counter() - t
+        with open(hwm_file) as f:
+            return int(f.read()) / 1024, seconds

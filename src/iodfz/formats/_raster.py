@@ -136,3 +136,28 @@ def check_pixels(pixels: np.ndarray, shape: tuple[int, ...], dtype: type = np.ui
         got = getattr(pixels, "shape", None), getattr(pixels, "dtype", None)
         raise FormatError(f"pixels {got} do not match side info {shape} {np.dtype(dtype)}")
     return np.ascontiguousarray(pixels)
+
+
+def pack(
+    version: int, data: bytes, blocks: list[Block], h: int, w: int, c: int
+) -> tuple[np.ndarray, bytes] | None:
+    """(pixels, side info) of a file whose pixels are ``blocks``: side info is ``version``,
+    then the layout and everything else of the file (the skeleton)."""
+    got = split(data, blocks, h, w, c)
+    if got is None:
+        return None
+    raster, skeleton = got
+    wr = Writer()
+    wr.u8(version)
+    write_layout(wr, (h, w, c), blocks, skeleton)
+    return raster, wr.getvalue()
+
+
+def unpack(version: int, name: str, pixels: np.ndarray, side: bytes) -> bytes:
+    """Inverse of :func:`pack`."""
+    rd = Reader(side)
+    if rd.u8() != version:
+        raise FormatError(f"unknown {name} side-info version")
+    shape, blocks, skeleton = read_layout(rd)
+    rd.done()
+    return join(check_pixels(pixels, shape), skeleton, blocks)

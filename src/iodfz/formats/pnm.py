@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._raster import Block, check_pixels, join, read_layout, split, write_layout
-from ._side import FormatError, Reader, Writer
+from ._raster import Block, pack, unpack
 
 _VERSION = 1
 _WHITESPACE = b" \t\n\v\f\r"
@@ -48,20 +47,8 @@ def parse(data: bytes) -> tuple[np.ndarray, bytes] | None:
         return None
     w, h, c, offset = head
     blocks = [Block(offset, 0, h, 0, w, w * c, False)]
-    got = split(data, blocks, h, w, c)
-    if got is None:
-        return None
-    raster, skeleton = got
-    wr = Writer()
-    wr.u8(_VERSION)
-    write_layout(wr, (h, w, c), blocks, skeleton)
-    return raster, wr.getvalue()
+    return pack(_VERSION, data, blocks, h, w, c)
 
 
 def rebuild(pixels: np.ndarray, side: bytes) -> bytes:
-    rd = Reader(side)
-    if rd.u8() != _VERSION:
-        raise FormatError("unknown PNM side-info version")
-    shape, blocks, skeleton = read_layout(rd)
-    rd.done()
-    return join(check_pixels(pixels, shape), skeleton, blocks)
+    return unpack(_VERSION, "PNM", pixels, side)

@@ -11,8 +11,7 @@ import struct
 
 import numpy as np
 
-from ._raster import Block, check_pixels, join, read_layout, split, write_layout
-from ._side import FormatError, Reader, Writer
+from ._raster import Block, pack, unpack
 
 _VERSION = 1
 _TYPE_CODES = {1: "B", 3: "H", 4: "I"}  # BYTE, SHORT, LONG
@@ -89,20 +88,8 @@ def parse(data: bytes) -> tuple[np.ndarray, bytes] | None:
     if geometry is None:
         return None
     h, w, c, blocks = geometry
-    got = split(data, blocks, h, w, c)
-    if got is None:
-        return None
-    raster, skeleton = got
-    wr = Writer()
-    wr.u8(_VERSION)
-    write_layout(wr, (h, w, c), blocks, skeleton)
-    return raster, wr.getvalue()
+    return pack(_VERSION, data, blocks, h, w, c)
 
 
 def rebuild(pixels: np.ndarray, side: bytes) -> bytes:
-    rd = Reader(side)
-    if rd.u8() != _VERSION:
-        raise FormatError("unknown TIFF side-info version")
-    shape, blocks, skeleton = read_layout(rd)
-    rd.done()
-    return join(check_pixels(pixels, shape), skeleton, blocks)
+    return unpack(_VERSION, "TIFF", pixels, side)
