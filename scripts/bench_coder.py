@@ -25,7 +25,6 @@ import numpy as np
 
 from iodfz.coder import (
     NUM_PHASES,
-    PRECISION,
     decode,
     default_tables,
     encode,
@@ -33,6 +32,7 @@ from iodfz.coder import (
     scale_grid,
 )
 from iodfz.coder.ans import _varint_encode
+from iodfz.coder.tables import symbol_bits
 
 SCALE_IDX_RANGE = (8, 59)  # s = 0.25 .. 90
 
@@ -63,17 +63,11 @@ def logistic_bits_exact(z: np.ndarray, sidx: np.ndarray, mu_fp: np.ndarray) -> f
 def iodfz_ideal_bits(z: np.ndarray, sidx: np.ndarray, mu_fp: np.ndarray) -> tuple[float, dict]:
     tables = default_tables()
     t, off = logistic_index(sidx, mu_fp)
-    j = z.astype(np.int64) - off - tables.lo[t]
-    nsym = tables.nsym[t]
-    esc = (j < 0) | (j >= nsym)
-    j = np.where(esc, nsym, j)
-    f = tables.freq[tables.base[t] + j]
-    bits = -np.log2(f / float(1 << PRECISION))
-    je, ne = j[esc], nsym[esc]
+    bits, esc = symbol_bits(tables, z, t, off)
+    ne = tables.nsym[t][esc]
     k = (z.astype(np.int64) - off - tables.lo[t])[esc]
     ex = np.where(k >= 0, 2 * (k - ne), -2 * k - 1).astype(np.uint64)
     payload = 8 * _varint_encode(ex).size if ex.size else 0
-    del je
     info = {
         "escapes": int(esc.sum()),
         "escape_symbol_bits": float(bits[esc].sum()),

@@ -35,25 +35,19 @@ def float_bpsp(model: IntegerFlow, images: np.ndarray, quantized: bool) -> float
         return float(torch.cat([model(x[i : i + 16]) for i in range(0, len(x), 16)]).mean())
 
 
-def table_bits(tables: coder_tables.Tables, values: np.ndarray, index: np.ndarray, offset) -> float:
-    """Ideal code length (bits) of values under integer tables; an escape counts its symbol only."""
-    k = values.ravel() - np.broadcast_to(offset, values.shape).ravel() - tables.lo[index.ravel()]
-    n = tables.nsym[index.ravel()]
-    symbol = np.where((k >= 0) & (k < n), k, n)
-    freq = tables.freq[tables.base[index.ravel()] + symbol]
-    return float(-np.log2(freq / 2.0**tables.precision).sum())
-
-
 def integer_bpsp(model: engine_model.Model, images: np.ndarray) -> float:
     """The exported integer model's likelihood: its latents under its integer coder tables."""
     logistic, mixture = model_tables(model)
     splits, top = flow.forward(model, NumpyBackend(), images.transpose(0, 2, 3, 1))
     bits = sum(
-        table_bits(logistic, s.values, *coder_tables.logistic_index(s.scale_index, s.mean_fp))
+        coder_tables.symbol_bits(
+            logistic, s.values, *coder_tables.logistic_index(s.scale_index, s.mean_fp)
+        )[0].sum()
         for s in splits
     )
     channel = np.broadcast_to(np.arange(top.shape[-1]), top.shape)
-    return (bits + table_bits(mixture, top, channel, 0)) / images.size
+    bits += coder_tables.symbol_bits(mixture, top, channel)[0].sum()
+    return float(bits) / images.size
 
 
 def coded_bpsp(model: engine_model.Model, images: np.ndarray) -> float:

@@ -279,6 +279,24 @@ def logistic_index(
     return (s << phase_bits) | (m & ((1 << phase_bits) - 1)), m >> phase_bits
 
 
+def symbol_bits(
+    tables: Tables, values: npt.ArrayLike, table_index: npt.ArrayLike, offset: npt.ArrayLike = 0
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Ideal code length -log2 p of each value's symbol (an escape counts its escape symbol
+    only) and the escape mask: the yardstick the coder's overhead is measured against."""
+    t = np.asarray(table_index, dtype=np.int64).ravel()
+    v = np.asarray(values, dtype=np.int64).ravel()
+    k = (
+        v
+        - np.broadcast_to(np.asarray(offset, dtype=np.int64), np.shape(values)).ravel()
+        - tables.lo[t]
+    )
+    nsym = tables.nsym[t]
+    escape = (k < 0) | (k >= nsym)
+    freq = tables.freq[tables.base[t] + np.where(escape, nsym, k)]
+    return -np.log2(freq / float(1 << tables.precision)), escape
+
+
 def tables_hash(tables: Tables) -> str:
     """sha256 (hex) of the integer content of a table set (precision, lo, frequencies)."""
     h = hashlib.sha256()

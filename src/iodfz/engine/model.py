@@ -12,6 +12,7 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,16 @@ class Conv:
     bias: np.ndarray
     mult: np.ndarray
     shift: np.ndarray
+
+    @cached_property
+    def float_weight(self) -> np.ndarray:
+        """The weights as float32 (exact: int8 values), converted once."""
+        return self.weight.astype(np.float32)
+
+    @cached_property
+    def scale(self) -> np.ndarray:
+        """M·2^-s per output channel as float64 (exact: 16-bit M, power-of-two scale)."""
+        return self.mult.astype(np.float64) * np.exp2(-self.shift.astype(np.float64))
 
     def check(self, name: str) -> None:
         w = self.weight

@@ -51,7 +51,7 @@ def conv3x3(geo: Padded, flat: np.ndarray, conv: Conv) -> np.ndarray:
     block (im2col); narrow ones do one GEMM per tap over all rows. Both sum the same integer
     products, exactly (docs/INTEGER.md).
     """
-    weight = conv.weight.astype(np.float32)
+    weight = conv.float_weight
     c_in, c_out = weight.shape[1], weight.shape[2]
     out = np.empty((geo.rows, c_out), np.float32)
     out[: geo.first] = 0
@@ -77,8 +77,7 @@ def conv3x3(geo: Padded, flat: np.ndarray, conv: Conv) -> np.ndarray:
 def requant(acc: np.ndarray, conv: Conv, lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:
     """clamp((acc · M + 2^(s-1)) >> s, lo, hi), computed exactly as floor(acc · M·2^-s + 1/2)
     in float64 (float64 result)."""
-    scale = conv.mult.astype(np.float64) * np.exp2(-conv.shift.astype(np.float64))
-    y = np.multiply(acc, scale)
+    y = np.multiply(acc, conv.scale)
     y += 0.5
     np.floor(y, out=y)
     if lo > -np.inf or hi < np.inf:

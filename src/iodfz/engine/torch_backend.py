@@ -31,14 +31,13 @@ class TorchBackend:
     def _prepared(self, conv: Conv) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         key = id(conv)
         if key not in self._weights:
-            scale = conv.mult.astype(np.float64) * np.exp2(-conv.shift.astype(np.float64))
             acc_type = np.int32 if self.int8 else np.float32
             self._weights[key] = (
                 torch.from_numpy(conv.weight.astype(np.int8 if self.int8 else np.float32)).to(
                     self.device
                 ),
                 torch.from_numpy(conv.bias.astype(acc_type)).to(self.device),
-                torch.from_numpy(scale).to(self.device),
+                torch.from_numpy(conv.scale).to(self.device),
             )
         return self._weights[key]
 
