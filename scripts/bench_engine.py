@@ -33,7 +33,7 @@ def test_image() -> np.ndarray:
         from PIL import Image
 
         return np.asarray(Image.open(path).convert("RGB"))[:512, :768]
-    return flow.test_input()[0].repeat(32, 0).repeat(32, 1)[:512, :768]
+    return flow.test_input(3)[0].repeat(32, 0).repeat(32, 1)[:512, :768]
 
 
 def main() -> None:

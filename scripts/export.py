@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("models"))
     args = ap.parse_args()
 
-    ckpt = torch.load(args.checkpoint, weights_only=False)
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     flow = IntegerFlow(FlowConfig.from_dict(ckpt["config"]))
     flow.load_state_dict(ckpt["model"], strict=False)
     flow.eval()

@@ -4,10 +4,15 @@ Stages, by step: float (bf16 autocast) → learnable gates with a sparsity push 
 quantization-aware fine-tuning (fp32). Checkpoints every few minutes to RUN/ckpt.pt and logs
 dev bits per sub-pixel to RUN/log.csv; rerunning the same command resumes. scripts/export.py
 leaves a slim checkpoint in models/checkpoints/ so a later session (a fresh clone) can go on
-with `--init`.
+with `--init`. Data: the pack of scripts/pack_data.py (built on first use).
 
     python scripts/train.py --run runs/w64 --steps 30000 --gates-from 6000 --decay-from 16000 \
         --qat-from 24000
+
+On a GPU, with a time budget instead of a step count (stage boundaries as fractions):
+
+    python scripts/train.py --run OUT --device cuda --minutes 7 --batch 256 --sizes 32 64 \
+        --gates-from 0.35 --decay-from 0.55 --qat-from 0.85 --slim
 """
 
 from __future__ import annotations
@@ -21,20 +26,43 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iodfz.flow.data import SHARED, build_training_pool, load_dev_sets, sample_batch
+from iodfz.flow.data import (
+    SHARED,
+    build_pack,
+    load_dev_sets,
+    load_pack,
+    pack_to_device,
+    sample_batch,
+    save_pack,
+)
 from iodfz.flow.model import FlowConfig, IntegerFlow
 
+# QAT steps run in fp32 with fake quantization: about twice the time of a bf16 step.
+QAT_STEP_COST = 2.0
 
-def evaluate(model: IntegerFlow, dev: dict[str, np.ndarray]) -> dict[str, float]:
+
+def evaluate(model: IntegerFlow, dev: dict[str, torch.Tensor]) -> dict[str, float]:
     model.eval()
+    device = next(model.parameters()).device
     out = {}
     with torch.no_grad():
         for name, images in dev.items():
-            x = torch.from_numpy(images)
+            x = torch.as_tensor(images).to(device)
             bpsp = torch.cat([model(x[i : i + 32]) for i in range(0, len(x), 32)])
             out[name] = float(bpsp.mean())
     model.train()
     return out
+
+
+def stage_step(value: float, steps: int) -> int:
+    """A stage boundary: a step count, or a fraction of ``steps`` when below 1."""
+    return int(value * steps) if value < 1 else int(value)
+
+
+def resolve_schedule(args: argparse.Namespace) -> None:
+    args.gates_step = stage_step(args.gates_from, args.steps)
+    args.decay_step = stage_step(args.decay_from, args.steps)
+    args.qat_step = stage_step(args.qat_from, args.steps)
 
 
 def learning_rate(args: argparse.Namespace, step: int) -> float:
@@ -44,10 +72,10 @@ def learning_rate(args: argparse.Namespace, step: int) -> float:
         frac = min(1.0, (step - start) / max(1, end - start))
         return low + (high - low) * 0.5 * (1 + np.cos(np.pi * frac))
 
-    if step >= args.qat_from:
-        return cosine(args.qat_from, args.steps, args.lr * 0.25, 0.0)
-    if step >= args.decay_from:
-        return cosine(args.decay_from, args.qat_from, args.lr, args.lr * 0.1)
+    if step >= args.qat_step:
+        return cosine(args.qat_step, args.steps, args.lr * 0.25, 0.0)
+    if step >= args.decay_step:
+        return cosine(args.decay_step, args.qat_step, args.lr, args.lr * 0.1)
     return args.lr
 
 
@@ -58,12 +86,15 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--config", type=json.loads, default={}, help="FlowConfig overrides (JSON)")
     ap.add_argument("--steps", type=int, default=30000)
-    ap.add_argument("--gates-from", type=int, default=6000)
-    ap.add_argument("--qat-from", type=int, default=24000)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument(
+        "--minutes", type=float, help="time budget: sets --steps from the measured step rate"
+    )
+    ap.add_argument("--gates-from", type=float, default=6000, help="step, or fraction if < 1")
+    ap.add_argument("--qat-from", type=float, default=24000, help="step, or fraction if < 1")
+    ap.add_argument("--batch", type=int, default=64, help="images per step at the largest size")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[32], help="crop sizes, in turn")
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--decay-from", type=int, default=20000, help="cosine decay until --qat-from")
+    ap.add_argument("--decay-from", type=float, default=20000, help="cosine decay until QAT")
     ap.add_argument("--gate-penalty", type=float, default=2e-4)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
@@ -71,14 +102,20 @@ def main() -> None:
         "--init", type=Path, help="start from a slim checkpoint (models/checkpoints/*.pt)"
     )
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pack", type=Path, default=Path("runs/pack"), help="scripts/pack_data.py")
+    ap.add_argument("--slim", action="store_true", help="checkpoints without optimizer state")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True
+    resolve_schedule(args)
     args.run.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.run / "ckpt.pt"
 
     source = ckpt_path if ckpt_path.exists() else args.init
     if source is not None:
-        ckpt = torch.load(source, weights_only=False)
+        ckpt = torch.load(source, map_location="cpu", weights_only=False)
         cfg = FlowConfig.from_dict(ckpt["config"])
     else:
         ckpt = None
@@ -89,20 +126,21 @@ def main() -> None:
     others = [p for p in model.parameters() if id(p) not in gate_ids]
     opt = torch.optim.Adamax([{"params": others}, {"params": gate_params}], lr=args.lr)
     step = 0
-    rng = np.random.default_rng(0)
     if ckpt is not None:
         step = ckpt["step"]
-        if step >= args.qat_from:
+        if step >= args.qat_step:
             model.set_quantized(True)
         model.load_state_dict(ckpt["model"])
-        if "opt" in ckpt:  # a slim checkpoint (--init) carries no optimizer state
-            opt.load_state_dict(ckpt["opt"])
-        rng = np.random.default_rng(step)
         print(f"resumed at step {step}")
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)
+    if ckpt is not None and "opt" in ckpt:  # a slim checkpoint carries no optimizer state
+        opt.load_state_dict(ckpt["opt"])
+    gen = torch.Generator().manual_seed(step)
 
-    pool = build_training_pool(SHARED, Path("runs/cache/train_pool.pkl"))
-    dev = load_dev_sets(SHARED)
+    if not (args.pack / "pack.json").exists():
+        save_pack(build_pack(SHARED, max_regions=2400), args.pack)
+    pack = pack_to_device(load_pack(args.pack), device)
+    dev = load_dev_sets(SHARED)  # empty where ../shared is absent (e.g. on a GPU machine)
     log_path = args.run / "log.csv"
     new_log = not log_path.exists()
     log = log_path.open("a", newline="")
@@ -113,43 +151,58 @@ def main() -> None:
         )
     (args.run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
 
-    last_ckpt = time.time()
+    last_ckpt = started = time.time()
     t0 = time.time() - (ckpt["minutes"] * 60 if ckpt else 0.0)
+    # With a time budget, steps 100–300 (past warm-up) measure the rate that sets --steps.
+    probe_from, probe_until = (step + 100, step + 300) if args.minutes else (None, None)
+    largest = max(args.sizes)
     running = []
     while step < args.steps:
-        quantized = step >= args.qat_from
+        if step == probe_from:
+            probe_start = time.time()
+        if step == probe_until:
+            rate = (probe_until - probe_from) / (time.time() - probe_start)
+            remaining = args.minutes * 60 - (time.time() - started)
+            qat_share = 1 - args.qat_from if args.qat_from < 1 else 0.0
+            args.steps = step + int(remaining * rate / (1 + (QAT_STEP_COST - 1) * qat_share))
+            resolve_schedule(args)
+            print(f"{rate:.1f} steps/s: training to step {args.steps}", flush=True)
+        quantized = step >= args.qat_step
         if quantized and not model.nets()[0].quantized:
             model.set_quantized(True)
-            evaluate(model, {"calib": np.concatenate([sample_batch(pool, rng, 32, args.size)])})
+            evaluate(model, {"calib": sample_batch(pack, gen, 32, largest)})
         lr = learning_rate(args, step)
         for g, scale in zip(opt.param_groups, (1.0, 0.25), strict=True):
             g["lr"] = lr * scale
-        x = torch.from_numpy(sample_batch(pool, rng, args.batch, args.size))
+        size = args.sizes[step % len(args.sizes)]
+        x = sample_batch(pack, gen, args.batch * (largest // size) ** 2, size)
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not quantized):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=not quantized):
             bpsp = model(x).mean()
         loss = bpsp
-        if step >= args.gates_from:
+        if step >= args.gates_step:
             loss = loss + args.gate_penalty * model.gate_penalty()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if step < args.gates_from:
+        if step < args.gates_step:
             for p in gate_params:
                 p.grad = None
         opt.step()
-        running.append(float(bpsp))
+        running.append(bpsp.detach())
         step += 1
+        if args.minutes and time.time() - started > args.minutes * 60:
+            args.steps = step  # out of time: evaluate and checkpoint now
         if step % args.eval_every == 0 or step == args.steps:
             scores = evaluate(model, dev)
             active, total = model.gate_stats()
-            stage = "qat" if quantized else ("gates" if step > args.gates_from else "float")
+            stage = "qat" if quantized else ("gates" if step > args.gates_step else "float")
             minutes = (time.time() - t0) / 60
             writer.writerow(
                 [
                     step,
                     f"{minutes:.1f}",
                     stage,
-                    f"{np.mean(running):.4f}",
+                    f"{float(torch.stack(running).mean()):.4f}",
                     *(f"{v:.4f}" for v in scores.values()),
                     f"{active}/{total}",
                     f"{model.macs_per_pixel():.0f}",
@@ -160,7 +213,7 @@ def main() -> None:
                 step,
                 f"{minutes:.1f}min",
                 stage,
-                f"train {np.mean(running):.3f}",
+                f"train {float(torch.stack(running).mean()):.3f}",
                 {k: round(v, 3) for k, v in scores.items()},
                 f"gates {active}/{total}",
                 flush=True,
@@ -171,9 +224,10 @@ def main() -> None:
                 "step": step,
                 "config": cfg.to_dict(),
                 "model": model.state_dict(),
-                "opt": opt.state_dict(),
                 "minutes": (time.time() - t0) / 60,
             }
+            if not args.slim:
+                state["opt"] = opt.state_dict()
             torch.save(state, args.run / "ckpt.tmp")
             (args.run / "ckpt.tmp").replace(ckpt_path)
             last_ckpt = time.time()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from iodfz.engine import flow
-from iodfz.engine.backends import check_test_vectors
+from iodfz.engine.backends import check_test_vectors, cuda_may_work
 from iodfz.engine.model import ModelError, load, save
 from iodfz.engine.reference import NumpyBackend
 
@@ -41,6 +43,8 @@ def small_model(tmp_path_factory: pytest.TempPathFactory):
 
 
 BACKENDS = [NumpyBackend(), TorchBackend("cpu"), TorchBackend("cpu", int8=True)]
+if torch.cuda.is_available():
+    BACKENDS.append(TorchBackend("cuda"))
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
@@ -131,3 +135,13 @@ def test_a_block_with_every_channel_gated_off_exports_and_runs(tmp_path: Path) -
         splits, top = flow.forward(loaded, backend, x)
         back = flow.inverse(loaded, backend, top, lambda level, si, mf, s=splits: s[level].values)
         np.testing.assert_array_equal(back, x)
+
+
+@pytest.mark.skipif(cuda_may_work(), reason="an NVIDIA driver is loaded here")
+def test_auto_backend_does_not_import_torch_without_a_gpu() -> None:
+    code = (
+        "import sys; from iodfz import zoo; from iodfz.engine.backends import backend_for; "
+        "print(backend_for(zoo.for_level(3)).name, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["numpy", "False"]

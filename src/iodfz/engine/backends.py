@@ -1,14 +1,18 @@
 """Backend selection: every backend proves itself on the model's test vectors before use.
 
-``IODFZ_BACKEND`` (numpy, torch-cpu, torch-cuda or auto) picks one; auto tries CUDA, then the
-numpy reference — torch on CPU is no faster than numpy here, see the engine benchmark. A backend
+``IODFZ_BACKEND`` (numpy, torch-cpu, torch-cuda or auto) picks one; auto tries CUDA (only where
+an NVIDIA driver is loaded and torch is installed: importing torch alone costs over a second),
+then the numpy reference — torch on CPU is no faster than numpy here, see the engine benchmark.
+A backend
 that cannot be imported or whose latents differ from the test vectors is skipped (with the
 reason kept for ``iodfz selftest``) and the reference is used.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 from iodfz.engine import flow
 from iodfz.engine.model import Model
@@ -42,7 +46,7 @@ def make_backend(name: str) -> flow.Backend:
 
 def check_test_vectors(model: Model, backend: flow.Backend) -> list[str]:
     """Names of the test-vector hashes this backend does not reproduce (empty: it passes)."""
-    splits, top = flow.forward(model, backend, flow.test_input())
+    splits, top = flow.forward(model, backend, flow.test_input(model.levels))
     got = flow.latent_hashes(splits, top)
     expected = model.test_vectors
     return sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
@@ -62,10 +66,19 @@ def _verified(model: Model, name: str) -> flow.Backend:
     return _VERIFIED[key]
 
 
+def cuda_may_work() -> bool:
+    """An NVIDIA driver is loaded and torch is installed (checked without importing torch)."""
+    driver = Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+    return driver and importlib.util.find_spec("torch") is not None
+
+
 def backend_for(model: Model) -> flow.Backend:
     """The backend to run ``model`` on: the requested or fastest one that passes its vectors."""
     wanted = os.environ.get("IODFZ_BACKEND", "auto")
-    order = ["torch-cuda", "numpy"] if wanted == "auto" else [wanted, "numpy"]
+    if wanted == "auto":
+        order = ["torch-cuda", "numpy"] if cuda_may_work() else ["numpy"]
+    else:
+        order = [wanted, "numpy"]
     for name in order:
         try:
             return _verified(model, name)

@@ -151,6 +151,6 @@ def export_model(model: flow_model.IntegerFlow, calibration: np.ndarray) -> Mode
         raise ExportError(f"refusing to export: {exc}") from None
     result.config["tables_hash"] = coder_tables.tables_hash(coder_tables.default_tables())
     result.config["mixture_hash"] = coder_tables.tables_hash(mixture_tables(result))
-    splits, top = engine_flow.forward(result, NumpyBackend(), engine_flow.test_input())
+    splits, top = engine_flow.forward(result, NumpyBackend(), engine_flow.test_input(result.levels))
     result.test_vectors = engine_flow.latent_hashes(splits, top)
     return result

@@ -98,10 +98,12 @@ def inverse(
     return (z + 128).astype(np.uint8)
 
 
-def test_input() -> np.ndarray:
-    """The fixed test-vector image: 2 tiles of 16×24, smooth gradients plus integer-hash noise."""
+def test_input(levels: int) -> np.ndarray:
+    """The fixed test-vector image: 2 tiles of 2×3 units of 2^levels pixels (16×24 for three
+    levels), smooth gradients plus integer-hash noise."""
+    unit = 1 << levels
     b, y, x, c = np.meshgrid(
-        np.arange(2), np.arange(16), np.arange(24), np.arange(3), indexing="ij"
+        np.arange(2), np.arange(2 * unit), np.arange(3 * unit), np.arange(3), indexing="ij"
     )
     noise = (b * 7919 + y * 104729 + x * 1299709 + c * 15485863) % 2147483647 % 61
     return ((y * 9 + x * 5 + c * 40 + b * 90 + noise) % 256).astype(np.uint8)

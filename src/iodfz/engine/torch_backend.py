@@ -25,8 +25,11 @@ class TorchBackend:
         self.name = f"torch-{self.device.type}" + ("-int8" if int8 else "")
         self._dtype = torch.int8 if int8 else torch.float32
         self._weights: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = False
+        if self.device.type == "cuda":  # full fp32 products: no TF32
+            if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+                torch.backends.cuda.matmul.fp32_precision = "ieee"
+            else:
+                torch.backends.cuda.matmul.allow_tf32 = False
 
     def _prepared(self, conv: Conv) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         key = id(conv)

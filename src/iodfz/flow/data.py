@@ -2,17 +2,24 @@
 
 Training photos are JPEG-derived, so they are box-downsampled ≥ 2× (or resized whole to 32/64 px,
 the ImageNet32/64 construction) before use: the model must not learn 8×8 JPEG block artefacts.
+
+The training set is a *pack*: whole images at 32 and 64 px plus fixed 128×128 regions of the
+2×/4×/8× downsampled photos, stored as lossless WebP mosaics so that it is small enough to
+travel to a GPU machine (≈ 50 MiB), and sampled there on the device itself.
 """
 
 from __future__ import annotations
 
-import pickle
+import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+REGION = 128
+MOSAIC_COLUMNS = 64
 
 
 def box_downsample(img: Image.Image, factor: int) -> np.ndarray:
@@ -20,50 +27,96 @@ def box_downsample(img: Image.Image, factor: int) -> np.ndarray:
     return np.asarray(img.resize((w // factor, h // factor), Image.BOX))
 
 
-def build_training_pool(root: Path, cache: Path) -> dict[str, list[np.ndarray]]:
-    """Whole images resized to 32 and 64 px, plus 2×/4×/8× box-downsampled photos for crops."""
-    if cache.exists():
-        with cache.open("rb") as f:
-            return pickle.load(f)
-    pool: dict[str, list[np.ndarray]] = {"whole32": [], "whole64": [], "crops": []}
+def build_pack(root: Path, max_regions: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Arrays (N, h, w, 3) uint8: ``whole32``, ``whole64`` and ``regions`` (at most
+    ``max_regions`` non-overlapping 128×128 tiles, drawn uniformly from all downsampled photos)."""
     files = sorted(
         p for p in (root / "train").rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
     )
+    whole32, whole64, regions = [], [], []
     for path in files:
         img = Image.open(path).convert("RGB")
-        pool["whole32"].append(np.asarray(img.resize((32, 32), Image.BOX)))
-        pool["whole64"].append(np.asarray(img.resize((64, 64), Image.BOX)))
+        whole32.append(np.asarray(img.resize((32, 32), Image.BOX)))
+        whole64.append(np.asarray(img.resize((64, 64), Image.BOX)))
         for factor in (2, 4, 8):
             small = box_downsample(img, factor)
-            if min(small.shape[:2]) >= 64:
-                pool["crops"].append(small)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with cache.open("wb") as f:
-        pickle.dump(pool, f)
-    return pool
+            for y in range(0, small.shape[0] - REGION + 1, REGION):
+                for x in range(0, small.shape[1] - REGION + 1, REGION):
+                    regions.append(small[y : y + REGION, x : x + REGION])
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.permutation(len(regions))[:max_regions])
+    return {
+        "whole32": np.stack(whole32),
+        "whole64": np.stack(whole64),
+        "regions": np.stack([regions[i] for i in keep]),
+    }
+
+
+def save_pack(pack: dict[str, np.ndarray], folder: Path) -> None:
+    """Each array as lossless WebP mosaics of MOSAIC_COLUMNS tiles a row, plus pack.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index = {}
+    for name, tiles in pack.items():
+        n, h, w, _ = tiles.shape
+        files = []
+        per_mosaic = MOSAIC_COLUMNS * max(1, 8192 // h)
+        for start in range(0, n, per_mosaic):
+            part = tiles[start : start + per_mosaic]
+            rows = -(-len(part) // MOSAIC_COLUMNS)
+            grid = np.zeros((rows * MOSAIC_COLUMNS, h, w, 3), np.uint8)
+            grid[: len(part)] = part
+            grid = grid.reshape(rows, MOSAIC_COLUMNS, h, w, 3).transpose(0, 2, 1, 3, 4)
+            file = f"{name}-{len(files)}.webp"
+            Image.fromarray(grid.reshape(rows * h, MOSAIC_COLUMNS * w, 3)).save(
+                folder / file, lossless=True, quality=100, method=4
+            )
+            files.append(file)
+        index[name] = {"count": n, "height": h, "width": w, "files": files}
+    (folder / "pack.json").write_text(json.dumps(index, indent=1))
+
+
+def load_pack(folder: Path) -> dict[str, np.ndarray]:
+    pack = {}
+    for name, meta in json.loads((folder / "pack.json").read_text()).items():
+        h, w = meta["height"], meta["width"]
+        parts = []
+        for file in meta["files"]:
+            grid = np.asarray(Image.open(folder / file).convert("RGB"))
+            rows = grid.shape[0] // h
+            grid = grid.reshape(rows, h, MOSAIC_COLUMNS, w, 3).transpose(0, 2, 1, 3, 4)
+            parts.append(grid.reshape(-1, h, w, 3))
+        pack[name] = np.concatenate(parts)[: meta["count"]]
+    return pack
+
+
+def pack_to_device(pack: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device) for k, v in pack.items()}
 
 
 def sample_batch(
-    pool: dict[str, list[np.ndarray]], rng: np.random.Generator, batch: int, size: int
-) -> np.ndarray:
-    """(batch, 3, size, size) uint8: a quarter whole resized images, the rest random crops."""
-    out = np.empty((batch, size, size, 3), np.uint8)
-    whole = pool.get(f"whole{size}", [])
-    crops = pool["crops"]
-    areas = np.array([c.shape[0] * c.shape[1] for c in crops], np.float64)
-    weights = np.sqrt(areas) / np.sqrt(areas).sum()
-    for i in range(batch):
-        if whole and rng.random() < 0.25:
-            img = whole[rng.integers(len(whole))]
-        else:
-            src = crops[rng.choice(len(crops), p=weights)]
-            y = rng.integers(src.shape[0] - size + 1)
-            x = rng.integers(src.shape[1] - size + 1)
-            img = src[y : y + size, x : x + size]
-        if rng.random() < 0.5:
-            img = img[:, ::-1]
-        out[i] = img
-    return out.transpose(0, 3, 1, 2)
+    pack: dict[str, torch.Tensor], gen: torch.Generator, batch: int, size: int
+) -> torch.Tensor:
+    """(batch, 3, size, size) uint8 on the pack's device: a quarter whole resized images (when
+    the pack has them at this size), the rest random crops of the regions; random h-flips."""
+    regions = pack["regions"]
+    device = regions.device
+
+    def randint(high: int, n: int) -> torch.Tensor:
+        return torch.randint(high, (n,), generator=gen).to(device)
+
+    pick = randint(len(regions), batch)
+    oy, ox = randint(REGION - size + 1, batch), randint(REGION - size + 1, batch)
+    span = torch.arange(size, device=device)
+    rows = (oy[:, None] + span)[:, :, None]
+    cols = (ox[:, None] + span)[:, None, :]
+    out = regions[pick[:, None, None], rows, cols]
+    whole = pack.get(f"whole{size}")
+    if whole is not None:
+        n = batch // 4
+        out[:n] = whole[randint(len(whole), n)]
+    flip = (torch.rand(batch, generator=gen) < 0.5).to(device)
+    out = torch.where(flip[:, None, None, None], out.flip(2), out)
+    return out.permute(0, 3, 1, 2)
 
 
 def load_dev_sets(root: Path) -> dict[str, np.ndarray]:

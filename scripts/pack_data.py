@@ -1,0 +1,29 @@
+"""Build the training pack (iodfz.flow.data) from ../shared/data/train.
+
+    python scripts/pack_data.py --out runs/pack --max-regions 2400
+
+The pack is small enough (≈ 50 MiB at 2400 regions) to be carried to a GPU machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from iodfz.flow.data import SHARED, build_pack, save_pack
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", type=Path, default=Path("runs/pack"))
+    ap.add_argument("--max-regions", type=int, default=2400)
+    args = ap.parse_args()
+    pack = build_pack(SHARED, args.max_regions)
+    save_pack(pack, args.out)
+    size = sum(f.stat().st_size for f in args.out.iterdir())
+    counts = {k: len(v) for k, v in pack.items()}
+    print(f"{args.out}: {counts}, {size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
