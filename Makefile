@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 
 .PHONY: demo test lint bench install install-dev clean
 
-$(VENV)/.core:
+$(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e .

@@ -8,7 +8,12 @@ activations stay in a zero-bordered layout (B, H+2, W+2, C) flattened to rows, s
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from iodfz.engine.model import Conv, Net
 
@@ -102,10 +107,36 @@ def run_net(net: Net, a: np.ndarray) -> np.ndarray:
     return geo.interior(requant(conv3x3(geo, s, net.conv_out), net.conv_out)).astype(np.int64)
 
 
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 class NumpyBackend:
-    """The reference backend (always available)."""
+    """The reference backend (always available).
+
+    A batch of several tiles is shared out over ``threads`` threads, each running whole tiles
+    with a single-threaded BLAS: numpy releases the GIL in its GEMMs and ufuncs, and this keeps
+    every core busy through the elementwise steps too (about 1.5× faster on 2 cores than one
+    thread with a multithreaded BLAS). Tiles are independent, so the result is the same.
+    """
 
     name = "numpy"
 
+    def __init__(self, threads: int = 0) -> None:
+        self.threads = threads or available_cores()
+        self._pool: ThreadPoolExecutor | None = None
+        self._blas: ThreadpoolController | None = None
+
     def run_net(self, net: Net, a: np.ndarray) -> np.ndarray:
-        return run_net(net, a)
+        parts = min(self.threads, a.shape[0])
+        if parts < 2:
+            return run_net(net, a)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="iodfz-engine")
+            self._blas = ThreadpoolController()
+        with self._blas.limit(limits=1, user_api="blas"):
+            outs = list(self._pool.map(partial(run_net, net), np.array_split(a, parts)))
+        return np.concatenate(outs)
