@@ -24,6 +24,7 @@ def test_pack_round_trips_exactly(tmp_path: Path) -> None:
     pack = {
         "whole32": rng.integers(0, 256, (MOSAIC_COLUMNS + 3, 32, 32, 3), dtype=np.uint8),
         "regions": rng.integers(0, 256, (5, REGION, REGION, 3), dtype=np.uint8),
+        "region_weights": rng.random(5),
     }
     save_pack(pack, tmp_path)
     back = load_pack(tmp_path)
@@ -34,7 +35,9 @@ def test_pack_round_trips_exactly(tmp_path: Path) -> None:
 
 def test_batches_are_crops_of_the_pack() -> None:
     regions = np.arange(2 * REGION * REGION * 3, dtype=np.int64).reshape(2, REGION, REGION, 3)
-    pack = pack_to_device({"regions": regions % 251}, torch.device("cpu"))
+    pack = pack_to_device(
+        {"regions": regions % 251, "region_weights": np.array([1.0, 0.5])}, torch.device("cpu")
+    )
     gen = torch.Generator().manual_seed(1)
     batch = sample_batch(pack, gen, 6, 32)
     assert batch.shape == (6, 3, 32, 32)

@@ -5,7 +5,10 @@ the ImageNet32/64 construction) before use: the model must not learn 8×8 JPEG b
 
 The training set is a *pack*: whole images at 32 and 64 px plus fixed 128×128 regions of the
 2×/4×/8× downsampled photos, stored as lossless WebP mosaics so that it is small enough to
-travel to a GPU machine (≈ 50 MiB), and sampled there on the device itself.
+travel to a GPU machine (≈ 50 MiB), and sampled there on the device itself. Each region carries
+a sampling weight 1/√(area of its downsampled photo): a photo is drawn with weight √area, as
+before the pack existed, so that the few very large wallpapers do not crowd out the ImageNet
+and BSDS photos.
 """
 
 from __future__ import annotations
@@ -29,34 +32,41 @@ def box_downsample(img: Image.Image, factor: int) -> np.ndarray:
 
 def build_pack(root: Path, max_regions: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Arrays (N, h, w, 3) uint8: ``whole32``, ``whole64`` and ``regions`` (at most
-    ``max_regions`` non-overlapping 128×128 tiles, drawn uniformly from all downsampled photos)."""
+    ``max_regions`` non-overlapping 128×128 tiles, drawn uniformly from all downsampled photos),
+    and ``region_weights`` (N,) float64."""
     files = sorted(
         p for p in (root / "train").rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
     )
-    whole32, whole64, regions = [], [], []
+    whole32, whole64, regions, weights = [], [], [], []
     for path in files:
         img = Image.open(path).convert("RGB")
         whole32.append(np.asarray(img.resize((32, 32), Image.BOX)))
         whole64.append(np.asarray(img.resize((64, 64), Image.BOX)))
         for factor in (2, 4, 8):
             small = box_downsample(img, factor)
+            weight = 1 / np.sqrt(small.shape[0] * small.shape[1])
             for y in range(0, small.shape[0] - REGION + 1, REGION):
                 for x in range(0, small.shape[1] - REGION + 1, REGION):
                     regions.append(small[y : y + REGION, x : x + REGION])
+                    weights.append(weight)
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.permutation(len(regions))[:max_regions])
     return {
         "whole32": np.stack(whole32),
         "whole64": np.stack(whole64),
         "regions": np.stack([regions[i] for i in keep]),
+        "region_weights": np.array(weights)[keep],
     }
 
 
 def save_pack(pack: dict[str, np.ndarray], folder: Path) -> None:
-    """Each array as lossless WebP mosaics of MOSAIC_COLUMNS tiles a row, plus pack.json."""
+    """Each image array as lossless WebP mosaics of MOSAIC_COLUMNS tiles a row; pack.json
+    lists them and holds the region weights."""
     folder.mkdir(parents=True, exist_ok=True)
-    index = {}
+    index: dict = {"region_weights": pack["region_weights"].tolist()}
     for name, tiles in pack.items():
+        if name == "region_weights":
+            continue
         n, h, w, _ = tiles.shape
         files = []
         per_mosaic = MOSAIC_COLUMNS * max(1, 8192 // h)
@@ -76,8 +86,9 @@ def save_pack(pack: dict[str, np.ndarray], folder: Path) -> None:
 
 
 def load_pack(folder: Path) -> dict[str, np.ndarray]:
-    pack = {}
-    for name, meta in json.loads((folder / "pack.json").read_text()).items():
+    index = json.loads((folder / "pack.json").read_text())
+    pack = {"region_weights": np.array(index.pop("region_weights"), np.float64)}
+    for name, meta in index.items():
         h, w = meta["height"], meta["width"]
         parts = []
         for file in meta["files"]:
@@ -90,21 +101,27 @@ def load_pack(folder: Path) -> dict[str, np.ndarray]:
 
 
 def pack_to_device(pack: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(v).to(device) for k, v in pack.items()}
+    """Images to ``device``; the region weights stay on the CPU, where batches are drawn."""
+    return {
+        k: torch.from_numpy(v).to("cpu" if k == "region_weights" else device)
+        for k, v in pack.items()
+    }
 
 
 def sample_batch(
     pack: dict[str, torch.Tensor], gen: torch.Generator, batch: int, size: int
 ) -> torch.Tensor:
     """(batch, 3, size, size) uint8 on the pack's device: a quarter whole resized images (when
-    the pack has them at this size), the rest random crops of the regions; random h-flips."""
+    the pack has them at this size), the rest random crops of regions drawn by their weights;
+    random h-flips."""
     regions = pack["regions"]
     device = regions.device
 
     def randint(high: int, n: int) -> torch.Tensor:
         return torch.randint(high, (n,), generator=gen).to(device)
 
-    pick = randint(len(regions), batch)
+    weights = pack["region_weights"]
+    pick = torch.multinomial(weights, batch, replacement=True, generator=gen).to(device)
     oy, ox = randint(REGION - size + 1, batch), randint(REGION - size + 1, batch)
     span = torch.arange(size, device=device)
     rows = (oy[:, None] + span)[:, :, None]
