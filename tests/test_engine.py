@@ -45,6 +45,12 @@ def small_model(tmp_path_factory: pytest.TempPathFactory):
 BACKENDS = [NumpyBackend(), TorchBackend("cpu"), TorchBackend("cpu", int8=True)]
 if torch.cuda.is_available():
     BACKENDS.append(TorchBackend("cuda"))
+try:
+    from iodfz.engine.onnx_backend import OnnxBackend
+
+    BACKENDS.append(OnnxBackend())
+except ImportError:  # the onnx extra is not installed
+    pass
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)

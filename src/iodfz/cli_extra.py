@@ -39,19 +39,19 @@ def selftest() -> None:
             model = load(Path(card["path"]))
             model_tables(model)
         except (ModelError, CoderError) as exc:
-            typer.echo(f"{name:16} model    DAMAGED  {exc}")
+            typer.echo(f"{name:16} {'model':15} DAMAGED  {exc}")
             failed = True
             continue
         for backend_name in BACKEND_NAMES:
             try:
                 backend = make_backend(backend_name)
             except BackendUnavailable as exc:
-                typer.echo(f"{name:16} {backend_name:10} not available: {exc}")
+                typer.echo(f"{name:16} {backend_name:15} not available: {exc}")
                 continue
             differs = check_test_vectors(model, backend)
             status = "pass" if not differs else f"DIFFERS ({', '.join(differs)})"
             failed |= bool(differs)
-            typer.echo(f"{name:16} {backend_name:10} {status}")
+            typer.echo(f"{name:16} {backend_name:15} {status}")
     raise typer.Exit(1 if failed else 0)
 
 

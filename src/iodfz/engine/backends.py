@@ -1,6 +1,6 @@
 """Backend selection: every backend proves itself on the model's test vectors before use.
 
-``IODFZ_BACKEND`` (numpy, torch-cpu, torch-cuda or auto) picks one; auto tries CUDA (only where
+``IODFZ_BACKEND`` (one of BACKEND_NAMES, or auto) picks one; auto tries CUDA (only where
 an NVIDIA driver is loaded and torch is installed: importing torch alone costs over a second),
 then the numpy reference — torch on CPU is no faster than numpy here, see the engine benchmark.
 A backend
@@ -18,7 +18,7 @@ from iodfz.engine import flow
 from iodfz.engine.model import Model
 from iodfz.engine.reference import NumpyBackend
 
-BACKEND_NAMES = ("numpy", "torch-cpu", "torch-cpu-int8", "torch-cuda")
+BACKEND_NAMES = ("numpy", "torch-cpu", "torch-cpu-int8", "torch-cuda", "onnxruntime")
 
 
 class BackendUnavailable(RuntimeError):
@@ -32,6 +32,14 @@ def make_backend(name: str) -> flow.Backend:
         raise BackendUnavailable(
             f"unknown backend {name!r} (choose from {', '.join(BACKEND_NAMES)})"
         )
+    if name == "onnxruntime":
+        try:
+            from iodfz.engine.onnx_backend import OnnxBackend
+        except ImportError:
+            raise BackendUnavailable(
+                "onnx/onnxruntime are not installed (pip install 'iodfz[onnx]')"
+            ) from None
+        return OnnxBackend()
     try:
         import torch
 
