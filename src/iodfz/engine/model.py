@@ -42,6 +42,12 @@ class Conv:
         return self.weight.astype(np.float32)
 
     @cached_property
+    def float_weight_by_tap(self) -> np.ndarray:
+        """(c_in, 9·c_out) float32: the nine taps' weights side by side."""
+        w = self.float_weight
+        return np.ascontiguousarray(w.transpose(1, 0, 2).reshape(w.shape[1], 9 * w.shape[2]))
+
+    @cached_property
     def scale(self) -> np.ndarray:
         """M·2^-s per output channel as float64 (exact: 16-bit M, power-of-two scale)."""
         return self.mult.astype(np.float64) * np.exp2(-self.shift.astype(np.float64))

@@ -45,66 +45,86 @@ class Padded:
         return flat
 
 
-_CHUNK_ROWS = 2048  # im2col block: keeps the gathered taps in cache
+_CHUNK_ROWS = 2048  # rows per block: the im2col gather and the requantization stay in cache
 _IM2COL_MIN_OUT = 32
 
 
-def conv3x3(geo: Padded, flat: np.ndarray, conv: Conv) -> np.ndarray:
-    """acc + b at every row of the padded layout (border rows hold junk).
+def conv_requant(
+    geo: Padded,
+    flat: np.ndarray,
+    conv: Conv,
+    lo: float = -np.inf,
+    hi: float = np.inf,
+    dtype: type = np.float32,
+) -> np.ndarray:
+    """clamp(requant(conv(x) + b), lo, hi) at every row of the padded layout (border rows hold
+    junk), as ``dtype``.
 
     Wide outputs gather the nine taps of a block of rows side by side and do one GEMM per
-    block (im2col); narrow ones do one GEMM per tap over all rows. Both sum the same integer
-    products, exactly (docs/INTEGER.md).
+    block (im2col); narrow ones multiply a block of rows by all nine taps' weights at once and
+    add the nine shifted column groups. Both sum the same integer products, exactly
+    (docs/INTEGER.md). The requantization runs block by block in float64:
+    clamp(floor((acc + b) · M·2^-s + 1/2), lo, hi), exact; float32 holds the result exactly
+    when it is clamped to int8 range, and a value beyond 2^24 only ever meets another clamp.
     """
     weight = conv.float_weight
     c_in, c_out = weight.shape[1], weight.shape[2]
-    out = np.empty((geo.rows, c_out), np.float32)
+    out = np.empty((geo.rows, c_out), dtype)
     out[: geo.first] = 0
     out[geo.first + geo.span :] = 0
-    acc = out[geo.first : geo.first + geo.span]
+    result = out[geo.first : geo.first + geo.span]
     offsets = [dy * geo.wp + dx for dy, dx in TAPS]
-    if c_out >= _IM2COL_MIN_OUT and c_out >= c_in:
+    bias = conv.bias.astype(np.float32)
+    wide = np.empty((_CHUNK_ROWS, c_out), np.float64)
+
+    def finish(acc: np.ndarray, start: int) -> None:
+        acc += bias
+        y = wide[: len(acc)]
+        np.multiply(acc, conv.scale, out=y)
+        y += 0.5
+        np.floor(y, out=y)
+        if lo > -np.inf or hi < np.inf:
+            np.clip(y, lo, hi, out=y)
+        result[start : start + len(acc)] = y
+
+    if c_out >= _IM2COL_MIN_OUT:
         stacked = weight.reshape(9 * c_in, c_out)
         block = np.empty((_CHUNK_ROWS, 9 * c_in), np.float32)
+        acc = np.empty((_CHUNK_ROWS, c_out), np.float32)
         for start in range(0, geo.span, _CHUNK_ROWS):
             n = min(_CHUNK_ROWS, geo.span - start)
             for k, off in enumerate(offsets):
                 block[:n, k * c_in : (k + 1) * c_in] = flat[start + off : start + off + n]
-            np.matmul(block[:n], stacked, out=acc[start : start + n])
+            np.matmul(block[:n], stacked, out=acc[:n])
+            finish(acc[:n], start)
     else:
-        np.matmul(flat[: geo.span], weight[0], out=acc)
-        for k, off in enumerate(offsets[1:], start=1):
-            acc += flat[off : off + geo.span] @ weight[k]
-    acc += conv.bias.astype(np.float32)
+        side_by_side = conv.float_weight_by_tap
+        halo = offsets[-1]
+        acc = np.empty((_CHUNK_ROWS, c_out), np.float32)
+        for start in range(0, geo.span, _CHUNK_ROWS):
+            n = min(_CHUNK_ROWS, geo.span - start)
+            taps = flat[start : start + n + halo] @ side_by_side
+            np.copyto(acc[:n], taps[:n, :c_out])
+            for k, off in enumerate(offsets[1:], start=1):
+                acc[:n] += taps[off : off + n, k * c_out : (k + 1) * c_out]
+            finish(acc[:n], start)
     return out
-
-
-def requant(acc: np.ndarray, conv: Conv, lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:
-    """clamp((acc · M + 2^(s-1)) >> s, lo, hi), computed exactly as floor(acc · M·2^-s + 1/2)
-    in float64 (float64 result)."""
-    y = np.multiply(acc, conv.scale)
-    y += 0.5
-    np.floor(y, out=y)
-    if lo > -np.inf or hi < np.inf:
-        np.clip(y, lo, hi, out=y)
-    return y
 
 
 def run_net(net: Net, a: np.ndarray) -> np.ndarray:
     """Network output (int64) for integer latents a (B, H, W, C)."""
     geo = Padded(*a.shape[:3])
     s = geo.pad(np.clip(a, -128, 127))
-    s = geo.zero_border(
-        requant(conv3x3(geo, s, net.conv_in), net.conv_in, 0, 127).astype(np.float32)
-    )
+    s = geo.zero_border(conv_requant(geo, s, net.conv_in, 0, 127))
     for c1, c2 in net.blocks:
-        h = requant(conv3x3(geo, s, c1), c1, 0, 127).astype(np.float32)
-        r = requant(conv3x3(geo, geo.zero_border(h), c2), c2)
+        h = geo.zero_border(conv_requant(geo, s, c1, 0, 127))
+        r = conv_requant(geo, h, c2)
         r += s
         np.clip(r, -128, 127, out=r)
-        s = geo.zero_border(r.astype(np.float32))
+        s = geo.zero_border(r)
     np.maximum(s, 0, out=s)
-    return geo.interior(requant(conv3x3(geo, s, net.conv_out), net.conv_out)).astype(np.int64)
+    out = conv_requant(geo, s, net.conv_out, dtype=np.float64)
+    return geo.interior(out).astype(np.int64)
 
 
 def available_cores() -> int:
