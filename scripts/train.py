@@ -138,7 +138,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(step)
 
     if not (args.pack / "pack.json").exists():
-        save_pack(build_pack(SHARED, max_regions=2400), args.pack)
+        save_pack(build_pack(SHARED, max_regions=12000), args.pack)
     pack = pack_to_device(load_pack(args.pack), device)
     dev = load_dev_sets(SHARED)  # empty where ../shared is absent (e.g. on a GPU machine)
     log_path = args.run / "log.csv"

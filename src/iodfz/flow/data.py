@@ -3,9 +3,9 @@
 Training photos are JPEG-derived, so they are box-downsampled ≥ 2× (or resized whole to 32/64 px,
 the ImageNet32/64 construction) before use: the model must not learn 8×8 JPEG block artefacts.
 
-The training set is a *pack*: whole images at 32 and 64 px plus fixed 128×128 regions of the
+The training set is a *pack*: whole images at 32 and 64 px plus fixed 64×64 regions of the
 2×/4×/8× downsampled photos, stored as lossless WebP mosaics so that it is small enough to
-travel to a GPU machine (≈ 50 MiB), and sampled there on the device itself. Each region carries
+travel to a GPU machine (≈ 60 MiB; --max-regions caps it), and sampled there on the device itself. Each region carries
 a sampling weight 1/√(area of its downsampled photo): a photo is drawn with weight √area, as
 before the pack existed, so that the few very large wallpapers do not crowd out the ImageNet
 and BSDS photos.
@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-REGION = 128
+REGION = 64
 MOSAIC_COLUMNS = 64
 
 
@@ -32,7 +32,7 @@ def box_downsample(img: Image.Image, factor: int) -> np.ndarray:
 
 def build_pack(root: Path, max_regions: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Arrays (N, h, w, 3) uint8: ``whole32``, ``whole64`` and ``regions`` (at most
-    ``max_regions`` non-overlapping 128×128 tiles, drawn uniformly from all downsampled photos),
+    ``max_regions`` non-overlapping 64×64 tiles, drawn uniformly from all downsampled photos),
     and ``region_weights`` (N,) float64."""
     files = sorted(
         p for p in (root / "train").rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
