@@ -76,10 +76,14 @@ def test_inverse_uses_the_prior_parameters_it_was_given(small_model) -> None:
     flow.inverse(small_model, NumpyBackend(), top, check)
 
 
-@pytest.mark.parametrize("backend", BACKENDS[1:], ids=lambda b: b.name)
-def test_numpy_and_torch_agree_bit_for_bit(small_model, backend) -> None:
-    x = np.random.default_rng(2).integers(0, 256, (3, 24, 16, 3), dtype=np.uint8)
-    a_splits, a_top = flow.forward(small_model, NumpyBackend(), x)
+@pytest.mark.parametrize(
+    "backend",
+    [*BACKENDS[1:], NumpyBackend(threads=1), NumpyBackend(threads=3)],
+    ids=lambda b: f"numpy-{b.threads}-threads" if isinstance(b, NumpyBackend) else b.name,
+)
+def test_backends_agree_bit_for_bit(small_model, backend) -> None:
+    x = np.random.default_rng(2).integers(0, 256, (5, 24, 16, 3), dtype=np.uint8)
+    a_splits, a_top = flow.forward(small_model, NumpyBackend(threads=2), x)
     b_splits, b_top = flow.forward(small_model, backend, x)
     assert flow.latent_hashes(a_splits, a_top) == flow.latent_hashes(b_splits, b_top)
 

@@ -5,10 +5,10 @@ the ImageNet32/64 construction) before use: the model must not learn 8×8 JPEG b
 
 The training set is a *pack*: whole images at 32 and 64 px plus fixed 64×64 regions of the
 2×/4×/8× downsampled photos, stored as lossless WebP mosaics so that it is small enough to
-travel to a GPU machine (≈ 60 MiB; --max-regions caps it), and sampled there on the device itself. Each region carries
-a sampling weight 1/√(area of its downsampled photo): a photo is drawn with weight √area, as
-before the pack existed, so that the few very large wallpapers do not crowd out the ImageNet
-and BSDS photos.
+travel to a GPU machine (≈ 60 MiB; --max-regions caps it) and be sampled there on the device.
+Each region carries a sampling weight 1/√(area of its downsampled photo): a photo is drawn with
+weight √area, so that the few very large wallpapers do not crowd out the ImageNet and BSDS
+photos.
 """
 
 from __future__ import annotations
