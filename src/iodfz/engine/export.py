@@ -21,7 +21,7 @@ from iodfz.engine.tables import mixture_tables
 from iodfz.flow import model as flow_model
 from iodfz.flow.quant import ConvNet, QConv
 
-MIX_SUPPORT = (-2048, 2047)
+MIX_SUPPORT = (-2048, 2047)  # the widest support the top prior's tables may have
 
 
 class ExportError(ModelError):
@@ -112,8 +112,22 @@ def export_mixture(top: flow_model.MixturePrior) -> dict[str, np.ndarray]:
         ),
     }
     out = {k: v.astype(np.int64) for k, v in params.items()}
-    out["mix_support"] = np.array(MIX_SUPPORT, np.int64)
+    out["mix_support"] = mixture_support(out["mix_means_fp"], out["mix_scale_index"])
     return out
+
+
+def mixture_support(means_fp: np.ndarray, scale_index: np.ndarray) -> np.ndarray:
+    """(lo, hi): every component's mean ± (TAIL_WIDTH · scale + 2), within MIX_SUPPORT.
+
+    Every symbol of a table gets at least one of its 2^16 frequency units, so a needlessly wide
+    support taxes every coded value (4096 symbols cost ~0.09 bits each); values outside it are
+    escaped (docs/FORMAT.md §2), which the logistic tails make rare.
+    """
+    means = means_fp / float(1 << coder_tables.MIX_MEAN_BITS)
+    radius = coder_tables.scale_grid()[scale_index] * coder_tables.TAIL_WIDTH + 2
+    lo = max(MIX_SUPPORT[0], math.floor(float((means - radius).min())))
+    hi = min(MIX_SUPPORT[1], math.ceil(float((means + radius).max())))
+    return np.array((lo, max(lo, hi)), np.int64)
 
 
 def export_model(model: flow_model.IntegerFlow, calibration: np.ndarray) -> Model:
