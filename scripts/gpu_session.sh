@@ -2,7 +2,8 @@
 # One device-tool session on a lent GPU machine: trains a model for TRAIN_MINUTES on the carried
 # pack (scripts/pack_data.py) while, beside it, checking that the torch-cuda backend is
 # bit-exact, that files cross backends, and timing the engine. Output lands in $OUT.
-#   carry: runs/pack .whl (the zstandard wheel for the machine's Python)
+#   carry: runs/pack .whl (the zstandard wheel for the machine's Python); build the pack with
+#   `scripts/pack_data.py --max-regions 8000` so that pack, wheel and repo fit the 64 MiB a call
 set -u
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
