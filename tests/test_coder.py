@@ -114,6 +114,24 @@ def test_roundtrip_default_tables(n: int) -> None:
     np.testing.assert_array_equal(decode(data, tables, t, off), z)
 
 
+def test_single_lane_fast_path_writes_and_reads_the_same_stream(monkeypatch) -> None:
+    """One-lane streams run in plain Python; the numpy step loop must agree byte for byte."""
+    from iodfz.coder import ans
+
+    tables = default_tables()
+    z, sidx, mu_fp = _logistic_sample(7, 70_000)  # > one block of steps
+    z[::997] = 5_000_000  # escapes too
+    t, off = logistic_index(sidx, mu_fp)
+    fast = encode(tables, z, t, off, lanes=1)
+    monkeypatch.setattr(ans, "_SCALAR_MAX_LANES", 0)
+    assert encode(tables, z, t, off, lanes=1) == fast
+    np.testing.assert_array_equal(decode(fast, tables, t, off), z)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(decode(fast, tables, t, off), z)
+    with pytest.raises(CoderError):
+        decode(fast[: len(fast) // 2], tables, t, off)
+
+
 def test_int32_extremes_and_escape_cost() -> None:
     tables = default_tables()
     vals = np.array([I32[0], I32[1], 0, -1, 1, 12345678, -12345678] * 10, dtype=np.int32)

@@ -15,6 +15,7 @@ encodes the steps last-to-first, and a stream built by ``push(a); push(b)`` is r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,7 @@ HEAD_WORDS = 3  # a lane state is < 2**48: three 16-bit words
 MAX_HEADER_BYTES = 1 + 3 + 10  # u8 version, varint lanes (<= 2**16), varint word count
 MAX_LANES = 1 << 16
 VALUE_LIMIT = 1 << 47  # |value| and |offset| bound (int32 values are far inside)
+_SCALAR_MAX_LANES = 1  # streams with this few lanes run the step loop in plain Python
 _SYMBOLS_PER_LANE = 4096  # lane count target: each lane costs ~40 bits of flush
 _BLOCK_SYMBOLS = 1 << 15  # per-symbol work is done in cache-sized blocks of steps
 _INV_WORD = 1.0 / (1 << WORD_BITS)
@@ -188,6 +190,10 @@ def push(
         c = start_f.take(j)
         xmax = f * xmax_scale
         mf = total - f
+        if lanes <= _SCALAR_MAX_LANES:
+            x[0] = _push_one_lane(float(x[0]), f, c, xmax, mf, words)
+            s_hi = s_lo
+            continue
         for s in range(s_hi - 1, s_lo - 1, -1):
             a = s * lanes - a0
             m = min(lanes, n - s * lanes)
@@ -206,6 +212,28 @@ def push(
             xs += qs
             xs += c[a:b]
         s_hi = s_lo
+
+
+def _push_one_lane(
+    x: float,
+    f: npt.NDArray[np.float64],
+    c: npt.NDArray[np.float64],
+    xmax: npt.NDArray[np.float64],
+    mf: npt.NDArray[np.float64],
+    words: list[npt.NDArray[np.float64]],
+) -> float:
+    """``push``'s step loop for a single lane in plain Python floats (same arithmetic, so the
+    same stream): per-symbol numpy calls cost more than the arithmetic on one lane."""
+    emitted = []
+    for fi, ci, xm, mfi in zip(
+        f[::-1].tolist(), c[::-1].tolist(), xmax[::-1].tolist(), mf[::-1].tolist(), strict=True
+    ):
+        if x >= xm:
+            emitted.append(x)
+            x = math.floor(x * _INV_WORD)
+        x += math.floor(x / fi) * mfi + ci
+    words.append(np.array(emitted[::-1], np.float64))  # finish() reverses chunks, not words
+    return x
 
 
 def finish(enc: Encoder) -> bytes:
@@ -282,35 +310,38 @@ def pop(
         tm = t << precision
         bt = tables.base[t]
         jout = np.empty(b0 - a0, dtype=np.uint16)
-        for s in range(s_lo, s_hi):
-            a = s * lanes - a0
-            m = min(lanes, n - s * lanes)
-            b = a + m
-            if m == lanes:
-                xs, cfs, gs, fs, sts, ms = x, cf, g, fq, st, mask
-            else:
-                xs, cfs, gs, fs, sts, ms = x[:m], cf[:m], g[:m], fq[:m], st[:m], mask[:m]
-            js = jout[a:b]
-            np.bitwise_and(xs, cf_mask, out=cfs)
-            np.right_shift(xs, precision, out=xs)
-            np.add(cfs, tm[a:b], out=gs)
-            np.take(lut, gs, out=js, mode="wrap")
-            np.add(bt[a:b], js, out=gs)
-            np.take(freq, gs, out=fs, mode="wrap")
-            np.take(start, gs, out=sts, mode="wrap")
-            np.multiply(xs, fs, out=xs)
-            xs += cfs
-            xs -= sts
-            np.less(xs, L, out=ms)
-            r = int(np.count_nonzero(ms))
-            if r:
-                if pos + r > nwords:
-                    raise CoderError("rANS stream truncated")
-                tmp = np.compress(ms, xs)
-                tmp <<= WORD_BITS
-                tmp |= words[pos : pos + r]
-                pos += r
-                np.place(xs, ms, tmp)
+        if lanes <= _SCALAR_MAX_LANES:
+            x[0], pos = _pop_one_lane(int(x[0]), tm, bt, tables, words, pos, jout)
+        else:
+            for s in range(s_lo, s_hi):
+                a = s * lanes - a0
+                m = min(lanes, n - s * lanes)
+                b = a + m
+                if m == lanes:
+                    xs, cfs, gs, fs, sts, ms = x, cf, g, fq, st, mask
+                else:
+                    xs, cfs, gs, fs, sts, ms = x[:m], cf[:m], g[:m], fq[:m], st[:m], mask[:m]
+                js = jout[a:b]
+                np.bitwise_and(xs, cf_mask, out=cfs)
+                np.right_shift(xs, precision, out=xs)
+                np.add(cfs, tm[a:b], out=gs)
+                np.take(lut, gs, out=js, mode="wrap")
+                np.add(bt[a:b], js, out=gs)
+                np.take(freq, gs, out=fs, mode="wrap")
+                np.take(start, gs, out=sts, mode="wrap")
+                np.multiply(xs, fs, out=xs)
+                xs += cfs
+                xs -= sts
+                np.less(xs, L, out=ms)
+                r = int(np.count_nonzero(ms))
+                if r:
+                    if pos + r > nwords:
+                        raise CoderError("rANS stream truncated")
+                    tmp = np.compress(ms, xs)
+                    tmp <<= WORD_BITS
+                    tmp |= words[pos : pos + r]
+                    pos += r
+                    np.place(xs, ms, tmp)
         dec.pos = pos
         vals = out[a0:b0]
         np.add(jout, tables.lo[t], out=vals)
@@ -325,6 +356,36 @@ def pop(
             np.place(vals, esc, np.where(ex & 1 == 0, hi_e + 1 + (ex >> 1), lo_e - 1 - (ex >> 1)))
         vals += o_all[a0:b0]
     return out
+
+
+def _pop_one_lane(
+    x: int,
+    tm: IntArray,
+    bt: IntArray,
+    tables: Tables,
+    words: npt.NDArray[np.uint16],
+    pos: int,
+    jout: npt.NDArray[np.uint16],
+) -> tuple[int, int]:
+    """``pop``'s step loop for a single lane in plain Python integers; fills ``jout``."""
+    precision = tables.precision
+    cf_mask = (1 << precision) - 1
+    lut, freq, start = tables.lut.item, tables.freq.item, tables.start.item
+    word, nwords = words.item, words.size
+    out = []
+    for tmi, bti in zip(tm.tolist(), bt.tolist(), strict=True):
+        cf = x & cf_mask
+        j = lut(cf + tmi)
+        g = bti + j
+        x = (x >> precision) * freq(g) + cf - start(g)
+        if x < L:
+            if pos >= nwords:
+                raise CoderError("rANS stream truncated")
+            x = (x << WORD_BITS) | word(pos)
+            pos += 1
+        out.append(j)
+    jout[:] = out
+    return x, pos
 
 
 def check_finished(dec: Decoder) -> None:
