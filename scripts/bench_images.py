@@ -2,7 +2,7 @@
 dev/imagenet32 and dev/imagenet64 (../shared/data), measured in the same run; a table per
 set, the published JPEG-XL figures of ../shared/data/README.md beside them, JSON and a plot.
 
-    python scripts/bench_images.py [--limit N] [--levels 3] [--json out.json] [--plot out.png]
+    python scripts/bench_images.py [--limit N] [--levels 1 3] [--json out.json] [--plot out.png]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from iodfz import zoo
 from iodfz.bench import bench_folder, plot_rows
 from iodfz.cli_extra import rows_table
 
@@ -31,7 +32,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--limit", type=int, default=0, help="first N images of each set (0: all)")
-    ap.add_argument("--levels", type=int, nargs="+", default=[3])
+    ap.add_argument("--levels", type=int, nargs="+", help="default: one per shipped model")
     ap.add_argument("--sets", nargs="+", default=list(SETS))
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--plot", type=Path, help="bpsp vs encode MB/s plot (PNG)")
@@ -43,7 +44,7 @@ def main() -> None:
         if not folder.is_dir():
             console.print(f"{name}: {folder} not found, skipped")
             continue
-        rows = bench_folder(folder, args.levels, args.limit or None)
+        rows = bench_folder(folder, args.levels or zoo.first_levels(), args.limit or None)
         results[name] = rows
         console.print(
             rows_table(f"{name} (JPEG-XL e7 in data/README.md: {JPEG_XL_E7[name]})", rows)

@@ -58,15 +58,18 @@ def selftest() -> None:
 @app.command()
 def bench(
     folder: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of images."),
-    level: list[int] = typer.Option([3], "--level", "-l", help="iodfz levels to measure."),
+    level: list[int] | None = typer.Option(
+        None, "--level", "-l", help="iodfz levels to measure (default: one per shipped model)."
+    ),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     plot: Path | None = typer.Option(None, help="Write a bpsp-vs-speed plot (needs matplotlib)."),
 ) -> None:
     """bpsp and MB/s of iodfz next to PNG, WebP and JPEG-XL lossless on a folder of images."""
+    from iodfz import zoo
     from iodfz.bench import bench_folder, plot_rows
 
-    rows = bench_folder(folder, level, limit or None)
+    rows = bench_folder(folder, level or zoo.first_levels(), limit or None)
     if as_json:
         typer.echo(json.dumps({"folder": str(folder), "rows": rows}, indent=1))
     else:

@@ -55,6 +55,11 @@ def load_by_id(model_id: str) -> Model:
     )
 
 
+def first_levels() -> list[int]:
+    """The lowest ``--level`` each installed model serves, ascending (one level per model)."""
+    return sorted(card.get("levels", [1, 19])[0] for card in cards()) or [3]
+
+
 def for_level(level: int) -> Model | None:
     """The model whose card's ``levels`` range holds ``level``, or None if none is installed."""
     for card in cards():
