@@ -1,8 +1,9 @@
-"""torch backend (CPU, CUDA when present): the numpy reference's decomposition in torch.
+"""torch backend (CPU, CUDA when present): the integer networks as GEMMs in torch.
 
-Same nine-GEMM convolution and float64 requantization as :mod:`iodfz.engine.reference`, so the
-exactness argument of docs/INTEGER.md carries over; TF32 is switched off for our matmuls. A
-backend is only used after it reproduced the model's test vectors (:mod:`iodfz.engine.backends`).
+One float32 GEMM per 3×3 tap over the zero-padded layout of :mod:`iodfz.engine.reference` and
+the same float64 requantization, so the exactness argument of docs/INTEGER.md carries over;
+TF32 is switched off for our matmuls. A backend is only used after it reproduced the model's
+test vectors (:mod:`iodfz.engine.backends`).
 """
 
 from __future__ import annotations
