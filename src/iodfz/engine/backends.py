@@ -3,9 +3,8 @@
 ``IODFZ_BACKEND`` (one of BACKEND_NAMES, or auto) picks one; auto tries CUDA (only where
 an NVIDIA driver is loaded and torch is installed: importing torch alone costs over a second),
 then the numpy reference — torch on CPU is no faster than numpy here, see the engine benchmark.
-A backend
-that cannot be imported or whose latents differ from the test vectors is skipped (with the
-reason kept for ``iodfz selftest``) and the reference is used.
+A backend that cannot be imported or whose latents differ from the test vectors is skipped
+(with the reason kept for ``iodfz selftest``) and the reference is used.
 """
 
 from __future__ import annotations

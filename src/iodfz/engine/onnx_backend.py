@@ -49,8 +49,12 @@ class _Graph:
         high = self.const(np.array(hi, dtype)) if hi is not None else ""
         return self.op("Clip", x, low, high)
 
-    def conv_requant(self, x: str, conv: Conv, lo: float | None, hi: float | None) -> str:
-        """float32 NCHW integers → requantized, clamped float32 integers."""
+    def conv_requant(
+        self, x: str, conv: Conv, lo: float | None, hi: float | None, to: int = TensorProto.FLOAT
+    ) -> str:
+        """float32 NCHW integers → requantized, clamped integers as ``to`` (float32 is exact for
+        int8-clamped values and for a residual that only meets a clamp; the network output,
+        unbounded, stays float64 as in the reference)."""
         weight = conv.weight.astype(np.float32).reshape(3, 3, *conv.weight.shape[1:])
         acc = self.op(
             "Conv",
@@ -65,12 +69,12 @@ class _Graph:
         y = self.op("Floor", self.op("Add", y, self.const(np.array(0.5))))
         if lo is not None or hi is not None:
             y = self.clip(y, lo, hi, np.float64)
-        return self.op("Cast", y, to=TensorProto.FLOAT)
+        return self.op("Cast", y, to=to)
 
 
 def net_to_onnx(net: Net) -> onnx.ModelProto:
     """The network as an ONNX model: input ``x`` float32 (B, C_in, H, W) holding integer
-    latents, output ``y`` float32 (B, C_out, H, W) holding the integer network output."""
+    latents, output ``y`` float64 (B, C_out, H, W) holding the integer network output."""
     g = _Graph()
     s = g.clip("x", -128.0, 127.0, np.float32)
     s = g.conv_requant(s, net.conv_in, 0, 127)
@@ -79,14 +83,14 @@ def net_to_onnx(net: Net) -> onnx.ModelProto:
         r = g.conv_requant(h, c2, None, None)
         s = g.clip(g.op("Add", r, s), -128.0, 127.0, np.float32)
     s = g.clip(s, 0.0, None, np.float32)
-    y = g.conv_requant(s, net.conv_out, None, None)
+    y = g.conv_requant(s, net.conv_out, None, None, to=TensorProto.DOUBLE)
     g.nodes.append(helper.make_node("Identity", [y], ["y"]))
     c_in, c_out = net.conv_in.weight.shape[1], net.conv_out.weight.shape[2]
     graph = helper.make_graph(
         g.nodes,
         "iodfz_net",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", c_in, "H", "W"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", c_out, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["B", c_out, "H", "W"])],
         g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
