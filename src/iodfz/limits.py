@@ -1,0 +1,36 @@
+"""Size limits: the one place where iodfz says how large an image or its parts may be.
+
+The writer (compress) refuses to make what the reader (decompress) would refuse, and both
+take their bounds from here; docs/FORMAT.md and docs/FORMATS.md cite these names. Every bound
+on untrusted input is checked *before* the memory it guards is allocated.
+"""
+
+from __future__ import annotations
+
+MiB = 1 << 20
+
+MAX_PIXELS = 1 << 28
+"""Most samples (height × width × channels) of an image the image codec accepts, in either
+direction: 256 Mi samples, e.g. a 9459 × 9459 RGB image. Larger images go through zstd."""
+
+MAX_IMAGE_FILE = 512 * MiB
+"""Largest image file read whole to try the image codec (and the raw-length bound of an image
+container, codec 2). A longer stream is not read whole: it goes through zstd in frames."""
+
+MAX_SIDE_BASE = 16 * MiB
+"""Side information (everything of an image file but its pixels: headers, metadata chunks,
+other TIFF pages, encoder choices) may be this large plus one byte per pixel sample; see
+:func:`max_side_bytes`. A file with more goes through zstd."""
+
+MAX_DEFLATE_RATIO = 1032
+"""Deflate's largest expansion (output bytes per input byte, plus a small constant): a PNG or
+TIFF declaring more pixel bytes than its compressed data can hold is refused unread."""
+
+
+def max_side_bytes(height: int, width: int, channels: int) -> int:
+    """Largest side information allowed for an image of this shape (see MAX_SIDE_BASE).
+
+    The decoder refuses larger side data before inflating it any further, so a tiny container
+    cannot make it allocate more than this bound allows.
+    """
+    return MAX_SIDE_BASE + max(0, height) * max(0, width) * max(0, channels)
