@@ -1,0 +1,149 @@
+"""Write the golden containers of tests/golden/ (run once; the files are then frozen).
+
+Usage: ``python tests/golden/generate.py OUT_DIR`` with the iodfz to freeze on PYTHONPATH.
+Every input is generated here from a fixed seed, so nothing from ../shared/data is committed.
+``manifest.json`` lists, per container, the SHA-256 and length of what it must decode to and
+the metadata its header must carry. tests/test_golden.py checks every future iodfz against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from iodfz import api
+from iodfz.codecs import Options
+from iodfz.container import CODEC_STORED, ContainerWriter, Header, frame_digest
+
+MTIME_NS = 1_700_000_000_123_456_789
+
+
+def photo(h: int, w: int, channels: int, seed: int) -> np.ndarray:
+    """Smooth random field plus a little noise: an image the flow codes well."""
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    amp = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / max(h, w))
+    base = np.fft.irfft2(amp * np.exp(2j * np.pi * rng.random(amp.shape)), s=(h, w))
+    base = (base - base.mean()) / base.std()
+    planes = [120 + 45 * base + 12 * c + rng.normal(0, 1.0, (h, w)) for c in range(channels)]
+    return np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
+
+
+def with_alpha(pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` plus an alpha plane: opaque with a half-transparent block."""
+    alpha = np.full((*pixels.shape[:2], 1), 255, np.uint8)
+    alpha[4:12, 4:12] = 128
+    return np.concatenate([pixels, alpha], axis=2)
+
+
+def image_file(pixels: np.ndarray, fmt: str) -> bytes:
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
+    buf = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode).save(buf, fmt)
+    return buf.getvalue()
+
+
+def text(n: int) -> bytes:
+    words = [b"lossless", b"integer", b"flow", b"container", b"frame", b"digest", b"zstd"]
+    rng = np.random.default_rng(7)
+    out = b" ".join(words[i] for i in rng.integers(0, len(words), n // 6))
+    return out[:n]
+
+
+def main(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, dict] = {}
+
+    def put(file: str, container: bytes, content: bytes, **expect: object) -> None:
+        (out_dir / file).write_bytes(container)
+        manifest[file] = {
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "length": len(content),
+            **expect,
+        }
+
+    def compress(data: bytes, options: Options | None = None, **meta: object) -> tuple[bytes, int]:
+        out = io.BytesIO()
+        result = api.compress(io.BytesIO(data), out, options, **meta)  # type: ignore[arg-type]
+        return out.getvalue(), result.codec
+
+    file_meta = {"name": b"a.bin", "mode": 0o640, "mtime_ns": MTIME_NS}
+    head = {"name": "a.bin", "mode": "0640", "mtime_ns": MTIME_NS}
+
+    # codec 1, one zstd frame, file metadata; the same from stdin (no metadata, no length)
+    data = text(5000)
+    c, codec = compress(data, length=len(data), **file_meta)  # type: ignore[arg-type]
+    put("zstd-file.iodf", c, data, codec=codec, frame_codecs={"zstd": 1}, **head)
+    c, codec = compress(data)
+    put("zstd-stdin.iodf", c, data, codec=codec, frame_codecs={"zstd": 1})
+    # codec 1, one stored frame (incompressible)
+    noise = np.random.default_rng(3).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    c, codec = compress(noise, length=len(noise), **file_meta)  # type: ignore[arg-type]
+    put("zstd-stored-frame.iodf", c, noise, codec=codec, frame_codecs={"stored": 1}, **head)
+    # codec 1, several frames, zstd and stored mixed (end record with content digest)
+    noise2 = np.random.default_rng(4).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    mixed = text(2048) + noise2 + text(1200)
+    out = io.BytesIO()
+    result = api.compress(io.BytesIO(mixed), out, None, frame_size=2048)
+    put(
+        "zstd-multiframe.iodf",
+        out.getvalue(),
+        mixed,
+        codec=result.codec,
+        frame_codecs={"stored": 2, "zstd": 2},  # checked below
+    )
+    # empty input: no frame at all
+    c, codec = compress(b"", length=0, **file_meta)  # type: ignore[arg-type]
+    put("empty.iodf", c, b"", codec=codec, frame_codecs={}, **head)
+    # container codec 0 (readers accept it; this writer does not choose it)
+    out = io.BytesIO()
+    writer = ContainerWriter(out, Header(CODEC_STORED, original_length=len(noise)))
+    writer.write_frame(CODEC_STORED, len(noise), frame_digest(noise), noise)
+    writer.finish()
+    put("stored.iodf", out.getvalue(), noise, codec=CODEC_STORED, frame_codecs={"stored": 1})
+
+    # codec 2 with each shipped model (level 1: iodf-w64-fast, level 3: iodf-w64)
+    images = {
+        "ppm-rgb-32": image_file(photo(32, 32, 3, 1), "PPM"),
+        "png-rgb-40x24": image_file(photo(40, 24, 3, 2), "PNG"),
+        "pgm-gray-40x51": image_file(np.repeat(photo(40, 17, 1, 3), 3, axis=1), "PPM"),
+        "png-rgba-24": image_file(with_alpha(photo(24, 24, 3, 4)), "PNG"),
+        "bmp-rgb-16x40": image_file(photo(16, 40, 3, 5), "BMP"),
+        "png-la-32x48": image_file(with_alpha(np.repeat(photo(32, 16, 1, 6), 3, axis=1)), "PNG"),
+        "tiff-rgb-24": image_file(photo(24, 24, 3, 7), "TIFF"),
+    }
+    for level in (1, 3):
+        for key, data in images.items():
+            name = f"{key}.{key.split('-')[0]}".encode()
+            meta = {"name": name, "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}
+            c, codec = compress(data, Options(level=level), **meta)  # type: ignore[arg-type]
+            assert codec == 2, (key, level)
+            put(
+                f"neural-l{level}-{key}.iodf",
+                c,
+                data,
+                codec=codec,
+                frame_codecs={"neural-image": 1},
+                name=name.decode(),
+                mode="0644",
+                mtime_ns=MTIME_NS,
+            )
+        data = images["ppm-rgb-32"]
+        c, codec = compress(data, Options(level=level))
+        assert codec == 2
+        put(f"neural-l{level}-stdin.iodf", c, data, codec=codec, frame_codecs={"neural-image": 1})
+    for file, expect in manifest.items():  # the frame codecs claimed above are the real ones
+        container = io.BytesIO((out_dir / file).read_bytes())
+        assert api.info(container).to_dict()["frame_codecs"] == expect["frame_codecs"], file
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
