@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from iodfz import limits
+
 from . import bmp, png, pnm, tiff
 from ._side import FormatError
 
-__all__ = ["FormatError", "ParsedImage", "parse", "rebuild", "sniff"]
+__all__ = ["FormatError", "ParsedImage", "max_side_bytes", "parse", "rebuild", "sniff"]
 
 _REBUILDERS: dict[str, Callable[[np.ndarray, bytes], bytes]] = {
     "png": png.rebuild,
@@ -70,6 +72,8 @@ def parse(data: bytes, *, allow_pixel_exact: bool = False) -> ParsedImage | None
             return None
         pixels, side, exact = got
         pixels = np.ascontiguousarray(pixels)
+        if len(side) > max_side_bytes(fmt, *pixels.shape):
+            return None
         if exact and rebuild(fmt, pixels, side) != data:
             if not (allow_pixel_exact and fmt == "png"):
                 return None
@@ -79,9 +83,19 @@ def parse(data: bytes, *, allow_pixel_exact: bool = False) -> ParsedImage | None
     return ParsedImage(fmt, pixels, side, exact)
 
 
+def max_side_bytes(fmt: str, height: int, width: int, channels: int) -> int:
+    """Largest side info ``parse`` gives (and ``rebuild`` accepts) for an image of this format
+    and pixel shape: a decoder stops inflating stored side data beyond it
+    (:func:`iodfz.limits.max_side_bytes`; the same for every format today)."""
+    del fmt  # one bound for all formats; kept so a format may tighten it
+    return limits.max_side_bytes(height, width, channels)
+
+
 def rebuild(fmt: str, pixels: np.ndarray, side: bytes) -> bytes:
     """The file bytes from ``parse``'s pixels and side info; FormatError on bad side info."""
     rebuilder = _REBUILDERS.get(fmt)
     if rebuilder is None:
         raise FormatError(f"unknown image format {fmt!r}")
+    if getattr(pixels, "ndim", 0) != 3 or len(side) > max_side_bytes(fmt, *pixels.shape):
+        raise FormatError("side info larger than the image shape allows")
     return rebuilder(pixels, bytes(side))

@@ -4,17 +4,28 @@ A block is a rectangle of the raster stored as rows of ``(x1 - x0) * C`` bytes, 
 apart, starting at ``offset``; ``flip`` means the rows are stored bottom-up. Everything that is
 not pixel data (headers, row padding, tile padding, trailing bytes, other IFDs, ...) is the
 skeleton, kept verbatim in file order.
+
+Blocks are handled as one int64 array (one row per block, columns as in :class:`Block`), never
+one Python object per block, and their number is bounded by the raster's shape
+(:func:`max_blocks`), so hostile side information costs time and memory in proportion to the
+image it claims, not to its own length.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from ._side import FormatError, Reader, Writer
+from iodfz.limits import MAX_PIXELS
 
-MAX_PIXELS = 1 << 28
+from ._side import FormatError, Reader, Writer, unzigzag
+
+_OFF, _Y0, _Y1, _X0, _X1, _STRIDE, _FLIP = range(7)
+_SMALL = 1 << 16  # blocks of fewer bytes are copied in vectorised batches
+_BATCH = 1 << 22  # bytes per batch of small blocks
+_FIELD_MAX = 1 << 31  # bound on any offset, stride or delta (files are below 2 GiB)
 
 
 class Block(NamedTuple):
@@ -27,107 +38,179 @@ class Block(NamedTuple):
     flip: bool
 
 
-def _valid(blk: Block, h: int, w: int, c: int, length: int) -> bool:
-    rows, row_bytes = blk.y1 - blk.y0, (blk.x1 - blk.x0) * c
-    return (
-        0 <= blk.y0 < blk.y1 <= h
-        and 0 <= blk.x0 < blk.x1 <= w
-        and blk.stride >= row_bytes
-        and blk.offset >= 0
-        and blk.offset + (rows - 1) * blk.stride + row_bytes <= length
-    )
+def max_blocks(h: int, w: int) -> int:
+    """Most blocks a raster of this shape may be cut into: one-row strips, or tiles of at
+    least 16 × 16 pixels (TIFF tiles are multiples of 16 a side)."""
+    return h + -(-h // 16) * -(-w // 16)
 
 
-def _file_view(arr: np.ndarray, blk: Block, c: int) -> np.ndarray:
-    """Rows of ``blk`` inside the flat byte-sized array ``arr`` (bounds already checked)."""
-    shape = (blk.y1 - blk.y0, (blk.x1 - blk.x0) * c)
-    return np.lib.stride_tricks.as_strided(arr[blk.offset :], shape, (blk.stride, 1))
+def as_array(blocks: Sequence[Block] | np.ndarray) -> np.ndarray:
+    if isinstance(blocks, np.ndarray):
+        return blocks
+    return np.array(blocks, np.int64).reshape(-1, 7)
 
 
-def _region(raster: np.ndarray, blk: Block) -> np.ndarray:
-    rows = raster[blk.y0 : blk.y1, blk.x0 : blk.x1]
-    return rows[::-1] if blk.flip else rows
+def _valid(b: np.ndarray, h: int, w: int, c: int, length: int) -> bool:
+    """Blocks inside the raster and the file, covering each pixel exactly once, with disjoint
+    file extents."""
+    if not 0 < len(b) <= max_blocks(h, w):
+        return False
+    rows, row_bytes = b[:, _Y1] - b[:, _Y0], (b[:, _X1] - b[:, _X0]) * c
+    start, end = b[:, _OFF], b[:, _OFF] + (rows - 1) * b[:, _STRIDE] + row_bytes
+    if not (
+        np.all((b[:, _Y0] >= 0) & (b[:, _Y0] < b[:, _Y1]) & (b[:, _Y1] <= h))
+        and np.all((b[:, _X0] >= 0) & (b[:, _X0] < b[:, _X1]) & (b[:, _X1] <= w))
+        and np.all((b[:, _STRIDE] >= row_bytes) & (b[:, _STRIDE] < _FIELD_MAX))
+        and np.all((start >= 0) & (end <= length))
+        and np.all((b[:, _FLIP] == 0) | (b[:, _FLIP] == 1))
+        and int(np.sum(rows * (b[:, _X1] - b[:, _X0]))) == h * w
+    ):
+        return False
+    order = np.argsort(start, kind="stable")
+    if np.any(start[order][1:] < end[order][:-1]):
+        return False
+    # Coverage counts modulo 256: with the areas adding up to h·w, all counts ≡ 1 means all 1.
+    count = np.zeros((h + 1, w + 1), np.uint8)
+    for dy, dx, sign in ((_Y0, _X0, 1), (_Y0, _X1, -1), (_Y1, _X0, -1), (_Y1, _X1, 1)):
+        np.add.at(count, (b[:, dy], b[:, dx]), np.uint8(sign % 256))
+    np.cumsum(count, axis=0, out=count)
+    np.cumsum(count, axis=1, out=count)
+    return bool(np.all(count[:h, :w] == 1))
+
+
+def _pieces(b: np.ndarray, w: int, c: int) -> Iterator[tuple[object, object]]:
+    """(file index, raster index) pairs covering every block: slices of strided views for
+    large blocks, int64 fancy indices for batches of small ones (bounds already checked)."""
+    rows, cols = b[:, _Y1] - b[:, _Y0], b[:, _X1] - b[:, _X0]
+    size = rows * cols * c
+    for i in np.flatnonzero(size >= _SMALL):
+        off, y0, y1, x0, x1, stride, flip = (int(v) for v in b[i])
+        yield (off, (y1 - y0, (x1 - x0) * c), stride), (y0, y1, x0, x1, bool(flip))
+    small = np.flatnonzero(size < _SMALL)
+    if not len(small):
+        return
+    keys = np.stack([rows[small], cols[small], b[small, _STRIDE], b[small, _FLIP]], axis=1)
+    shapes, group = np.unique(keys, axis=0, return_inverse=True)
+    for g, (nrows, ncols, stride, flip) in enumerate(shapes.tolist()):
+        members = small[group.ravel() == g]
+        row_bytes = ncols * c
+        per_batch = max(1, _BATCH // (nrows * row_bytes))
+        r = np.arange(nrows)
+        file_rel = (r * stride)[:, None] + np.arange(row_bytes)
+        ry = r[::-1] if flip else r
+        raster_rel = (ry * w * c)[:, None] + np.arange(row_bytes)
+        for k in range(0, len(members), per_batch):
+            m = members[k : k + per_batch]
+            file_idx = b[m, _OFF][:, None, None] + file_rel
+            raster_idx = ((b[m, _Y0] * w + b[m, _X0]) * c)[:, None, None] + raster_rel
+            yield file_idx, raster_idx
+
+
+def _views(
+    file_arr: np.ndarray, raster: np.ndarray, piece: tuple[object, object]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Strided views of one large block in the flat file array and the raster, else None."""
+    where, region = piece
+    if not isinstance(where, tuple):
+        return None
+    off, shape, stride = where
+    y0, y1, x0, x1, flip = region
+    view = np.lib.stride_tricks.as_strided(file_arr[off:], shape, (stride, file_arr.itemsize))
+    rows = raster[y0:y1, x0:x1]
+    return view, (rows[::-1] if flip else rows).reshape(shape)
 
 
 def split(
-    data: bytes, blocks: list[Block], h: int, w: int, c: int
+    data: bytes, blocks: Sequence[Block] | np.ndarray, h: int, w: int, c: int
 ) -> tuple[np.ndarray, bytes] | None:
     """Cut the (h, w, c) uint8 raster out of ``data``; None unless blocks tile it exactly once."""
-    if not 0 < h * w <= MAX_PIXELS or h * w * c > len(data):
+    b = as_array(blocks)
+    if not 0 < h * w * c <= MAX_PIXELS or h * w * c > len(data):
+        return None
+    if not _valid(b, h, w, c, len(data)):
         return None
     buf = np.frombuffer(data, np.uint8)
     hole = np.zeros(len(buf), bool)
-    covered = np.zeros((h, w), bool)
     raster = np.empty((h, w, c), np.uint8)
-    for blk in blocks:
-        if not _valid(blk, h, w, c, len(buf)):
-            return None
-        hole_view = _file_view(hole, blk, c)
-        cover = covered[blk.y0 : blk.y1, blk.x0 : blk.x1]
-        if hole_view.any() or cover.any():
-            return None
-        hole_view[...] = True
-        cover[...] = True
-        _region(raster, blk)[...] = _file_view(buf, blk, c).reshape(_region(raster, blk).shape)
-    if not covered.all():
-        return None
+    flat = raster.reshape(-1)
+    for piece in _pieces(b, w, c):
+        views = _views(buf, raster, piece)
+        if views is None:
+            file_idx, raster_idx = piece
+            flat[raster_idx] = buf[file_idx]
+            hole[file_idx] = True
+        else:
+            views[1][...] = views[0]
+            _views(hole, raster, piece)[0][...] = True  # type: ignore[index]
     return raster, buf[~hole].tobytes()
 
 
-def join(raster: np.ndarray, skeleton: bytes, blocks: list[Block]) -> bytes:
+def join(raster: np.ndarray, skeleton: bytes, blocks: Sequence[Block] | np.ndarray) -> bytes:
     """Inverse of :func:`split`."""
     h, w, c = raster.shape
+    b = as_array(blocks)
     total = len(skeleton) + raster.size
+    if not _valid(b, h, w, c, total):
+        raise FormatError("pixel blocks out of range, overlapping or not covering the raster")
     out = np.empty(total, np.uint8)
     hole = np.zeros(total, bool)
-    for blk in blocks:
-        if not _valid(blk, h, w, c, total):
-            raise FormatError(f"pixel block {blk} out of range")
-        hole_view = _file_view(hole, blk, c)
-        if hole_view.any():
-            raise FormatError("overlapping pixel blocks")
-        hole_view[...] = True
-        region = _region(raster, blk)
-        _file_view(out, blk, c)[...] = region.reshape(region.shape[0], -1)
-    if int(np.count_nonzero(hole)) != raster.size:
-        raise FormatError("pixel blocks do not cover the raster")
+    flat = raster.reshape(-1)
+    for piece in _pieces(b, w, c):
+        views = _views(out, raster, piece)
+        if views is None:
+            file_idx, raster_idx = piece
+            out[file_idx] = flat[raster_idx]
+            hole[file_idx] = True
+        else:
+            views[0][...] = views[1]
+            _views(hole, raster, piece)[0][...] = True  # type: ignore[index]
     out[~hole] = np.frombuffer(skeleton, np.uint8)
     return out.tobytes()
 
 
-def write_layout(wr: Writer, shape: tuple[int, int, int], blocks: list[Block], skel: bytes) -> None:
+def write_layout(
+    wr: Writer, shape: tuple[int, int, int], blocks: Sequence[Block] | np.ndarray, skel: bytes
+) -> None:
     """Geometry, blocks (offsets delta-coded so regular strips/tiles compress well), skeleton."""
     for n in shape:
         wr.uint(n)
-    wr.uint(len(blocks))
+    b = as_array(blocks)
+    wr.uint(len(b))
     prev_end, prev_y1 = 0, 0
-    for blk in blocks:
-        row_bytes = (blk.x1 - blk.x0) * shape[2]
-        wr.sint(blk.offset - prev_end)
-        wr.sint(blk.y0 - prev_y1)
-        wr.uint(blk.y1 - blk.y0)
-        wr.uint(blk.x0)
-        wr.uint(blk.x1 - blk.x0)
-        wr.uint(blk.stride - row_bytes)
-        wr.u8(int(blk.flip))
-        prev_end, prev_y1 = blk.offset + (blk.y1 - blk.y0) * blk.stride, blk.y1
+    for offset, y0, y1, x0, x1, stride, flip in b.tolist():
+        row_bytes = (x1 - x0) * shape[2]
+        wr.sint(offset - prev_end)
+        wr.sint(y0 - prev_y1)
+        wr.uint(y1 - y0)
+        wr.uint(x0)
+        wr.uint(x1 - x0)
+        wr.uint(stride - row_bytes)
+        wr.u8(flip)
+        prev_end, prev_y1 = offset + (y1 - y0) * stride, y1
     wr.blob(skel)
 
 
-def read_layout(rd: Reader) -> tuple[tuple[int, int, int], list[Block], bytes]:
+def read_layout(rd: Reader) -> tuple[tuple[int, int, int], np.ndarray, bytes]:
+    """Inverse of :func:`write_layout`: the blocks as an (n, 7) int64 array, read without a
+    Python object per block (``u8 flip`` reads as a one-byte varint)."""
     h, w, c = rd.uint(MAX_PIXELS), rd.uint(MAX_PIXELS), rd.uint(4)
-    blocks = []
-    prev_end, prev_y1 = 0, 0
-    for _ in range(rd.uint(rd.remaining // 7)):
-        offset = prev_end + rd.sint()
-        y0 = prev_y1 + rd.sint()
-        y1 = y0 + rd.uint(MAX_PIXELS)
-        x0 = rd.uint(MAX_PIXELS)
-        x1 = x0 + rd.uint(MAX_PIXELS)
-        stride = (x1 - x0) * c + rd.uint()
-        blocks.append(Block(offset, y0, y1, x0, x1, stride, bool(rd.u8())))
-        prev_end, prev_y1 = offset + (y1 - y0) * stride, y1
-    return (h, w, c), blocks, rd.blob()
+    if h * w * c > MAX_PIXELS:
+        raise FormatError("raster too large")
+    n = rd.uint(max_blocks(h, w))
+    v = rd.uints(7 * n).reshape(n, 7)
+    d_off, d_y0 = unzigzag(v[:, 0]), unzigzag(v[:, 1])
+    rows, x0, cols, pad, flip = v[:, 2], v[:, 3], v[:, 4], v[:, 5], v[:, 6]
+    fields = (np.abs(d_off), np.abs(d_y0), rows, x0, cols, pad, flip)
+    if (n and max(int(f.max()) for f in fields) >= _FIELD_MAX) or np.any(rows > h):
+        raise FormatError("bad pixel block in side info")
+    stride = cols * c + pad
+    end_step = rows * stride  # each below 2^28 · 2^33: no overflow, nor in the sums below
+    b = np.empty((n, 7), np.int64)
+    b[:, _OFF] = np.cumsum(d_off) + np.concatenate(([0], np.cumsum(end_step)[:-1]))
+    b[:, _Y0] = np.cumsum(d_y0) + np.concatenate(([0], np.cumsum(rows)[:-1]))
+    b[:, _Y1] = b[:, _Y0] + rows
+    b[:, _X0], b[:, _X1], b[:, _STRIDE], b[:, _FLIP] = x0, x0 + cols, stride, flip
+    return (h, w, c), b, rd.blob()
 
 
 def check_pixels(pixels: np.ndarray, shape: tuple[int, ...], dtype: type = np.uint8) -> np.ndarray:
@@ -139,7 +222,7 @@ def check_pixels(pixels: np.ndarray, shape: tuple[int, ...], dtype: type = np.ui
 
 
 def pack(
-    version: int, data: bytes, blocks: list[Block], h: int, w: int, c: int
+    version: int, data: bytes, blocks: Sequence[Block], h: int, w: int, c: int
 ) -> tuple[np.ndarray, bytes] | None:
     """(pixels, side info) of a file whose pixels are ``blocks``: side info is ``version``,
     then the layout and everything else of the file (the skeleton)."""

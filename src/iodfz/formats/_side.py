@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+_MAX_VARINT_BYTES = 9  # 63 bits: what a vector of varints may hold (int64 after decoding)
+
 
 class FormatError(ValueError):
     """Side information (or pixels handed to ``rebuild``) is inconsistent or corrupt."""
@@ -66,6 +70,27 @@ class Reader:
         z = self.uint()
         return z >> 1 if not z & 1 else -((z + 1) >> 1)
 
+    def uints(self, n: int) -> np.ndarray:
+        """``n`` varints at once, as int64 (no Python object per value); FormatError if any
+        takes more than 9 bytes or the data ends first."""
+        if n <= 0:
+            return np.zeros(0, np.int64)
+        count = min(self.remaining, _MAX_VARINT_BYTES * n)
+        buf = np.frombuffer(self._data, np.uint8, count, self._pos)
+        ends = np.flatnonzero(buf < 0x80)[:n]
+        if len(ends) < n:
+            raise FormatError("side info truncated")
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        lengths = ends - starts + 1
+        if int(lengths.max()) > _MAX_VARINT_BYTES:
+            raise FormatError("side info varint too long")
+        values = np.zeros(n, np.int64)
+        for k in range(int(lengths.max())):
+            sel = np.flatnonzero(lengths > k)
+            values[sel] |= (buf[starts[sel] + k] & 0x7F).astype(np.int64) << (7 * k)
+        self._pos += int(ends[-1]) + 1
+        return values
+
     def blob(self) -> bytes:
         return self.raw(self.uint(self.remaining))
 
@@ -78,6 +103,12 @@ class Reader:
     def done(self) -> None:
         if self._pos != len(self._data):
             raise FormatError("trailing bytes in side info")
+
+
+def unzigzag(z: np.ndarray) -> np.ndarray:
+    """Vector form of :meth:`Reader.sint` on values read by :meth:`Reader.uints`."""
+    half = z >> 1
+    return np.where(z & 1, -half - 1, half)
 
 
 def chunking(sizes: list[int], total: int) -> tuple[int, ...]:

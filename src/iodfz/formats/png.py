@@ -1,39 +1,51 @@
-"""PNG (non-interlaced; gray, gray+alpha, RGB, RGBA at 8/16 bits; gray and palette at 1/2/4/8 bits).
+"""PNG (plain or Adam7-interlaced; gray, gray+alpha, RGB, RGBA at 8/16 bits; gray and palette
+at 1/2/4/8 bits).
 
-Pixels: (H, W, C) uint8 or uint16 samples; palette images give the index plane (H, W, 1); 1/2/4-bit
-samples are unpacked to one uint8 each. Byte-exact rebuild keeps everything but the IDAT payload
-verbatim and re-derives the IDAT payload: the scanlines are re-filtered with the stored per-row
-filter types and re-deflated, either by Python's zlib with the (level, memLevel, strategy, wbits)
-found by a search here, or, for streams made only of stored blocks, by writing the same blocks.
-The side-info layout is in docs/FORMATS.md.
+Pixels: (H, W, C) uint8 or uint16 samples; 1/2/4-bit samples are unpacked to one uint8 each. A
+palette image gives its colours (RGB, or RGBA with a tRNS chunk) when each colour it uses names
+one palette entry (the first with that colour), else its index plane (H, W, 1). Byte-exact rebuild
+keeps everything but the IDAT payload verbatim and re-derives the IDAT payload: the scanlines are
+re-filtered with the stored per-row filter types and re-deflated, either by Python's zlib with
+the (level, memLevel, strategy, wbits) found by a search here, or, for streams made only of
+stored blocks, by writing the same blocks. The side-info layout is in docs/FORMATS.md.
+
+Memory: the scanlines are inflated in bounded pieces into one buffer of the declared size, which
+is checked against :mod:`iodfz.limits` first; filtering, filter prediction and deflating work on
+bands of rows, so a parse holds about the pixels twice plus the file.
 """
 
 from __future__ import annotations
 
 import struct
-import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._raster import MAX_PIXELS, check_pixels
+from iodfz.limits import MAX_DEFLATE_RATIO, MAX_PIXELS
+
+from ._raster import check_pixels
 from ._side import FormatError, Reader, Writer, chunk_sizes, chunking, read_ints, write_ints
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SEARCH_SECONDS = 2.0  # cap on the deflate-parameter search per image
+SEARCH_WORK = 1 << 20  # bytes zlib may be fed in one parameter search, plus the scanline bytes
 _VERSION = 1
 _DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _ZLIB, _STORED, _REENCODE = 0, 1, 2
 _PREFIX_BYTES = 1 << 16  # first prefix of the scanlines compressed per candidate
 _CONCLUSIVE = 64  # a prefix match of this many output bytes sends a candidate to the full check
+_PIECE = 1 << 20  # bytes per piece when inflating, deflating and comparing streams
+_BAND_BYTES = 1 << 20  # scanline bytes per band when filtering
 _REENCODE_PARAMS = (9, 8, zlib.Z_DEFAULT_STRATEGY, 15)
 _MAX_STORED_BLOCK = 0xFFFF
 _IEND = b"\0\0\0\0IEND\xaeB`\x82"
 # side-info flags (docs/FORMATS.md)
 _F_IHDR_CRC, _F_DEPTH, _F_TYPES, _F_TAIL, _F_IDAT = 1, 2, 4, 8, 16
+_F_INTERLACE, _F_PALETTE = 32, 64
+_ADAM7 = ((0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2))
+_ADAM7 += ((1, 0, 2, 1),)  # (y0, x0, dy, dx) of the seven passes
 _DEFAULT_CTYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # colour type implied by the pixels' channel count
 
 
@@ -43,6 +55,7 @@ class _Header:
     height: int
     depth: int
     ctype: int
+    interlace: int = 0
 
     @property
     def channels(self) -> int:
@@ -62,7 +75,24 @@ class _Header:
             0 < self.width < 1 << 31
             and 0 < self.height < 1 << 31
             and self.depth in _DEPTHS.get(self.ctype, ())
+            and self.interlace in (0, 1)
         )
+
+    def passes(self) -> list[tuple[tuple[slice, slice], _Header]]:
+        """(pixel slices, header of the sub-image) of each non-empty pass, in stream order."""
+        if not self.interlace:
+            return [((slice(None), slice(None)), self)]
+        out = []
+        for y0, x0, dy, dx in _ADAM7:
+            h, w = -(-(self.height - y0) // dy), -(-(self.width - x0) // dx)
+            if h > 0 and w > 0:
+                sub = replace(self, width=w, height=h, interlace=0)
+                out.append(((slice(y0, None, dy), slice(x0, None, dx)), sub))
+        return out
+
+    def raw_size(self) -> int:
+        """Bytes of the inflated scanlines (a filter byte per row of each pass)."""
+        return sum(sub.height * (sub.row_bytes + 1) for _, sub in self.passes())
 
 
 @dataclass(frozen=True)
@@ -84,8 +114,8 @@ def _structure(data: bytes) -> tuple[_Header, bytes, bytes, list[int], bytes] | 
     if not data.startswith(SIGNATURE) or len(data) < 33 or data[12:16] != b"IHDR":
         return None
     width, height, depth, ctype, comp, filt, interlace = struct.unpack_from(">IIBBBBB", data, 16)
-    header = _Header(width, height, depth, ctype)
-    if struct.unpack_from(">I", data, 8)[0] != 13 or (comp, filt, interlace) != (0, 0, 0):
+    header = _Header(width, height, depth, ctype, interlace)
+    if struct.unpack_from(">I", data, 8)[0] != 13 or (comp, filt) != (0, 0):
         return None
     if not header.valid():
         return None
@@ -103,7 +133,7 @@ def _structure(data: bytes) -> tuple[_Header, bytes, bytes, list[int], bytes] | 
                 return None
             first = first or pos
             sizes.append(length)
-            payload.append(data[pos + 8 : pos + 8 + length])
+            payload.append(memoryview(data)[pos + 8 : pos + 8 + length])
             idat_end = end
         pos = end
         if kind == b"IEND":
@@ -118,40 +148,81 @@ def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
 
 
-def _unfilter(filtered: np.ndarray, types: np.ndarray, bpp: int) -> np.ndarray:
-    """Undo the row filters of (H, row_bytes) ``filtered``.
+def _unfilter_diagonal(
+    src: np.ndarray, types: np.ndarray, prev: np.ndarray, bpp: int
+) -> np.ndarray:
+    """Undo the filters of (n, row_bytes) ``src`` below the reconstructed row ``prev``.
 
     Byte (y, x) of a pixel depends on its left, upper and upper-left neighbours, so all pixels
-    on one anti-diagonal y + x = d are independent: H + W - 1 vectorized steps.
+    on one anti-diagonal y + x = d are independent: n + W - 1 vectorized steps, each with
+    int16 temporaries of one diagonal.
     """
-    h, row_bytes = filtered.shape
+    h, row_bytes = src.shape
     w = row_bytes // bpp
-    src = filtered.reshape(h * w, bpp).astype(np.int16)
+    flat = src.reshape(h * w, bpp)
     kinds = types.astype(np.intp)[:, None]
-    out = np.zeros(((h + 1) * (w + 1), bpp), np.int16)  # one zero row above, one zero column left
+    out = np.zeros(((h + 1) * (w + 1), bpp), np.uint8)  # ``prev`` above, a zero column left
+    out[1 : w + 1] = prev.reshape(w, bpp)
     zero = np.zeros(1, np.int16)
     for d in range(h + w - 1):
         y = np.arange(max(0, d - w + 1), min(h, d + 1))
         x = d - y
         dst = (y + 1) * (w + 1) + x + 1
-        a, b, c = out[dst - 1], out[dst - w - 1], out[dst - w - 2]
+        a, b, c = (out[i].astype(np.int16) for i in (dst - 1, dst - w - 1, dst - w - 2))
         pred = np.choose(kinds[y], (zero, a, b, (a + b) >> 1, _paeth(a, b, c)))
-        out[dst] = (src[y * w + x] + pred) & 0xFF
-    return out.reshape(h + 1, w + 1, bpp)[1:, 1:].reshape(h, row_bytes).astype(np.uint8)
+        out[dst] = flat[y * w + x] + pred.astype(np.uint8)
+    return out.reshape(h + 1, w + 1, bpp)[1:, 1:].reshape(h, row_bytes)
 
 
-def _filter(rows: np.ndarray, types: np.ndarray, bpp: int) -> bytes:
-    """Filter (H, row_bytes) ``rows`` with the given per-row types; the PNG scanline stream."""
+def _unfilter(filtered: np.ndarray, types: np.ndarray, bpp: int) -> np.ndarray:
+    """Undo the row filters of (H, row_bytes) ``filtered``: None, Sub and Up rows one row at a
+    time, the span from the first to the last Average/Paeth row along anti-diagonals
+    (:func:`_unfilter_diagonal`)."""
+    h, row_bytes = filtered.shape
+    out = np.empty((h, row_bytes), np.uint8)
+    slow = np.flatnonzero(types >= 3)
+    span = (int(slow[0]), int(slow[-1]) + 1) if len(slow) else (h, h)
+    zero_row = np.zeros(row_bytes, np.uint8)
+    y = 0
+    while y < h:
+        prev = out[y - 1] if y else zero_row
+        if y == span[0]:
+            end = span[1]
+            out[y:end] = _unfilter_diagonal(filtered[y:end], types[y:end], prev, bpp)
+            y = end
+            continue
+        kind = int(types[y])
+        if kind == 0:
+            out[y] = filtered[y]
+        elif kind == 1:
+            out[y] = np.cumsum(filtered[y].reshape(-1, bpp), axis=0, dtype=np.uint8).ravel()
+        else:
+            np.add(filtered[y], prev, out=out[y])
+        y += 1
+    return out
+
+
+def _band_rows(hdr: _Header) -> int:
+    return max(1, _BAND_BYTES // (hdr.row_bytes + 1))
+
+
+def _filter_band(rows: np.ndarray, prev: np.ndarray | None, types: np.ndarray, bpp: int) -> bytes:
+    """Filter (n, row_bytes) ``rows`` (``prev``: the row above, None at the top) with the
+    given per-row types; the scanline bytes."""
     x = rows.astype(np.int16)
-    a = np.zeros_like(x)
-    a[:, bpp:] = x[:, :-bpp]
     b = np.zeros_like(x)
     b[1:] = x[:-1]
+    if prev is not None:
+        b[0] = prev
+    a = np.zeros_like(x)
+    a[:, bpp:] = x[:, :-bpp]
     c = np.zeros_like(x)
-    c[1:] = a[:-1]
+    c[:, bpp:] = b[:, :-bpp]
     pred = np.zeros_like(x)
     for kind in (1, 2, 3, 4):
         sel = types == kind
+        if not sel.any():
+            continue
         if kind == 1:
             pred[sel] = a[sel]
         elif kind == 2:
@@ -162,8 +233,42 @@ def _filter(rows: np.ndarray, types: np.ndarray, bpp: int) -> bytes:
             pred[sel] = _paeth(a[sel], b[sel], c[sel])
     out = np.empty((x.shape[0], x.shape[1] + 1), np.uint8)
     out[:, 0] = types
-    out[:, 1:] = (x - pred) & 0xFF
+    out[:, 1:] = x - pred  # int16 → uint8 keeps the low byte
     return out.tobytes()
+
+
+def _scanlines(pixels: np.ndarray, hdr: _Header, types: np.ndarray) -> Iterator[bytes]:
+    """The filtered scanline stream of ``pixels`` (all passes), in bands of about 1 MiB."""
+    t = 0
+    for where, sub in hdr.passes():
+        rows = _pack(np.ascontiguousarray(pixels[where]), sub)
+        step = _band_rows(sub)
+        for y in range(0, sub.height, step):
+            prev = rows[y - 1] if y else None
+            end = min(y + step, sub.height)
+            yield _filter_band(rows[y:end], prev, types[t + y : t + end], sub.bpp)
+        t += sub.height
+
+
+def predict_types(pixels: np.ndarray, hdr: _Header) -> np.ndarray:
+    """Per row (of each pass), the filter type whose output has the least sum of |byte as int8|
+    (first on ties): the adaptive choice of libpng and Pillow. Side info stores only
+    disagreements."""
+    out = []
+    for where, sub in hdr.passes():
+        rows = _pack(np.ascontiguousarray(pixels[where]), sub)
+        step = _band_rows(sub)
+        for y in range(0, sub.height, step):
+            band = rows[y : y + step]
+            prev = rows[y - 1] if y else None
+            costs = []
+            for kind in range(5):
+                kinds = np.full(len(band), kind, np.uint8)
+                f = np.frombuffer(_filter_band(band, prev, kinds, sub.bpp), np.uint8)
+                v = f.reshape(len(band), -1)[:, 1:].view(np.int8)
+                costs.append(np.abs(v, dtype=np.int16).sum(axis=1, dtype=np.int64))
+            out.append(np.argmin(np.stack(costs), axis=0).astype(np.uint8))
+    return np.concatenate(out)
 
 
 def _shifts(depth: int) -> np.ndarray:
@@ -217,10 +322,30 @@ def _stored_stream(zlib_header: bytes, data: bytes, sizes: list[int]) -> bytes:
     return b"".join(parts)
 
 
-def _deflate(data: bytes, params: tuple[int, ...]) -> bytes:
+def _deflate(pieces: Iterable[bytes], params: tuple[int, ...]) -> Iterator[bytes]:
     level, mem_level, strategy, wbits = params
     comp = zlib.compressobj(level, zlib.DEFLATED, wbits, mem_level, strategy)
-    return comp.compress(data) + comp.flush()
+    for piece in pieces:
+        yield comp.compress(piece)
+    yield comp.flush()
+
+
+def _same_stream(pieces: Iterator[bytes], z: bytes, skip: int = 0) -> bool:
+    """Whether the concatenated ``pieces`` equal ``z``, both past their first ``skip`` bytes,
+    stopping at the first difference (no copy of the whole stream is made)."""
+    pos = 0
+    for piece in pieces:
+        lo = max(0, skip - pos)
+        if lo < len(piece) and z[pos + lo : pos + len(piece)] != piece[lo:]:
+            return False
+        pos += len(piece)
+    return pos == len(z)
+
+
+def _bands(data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    for i in range(0, len(view), _PIECE):
+        yield view[i : i + _PIECE]
 
 
 def _candidates(flevel: int) -> Iterator[tuple[int, int, int]]:
@@ -244,60 +369,165 @@ def _candidates(flevel: int) -> Iterator[tuple[int, int, int]]:
                 yield level, mem_level, strategy
 
 
-def _reproduces(data: bytes, z: bytes, params: tuple[int, ...]) -> bool:
-    """Cheap prefix checks first (output so far, no flush), then the full stream."""
+def _prefix_test(data: bytes, z: bytes, params: tuple[int, ...], budget: int) -> tuple[bool, int]:
+    """(whether ``params`` may make ``z``, bytes fed to zlib): output produced so far, no
+    flush, compared with ``z`` for growing prefixes of ``data`` until they differ (False) or
+    64 output bytes agree, the data ends, or the next prefix would exceed ``budget`` (True)."""
     level, mem_level, strategy, wbits = params
     view = memoryview(data)
-    n = _PREFIX_BYTES
-    while n < len(data):
+    n, fed = min(_PREFIX_BYTES, len(data)), 0
+    while n < len(data) and fed + n <= budget:
         comp = zlib.compressobj(level, zlib.DEFLATED, wbits, mem_level, strategy)
         out = comp.compress(view[:n])
+        fed += n
         if not z.startswith(out[2:], 2):
-            return False
+            return False, fed
         if len(out) >= _CONCLUSIVE:
-            break
+            return True, fed
         n *= 4
-    return _deflate(data, params)[2:] == z[2:]
+    return True, fed  # no difference seen: the full check decides
 
 
-def search_params(data: bytes, z: bytes, seconds: float = SEARCH_SECONDS) -> tuple[int, ...] | None:
+def search_params(data: bytes, z: bytes, work: int | None = None) -> tuple[int, ...] | None:
     """(level, memLevel, strategy, wbits) with which zlib turns ``data`` into ``z``, or None.
 
     The two header bytes are not compared: libpng shrinks CINFO for small images (to 8 even,
-    compressing with 9) and fixes FCHECK up; FLEVEL is kept and narrows the levels.
+    compressing with 9) and fixes FCHECK up; FLEVEL is kept and narrows the levels. The search
+    is bounded by work, not time, so that its answer does not depend on the machine's load:
+    prefix checks and full checks (which stop at the first differing output byte) feed zlib
+    about ``work`` bytes in all (default ``SEARCH_WORK`` + ``len(data)``: the work grows
+    with the image, as the rest of its encoding does); the last check may overrun that.
     """
     if len(z) < 6 or z[0] & 0x0F != 8 or z[1] & 0x20 or z[0] >> 4 > 7:
         return None
     wbits = max(9, (z[0] >> 4) + 8)
-    deadline = time.monotonic() + seconds
+    left = SEARCH_WORK + len(data) if work is None else work
     for level, mem_level, strategy in _candidates(z[1] >> 6):
-        if time.monotonic() > deadline:
+        if left <= 0:
             return None
-        if _reproduces(data, z, (level, mem_level, strategy, wbits)):
-            return level, mem_level, strategy, wbits
+        params = (level, mem_level, strategy, wbits)
+        maybe, fed = _prefix_test(data, z, params, left)
+        left -= fed
+        if maybe:
+            counted = _Counted(_bands(data))
+            if _same_stream(_deflate(counted, params), z, 2):
+                return params
+            left -= counted.fed
     return None
 
 
-def _decode(hdr: _Header, stream: bytes) -> tuple[np.ndarray, np.ndarray, bytes, bytes] | None:
-    """(pixels, filter types, inflated scanlines, bytes after the zlib stream)."""
-    if hdr.width * hdr.height > MAX_PIXELS:
-        return None
-    expected = hdr.height * (hdr.row_bytes + 1)
-    if expected > 1032 * len(stream) + 64:  # beyond deflate's maximum ratio
-        return None
+class _Counted:
+    """An iterator over byte pieces that counts the bytes it has handed out."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self.fed = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self._pieces:
+            self.fed += len(piece)
+            yield piece
+
+
+def _inflate(stream: bytes, size: int) -> tuple[np.ndarray, bytes] | None:
+    """(exactly ``size`` inflated bytes, bytes after the zlib stream), inflated in pieces of
+    at most 1 MiB into one preallocated buffer; None unless the stream holds exactly that."""
+    raw = np.empty(size, np.uint8)
     inflater = zlib.decompressobj()
+    pos, tail = 0, stream
     try:
-        raw = inflater.decompress(stream, expected + 1)
+        while not inflater.eof:
+            piece = inflater.decompress(tail, min(_PIECE, size + 1 - pos))
+            tail = inflater.unconsumed_tail
+            if pos + len(piece) > size or not (piece or tail):
+                return None
+            raw[pos : pos + len(piece)] = np.frombuffer(piece, np.uint8)
+            pos += len(piece)
     except zlib.error:
         return None
-    if len(raw) != expected or not inflater.eof:
+    return (raw, inflater.unused_data) if pos == size else None
+
+
+def _decode(hdr: _Header, stream: bytes) -> tuple[np.ndarray, np.ndarray, bytes, bytes] | None:
+    """(pixels, filter types, inflated scanlines, bytes after the zlib stream).
+
+    The declared shape is checked against the limits before anything of its size is made."""
+    if hdr.width * hdr.height * hdr.channels > MAX_PIXELS:
         return None
-    rows = np.frombuffer(raw, np.uint8).reshape(hdr.height, -1)
-    types = rows[:, 0].copy()
-    if types.max() > 4:
+    expected = hdr.raw_size()
+    if expected > MAX_DEFLATE_RATIO * len(stream) + 64:
         return None
-    pixels = _unpack(_unfilter(rows[:, 1:], types, hdr.bpp), hdr)
-    return pixels, types, raw, inflater.unused_data
+    got = _inflate(stream, expected)
+    if got is None:
+        return None
+    raw, extra = got
+    dtype = np.uint16 if hdr.depth == 16 else np.uint8
+    pixels = np.empty((hdr.height, hdr.width, hdr.channels), dtype)
+    types, pos = [], 0
+    for where, sub in hdr.passes():
+        rows = raw[pos : pos + sub.height * (sub.row_bytes + 1)].reshape(sub.height, -1)
+        pos += rows.size
+        if rows[:, 0].max() > 4:
+            return None
+        types.append(rows[:, 0].copy())
+        pixels[where] = _unpack(_unfilter(rows[:, 1:], types[-1], sub.bpp), sub)
+    return pixels, np.concatenate(types), memoryview(raw), extra
+
+
+def _palette(head: bytes) -> np.ndarray | None:
+    """The palette of ``head``'s PLTE chunk as (n, 3) uint8, with a fourth column (alpha)
+    when a tRNS chunk follows; None without a well-formed PLTE."""
+    plte = trns = None
+    for kind, payload, _ in _chunks(head):
+        if kind == b"PLTE":
+            plte = payload
+        elif kind == b"tRNS":
+            trns = payload
+    if plte is None or not 3 <= len(plte) <= 768 or len(plte) % 3:
+        return None
+    colours = np.frombuffer(plte, np.uint8).reshape(-1, 3)
+    if trns is None:
+        return colours
+    if len(trns) > len(colours):
+        return None
+    alpha = np.full((len(colours), 1), 255, np.uint8)
+    alpha[: len(trns), 0] = np.frombuffer(trns, np.uint8)
+    return np.concatenate([colours, alpha], axis=1)
+
+
+def _colour_keys(colours: np.ndarray) -> np.ndarray:
+    """One int per colour (last axis: RGB or RGBA samples)."""
+    keys = np.zeros(colours.shape[:-1], np.int64)
+    for i in range(colours.shape[-1]):
+        keys = keys << 8 | colours[..., i]
+    return keys
+
+
+def _expand_palette(indices: np.ndarray, palette: np.ndarray) -> np.ndarray | None:
+    """Colour pixels of an index plane, when :func:`_to_indices` gives the indices back: every
+    index used is the first palette entry with its colour."""
+    used = np.flatnonzero(np.bincount(indices.ravel(), minlength=256))
+    if used[-1] >= len(palette):
+        return None
+    keys = _colour_keys(palette)
+    _, first = np.unique(keys, return_index=True)
+    firsts = np.zeros(len(palette), bool)
+    firsts[first] = True
+    if not firsts[used].all():
+        return None
+    return palette[indices[..., 0]]
+
+
+def _to_indices(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_expand_palette` (FormatError for a colour not in the palette)."""
+    check_pixels(pixels, (*pixels.shape[:2], palette.shape[1]))
+    keys = _colour_keys(palette)
+    uniq, first = np.unique(keys, return_index=True)
+    want = _colour_keys(pixels)
+    at = np.minimum(np.searchsorted(uniq, want), len(uniq) - 1)
+    if not np.array_equal(uniq[at], want):
+        raise FormatError("pixel colour not in the PNG palette")
+    return first[at].astype(np.uint8)[..., None]
 
 
 def parse(data: bytes, allow_pixel_exact: bool) -> tuple[np.ndarray, bytes, bool] | None:
@@ -311,7 +541,7 @@ def parse(data: bytes, allow_pixel_exact: bool) -> tuple[np.ndarray, bytes, bool
     pixels, types, raw, extra = decoded
     side = _Side(hdr, head, tail, types.tobytes(), _REENCODE)
     # Non-zero padding bits, for one, make the scanlines irreproducible from the pixels.
-    if _filter(_pack(pixels, hdr), types, hdr.bpp) == raw:
+    if _same_stream(_scanlines(pixels, hdr, types), raw):
         z = stream[: len(stream) - len(extra)]
         side = _exact_side(side, raw, z) or side
         one = len(idat_sizes) == 1  # the usual layout, implied (docs/FORMATS.md)
@@ -319,11 +549,10 @@ def parse(data: bytes, allow_pixel_exact: bool) -> tuple[np.ndarray, bytes, bool
         side = replace(side, extra=extra)
     if side.mode == _REENCODE and not allow_pixel_exact:
         return None
-    return (
-        pixels,
-        _write_side(side, predict_types(_pack(pixels, hdr), hdr.bpp)),
-        (side.mode != _REENCODE),
-    )
+    palette = _palette(head) if hdr.ctype == 3 and hdr.depth == 8 else None
+    colours = None if palette is None else _expand_palette(pixels, palette)
+    side_bytes = _write_side(side, predict_types(pixels, hdr), colours is not None)
+    return (pixels if colours is None else colours), side_bytes, side.mode != _REENCODE
 
 
 def _exact_side(side: _Side, raw: bytes, z: bytes) -> _Side | None:
@@ -338,22 +567,8 @@ def _exact_side(side: _Side, raw: bytes, z: bytes) -> _Side | None:
 
 def as_pixel_exact(side: bytes, pixels: np.ndarray) -> bytes:
     """The same side info switched to re-encoding (level 9, default strategy, one IDAT)."""
-    s = _read_side(side, pixels)
-    return _write_side(
-        replace(s, mode=_REENCODE), predict_types(_pack(pixels, s.header), s.header.bpp)
-    )
-
-
-def predict_types(rows: np.ndarray, bpp: int) -> np.ndarray:
-    """Per row, the filter type whose output has the least sum of |byte as int8| (first on
-    ties): the adaptive choice of libpng and Pillow. Side info stores only disagreements."""
-    h = rows.shape[0]
-    costs = []
-    for kind in range(5):
-        out = np.frombuffer(_filter(rows, np.full(h, kind, np.uint8), bpp), np.uint8)
-        v = out.reshape(h, -1)[:, 1:].astype(np.int64)
-        costs.append(np.minimum(v, 256 - v).sum(axis=1))
-    return np.argmin(np.stack(costs), axis=0).astype(np.uint8)
+    s, indices, colours = _read_side(side, pixels)
+    return _write_side(replace(s, mode=_REENCODE), predict_types(indices, s.header), colours)
 
 
 def _chunks(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
@@ -386,10 +601,12 @@ def _read_chunks(rd: Reader) -> bytes:
 
 
 def _ihdr(hdr: _Header) -> bytes:
-    return b"IHDR" + struct.pack(">IIBBBBB", hdr.width, hdr.height, hdr.depth, hdr.ctype, 0, 0, 0)
+    fields = (hdr.width, hdr.height, hdr.depth, hdr.ctype, 0, 0, hdr.interlace)
+    return b"IHDR" + struct.pack(">IIBBBBB", *fields)
 
 
-def _write_side(side: _Side, predicted: np.ndarray) -> bytes:
+def _write_side(side: _Side, predicted: np.ndarray, palette_colours: bool) -> bytes:
+    """The side-info blob; ``palette_colours``: the pixels handed over are palette colours."""
     hdr = side.header
     chunks = _chunks(side.head)  # IHDR first: its data follows from the header fields
     ihdr_crc = chunks[0][2]
@@ -398,9 +615,11 @@ def _write_side(side: _Side, predicted: np.ndarray) -> bytes:
     flags = (
         (_F_IHDR_CRC if ihdr_crc != struct.pack(">I", zlib.crc32(_ihdr(hdr))) else 0)
         | (_F_DEPTH if (hdr.ctype, hdr.depth) != _default_depth(hdr.channels, hdr.depth) else 0)
-        | (_F_TYPES if 2 * len(wrong) >= hdr.height else 0)
+        | (_F_TYPES if 2 * len(wrong) >= len(types) else 0)
         | (_F_TAIL if side.tail != _IEND else 0)
         | (_F_IDAT if side.mode != _REENCODE and (side.idat_sizes or side.extra) else 0)
+        | (_F_INTERLACE if hdr.interlace else 0)
+        | (_F_PALETTE if palette_colours else 0)
     )
     wr = Writer()
     wr.u8(_VERSION)
@@ -457,16 +676,18 @@ def _chunks_until_iend(tail: bytes) -> int:
             return pos
 
 
-def _read_side(data: bytes, pixels: np.ndarray) -> _Side:
-    """Side info for ``pixels`` ((H, W, C) uint8 or uint16; they imply the default colour type
-    and bit depth)."""
+def _read_side(data: bytes, pixels: np.ndarray) -> tuple[_Side, np.ndarray, bool]:
+    """(side info, the file's samples, whether ``pixels`` are palette colours) for ``pixels``
+    ((H, W, C) uint8 or uint16; they imply the default colour type and bit depth)."""
     rd = Reader(data)
     if rd.u8() != _VERSION:
         raise FormatError("unknown PNG side-info version")
     flags = rd.u8()
-    if flags >> 5:
+    if flags >> 7:
         raise FormatError("unknown PNG side-info flags")
-    if pixels.ndim != 3 or pixels.shape[2] not in _DEFAULT_CTYPE:
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 3:
+        raise FormatError("bad pixel array for PNG")
+    if pixels.shape[2] not in _DEFAULT_CTYPE:
         raise FormatError("bad pixel array for PNG")
     height, width, channels = pixels.shape
     if (rd.uint(), rd.uint()) != (width, height):
@@ -476,26 +697,32 @@ def _read_side(data: bytes, pixels: np.ndarray) -> _Side:
         depth, ctype = rd.uint(16), rd.uint(6)
     else:
         ctype, depth = _default_depth(channels, 16 if pixels.dtype == np.uint16 else 8)
-    hdr = _Header(width, height, depth, ctype)
-    if not hdr.valid():
+    hdr = _Header(width, height, depth, ctype, 1 if flags & _F_INTERLACE else 0)
+    if not hdr.valid() or width * height * hdr.channels > MAX_PIXELS:
         raise FormatError("bad PNG header in side info")
     ihdr = _ihdr(hdr)
     ihdr_crc = ihdr_crc or struct.pack(">I", zlib.crc32(ihdr))
     head = struct.pack(">I", 13) + ihdr + ihdr_crc + _read_chunks(rd)
+    if flags & _F_PALETTE:
+        palette = _palette(head) if (ctype, depth) == (3, 8) else None
+        if palette is None:
+            raise FormatError("PNG side info names no usable palette")
+        pixels = _to_indices(pixels, palette)
+    dtype = np.uint16 if depth == 16 else np.uint8
+    pixels = check_pixels(pixels, (height, width, hdr.channels), dtype)
     tail = _IEND
     if flags & _F_TAIL:
         tail = _read_chunks(rd)
         tail += rd.blob()
+    rows = sum(sub.height for _, sub in hdr.passes())
     if flags & _F_TYPES:
-        types = rd.raw(height)
+        types = rd.raw(rows)
     else:
-        predicted = predict_types(
-            _pack(check_pixels(pixels, (height, width, hdr.channels), pixels.dtype), hdr), hdr.bpp
-        )
+        predicted = predict_types(pixels, hdr)
         row = -1
-        for _ in range(rd.uint(height)):
-            row += rd.uint(height) + 1
-            if row >= height:
+        for _ in range(rd.uint(rows)):
+            row += rd.uint(rows) + 1
+            if row >= rows:
                 raise FormatError("bad PNG filter types")
             predicted[row] = rd.u8()
         types = predicted.tobytes()
@@ -523,7 +750,7 @@ def _read_side(data: bytes, pixels: np.ndarray) -> _Side:
     elif flags & _F_IDAT:
         raise FormatError("unknown PNG side-info flags")
     rd.done()
-    return side
+    return side, pixels, bool(flags & _F_PALETTE)
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
@@ -532,20 +759,19 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 def rebuild(pixels: np.ndarray, side: bytes) -> bytes:
-    s = _read_side(side, pixels)
-    hdr = s.header
-    dtype = np.uint16 if hdr.depth == 16 else np.uint8
-    pixels = check_pixels(pixels, (hdr.height, hdr.width, hdr.channels), dtype)
-    scanlines = _filter(_pack(pixels, hdr), np.frombuffer(s.types, np.uint8), hdr.bpp)
+    s, samples, _ = _read_side(side, pixels)
+    scanlines = _scanlines(samples, s.header, np.frombuffer(s.types, np.uint8))
     if s.mode == _ZLIB:
-        stream = s.zlib_header + _deflate(scanlines, s.params)[2:] + s.extra
+        deflated = _deflate(scanlines, s.params)
+        stream = s.zlib_header + b"".join(deflated)[2:] + s.extra
     elif s.mode == _STORED:
-        blocks = chunk_sizes(s.blocks, len(scanlines))
+        raw = b"".join(scanlines)
+        blocks = chunk_sizes(s.blocks, len(raw))
         if not blocks or max(blocks) > _MAX_STORED_BLOCK:
             raise FormatError("bad stored-block sizes")
-        stream = _stored_stream(s.zlib_header, scanlines, blocks) + s.extra
+        stream = _stored_stream(s.zlib_header, raw, blocks) + s.extra
     else:
-        stream = _deflate(scanlines, _REENCODE_PARAMS)
+        stream = b"".join(_deflate(scanlines, _REENCODE_PARAMS))
     sizes = chunk_sizes(s.idat_sizes, len(stream)) if s.idat_sizes else [len(stream)]
     chunks, pos = [], 0
     for n in sizes:
