@@ -33,7 +33,11 @@ from iodfz.container import (
 from iodfz.errors import IodfError
 from iodfz.zstd_path import compress_stream
 
-PNG = b"\x89PNG\r\n\x1a\n"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# What the fake image codec below takes: a PNG signature and a real IHDR (2x3 RGBA, 8-bit), so
+# that the input is offered whole to image codecs.
+_IHDR = (3).to_bytes(4, "big") + (2).to_bytes(4, "big") + bytes([8, 6, 0, 0, 0])
+PNG = PNG_MAGIC + struct.pack(">I4s13sI", 13, b"IHDR", _IHDR, zlib.crc32(b"IHDR" + _IHDR))
 
 
 def make(data: bytes, frame_size: int = 1 << 20, **meta: object) -> bytes:

@@ -1,9 +1,11 @@
 """The ``.iodf`` container: header, typed sections, frame records, end record.
 
 The byte layout is specified in docs/FORMAT.md, section 1; this module implements it and
-nothing else (no codecs). Reading never trusts a length before checking it against the
-format's bounds, and reads payloads in growing chunks, so a hostile or truncated file cannot
-make it allocate much more than the file really holds.
+nothing else (no codecs). Version 1 is the general layout; version 2 (FORMAT.md 1.7) is the
+compact layout of a single-frame neural image, which the writer uses whenever the image codec
+asks for it (its image format section has the ``compact`` flag). Reading never trusts a
+length before checking it against the format's bounds, and reads payloads in growing chunks,
+so a hostile or truncated file cannot make it allocate much more than the file really holds.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from iodfz import varint
+from iodfz import limits, varint
 from iodfz.errors import IodfError
 
 MAGIC = b"IODF"
-VERSION = 1
+VERSION = 1  # the general layout
+VERSION_COMPACT = 2  # single-frame neural image (FORMAT.md 1.7)
+VERSIONS = (VERSION, VERSION_COMPACT)
 
 CODEC_STORED = 0
 CODEC_ZSTD = 1
@@ -38,7 +42,7 @@ MAX_SECTIONS = 1024
 MAX_SECTION_LEN = 16 * MiB
 MAX_NAME = 4096
 MAX_FRAME = 64 * MiB  # raw and payload bound for codecs 0 and 1
-MAX_IMAGE = 512 * MiB  # raw and payload bound for codec 2
+MAX_IMAGE = limits.MAX_IMAGE_FILE  # raw and payload bound for codec 2
 FRAME_SIZE = 4 * MiB  # what this writer cuts
 
 FLAG_LENGTH = 1 << 0
@@ -229,6 +233,8 @@ class Header:
     mtime_ns: int | None = None
     name: bytes | None = None
     sections: Sections = field(default_factory=Sections)
+    version: int = field(default=VERSION, compare=False)  # as read; the writer chooses
+    raw: bytes | None = field(default=None, compare=False, repr=False)  # version 2 as read
 
     def encode(self) -> bytes:
         if self.codec not in CODEC_NAMES:
@@ -281,11 +287,13 @@ def read_header(f: BinaryIO) -> Header:
         raise IodfError("not an iodfz file (bad magic)")
     if len(fixed) < 5:
         raise IodfError("truncated container (no complete header)")
-    if fixed[4] != VERSION:
+    if fixed[4] not in VERSIONS:
         raise IodfError(
-            f"unsupported format version {fixed[4]} (this iodfz reads version {VERSION});"
-            " damaged, or written by a newer iodfz"
+            f"unsupported format version {fixed[4]} (this iodfz reads version {VERSION} or"
+            f" {VERSION_COMPACT}); damaged, or written by a newer iodfz"
         )
+    if fixed[4] == VERSION_COMPACT:
+        return _read_compact_header(_Tape(f, fixed))
     while len(fixed) < _FIXED.size + 4 and (len(fixed) == _FIXED.size or fixed[-1] & 0x80):
         more = f.read(1)  # header_len, a uint of at most 4 bytes below MAX_HEADER
         if not more:
@@ -361,12 +369,13 @@ def _parse_header_body(codec: int, flags: int, var: memoryview) -> Header:
 # --------------------------------------------------------------------------- records
 
 
-@dataclass(frozen=True)
+@dataclass
 class Frame:
     codec: int
     raw_len: int
-    digest: bytes  # frame_digest() of the frame's original bytes
+    digest: bytes  # frame_digest() of the frame's original bytes (its first 8 in version 2)
     payload: bytes | bytearray
+    verified_digest: bytes | None = None  # the full frame_digest(), set by check_frame
 
 
 @dataclass(frozen=True)
@@ -391,8 +400,10 @@ def frame_digest(data: bytes | bytearray | memoryview) -> bytes:
 
 def check_frame(frame: Frame, data: bytes | bytearray, index: int) -> None:
     """Check a decoded frame against its length and digest (IodfError if they differ)."""
-    if len(data) != frame.raw_len or frame_digest(data) != frame.digest:
+    digest = frame_digest(data)
+    if len(data) != frame.raw_len or digest[: len(frame.digest)] != frame.digest:
         raise IodfError(f"checksum mismatch in frame {index}: decoded data differs")
+    frame.verified_digest = digest
 
 
 def frame_limit(codec: int) -> int:
@@ -448,6 +459,9 @@ class ContainerReader:
         self._digests: list[bytes] = []
 
     def frames(self) -> Iterator[Frame]:
+        if self.header.version == VERSION_COMPACT:
+            yield from self._compact_frame()
+            return
         f = self._f
         count = 0
         total = 0
@@ -487,6 +501,24 @@ class ContainerReader:
                 raise IodfError("truncated container (end record missing)")
             else:
                 raise IodfError(f"damaged container: unknown record after frame {count}")
+
+    def _compact_frame(self) -> Iterator[Frame]:
+        """The one frame of a version 2 container: the rest of the file is the payload, the
+        content digest's first 8 bytes and a CRC-32 of the whole file (FORMAT.md 1.7)."""
+        header = self.header
+        raw_len = header.original_length
+        assert raw_len is not None and header.raw is not None
+        rest = _read_rest(self._f, MAX_IMAGE + COMPACT_TRAILER)
+        if len(rest) < COMPACT_TRAILER + 1:
+            raise IodfError("truncated container (file ends inside the image frame)")
+        crc = _CRC.unpack_from(rest, len(rest) - _CRC.size)[0]
+        if zlib.crc32(memoryview(rest)[: -_CRC.size], zlib.crc32(header.raw)) != crc:
+            raise IodfError("damaged container: checksum mismatch (truncated or damaged)")
+        digest = bytes(rest[-COMPACT_TRAILER : -_CRC.size])
+        del rest[-COMPACT_TRAILER:]
+        frame = Frame(CODEC_IMAGE, raw_len, digest, rest)
+        yield frame
+        self.end = End(1, raw_len, frame.verified_digest or digest)
 
     def _read_end(self, kind: bytes, count: int, total: int) -> End:
         f = self._f
@@ -537,11 +569,15 @@ class ContainerWriter:
         self.original_length = 0
         self.bytes_written = 0
         self._digests: list[bytes] = []
-        self._write(header.encode())
+        self._crc = 0  # running CRC-32 of a version 2 container
+        self._compact = compact_image(header.sections) if header.codec == CODEC_IMAGE else None
+        if self._compact is None:
+            self._write(header.encode())
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
         self._f.write(data)
         self.bytes_written += len(data)
+        self._crc = zlib.crc32(data, self._crc)
 
     def write_frame(
         self, codec: int, raw_len: int, digest: bytes, payload: bytes | bytearray
@@ -552,6 +588,14 @@ class ContainerWriter:
             raise ValueError(f"frame codec {codec} / length {raw_len} not allowed here")
         if len(payload) > limit or len(digest) != FRAME_DIGEST_SIZE:
             raise ValueError("payload too large for one frame, or bad digest")
+        if self._compact is not None:
+            if self.frame_count:
+                raise ValueError("a version 2 container holds exactly one frame")
+            self._write(_encode_compact_header(self.header, self._compact, raw_len))
+            self._write(payload)
+            self.frame_count, self.original_length = 1, raw_len
+            self._digests.append(bytes(digest))
+            return
         head = b"F" + bytes([codec]) + uint_bytes(raw_len) + uint_bytes(len(payload)) + digest
         self._write(head)
         self._write(payload)
@@ -565,8 +609,212 @@ class ContainerWriter:
         if self.header.original_length not in (None, self.original_length):
             raise IodfError("input changed size while it was being compressed")
         digest = content_digest(self._digests)
+        if self._compact is not None:
+            if self.frame_count != 1:
+                raise ValueError("a version 2 container holds exactly one frame")
+            self._write(digest[:COMPACT_DIGEST])
+            self._write(_CRC.pack(self._crc))
+            return digest
         body = b"E" + uint_bytes(self.frame_count) + uint_bytes(self.original_length)
         if self.frame_count != 1:
             body += digest
         self._write(body + _CRC.pack(zlib.crc32(body)))
         return digest
+
+
+# --------------------------------------------------------------------------- version 2
+
+SECTION_IMAGE_FORMAT = 0x0100  # the neural image codec's own section (FORMAT.md 3.1)
+IMAGE_EXACT = 1  # its flags
+IMAGE_SIDE_ZSTD = 2
+IMAGE_SIDE_NONE = 4  # no side part: the file is the canonical PNM of its pixels (3.4)
+IMAGE_COMPACT = 8  # compact payload (3.4), stored in a version 2 container
+IMAGE_FLAGS = IMAGE_EXACT | IMAGE_SIDE_ZSTD | IMAGE_SIDE_NONE | IMAGE_COMPACT
+IMAGE_FORMATS = 4  # format ids 1..4
+DEFAULT_TILE = 256
+COMPACT_MODEL_ID = 2  # bytes of the model id a version 2 container keeps
+COMPACT_DIGEST = 6  # bytes of the content digest a version 2 container keeps
+COMPACT_TRAILER = COMPACT_DIGEST + _CRC.size
+_C_MODE, _C_MODE_HIGH, _C_MTIME = 1, 2, 4  # version 2 flags; bits 4-7: name length
+_C_NAME_SHIFT, _C_NAME_LONG = 4, 15  # a name of 15 bytes or more: its length follows
+_IMG_TILE = 0x80  # image byte: a tile uint follows (else the tile is DEFAULT_TILE)
+
+
+@dataclass(frozen=True)
+class CompactImage:
+    """The fields of the image byte and what follows it in a version 2 header."""
+
+    flags: int  # IMAGE_EXACT | IMAGE_SIDE_ZSTD | IMAGE_SIDE_NONE
+    fmt: int  # 1..4
+    tile: int
+    shape: ImageShape
+    model_id: bytes
+
+    def sections(self) -> Sections:
+        """The typed sections a version 1 container would hold for the same image."""
+        return Sections(
+            [
+                (SECTION_SHAPE, self.shape.pack()),
+                (SECTION_MODEL_ID, self.model_id),
+                (
+                    SECTION_IMAGE_FORMAT,
+                    bytes([self.flags | IMAGE_COMPACT, self.fmt]) + uint_bytes(self.tile),
+                ),
+            ]
+        )
+
+
+def pnm_header(shape: ImageShape) -> bytes:
+    """The header of the canonical binary PNM of an image (``IMAGE_SIDE_NONE``)."""
+    magic = b"P5" if shape.channels == 1 else b"P6"
+    return b"%s\n%d %d\n255\n" % (magic, shape.width, shape.height)
+
+
+def _canonical_length(shape: ImageShape) -> int:
+    return len(pnm_header(shape)) + shape.height * shape.width * shape.channels
+
+
+def compact_image(sections: Sections) -> CompactImage | None:
+    """The version 2 fields of an image codec's sections, or None when they ask for version 1
+    (no ``IMAGE_COMPACT`` flag). ValueError if they ask for it but do not fit it."""
+    value = sections.get(SECTION_IMAGE_FORMAT)
+    if value is None or len(value) < 2 or not value[0] & IMAGE_COMPACT:
+        return None
+    flags, fmt = value[0], value[1]
+    tile, pos = varint.decode(value, 2)
+    shape, model_id = sections.shape(), sections.model_id()
+    if (
+        len(sections) != 3
+        or pos != len(value)
+        or flags & ~IMAGE_FLAGS
+        or not 1 <= fmt <= IMAGE_FORMATS
+        or not 1 <= tile <= 4096
+        or shape is None
+        or not 1 <= shape.channels <= 4
+        or shape.bit_depth != 8
+        or model_id is None
+        or len(model_id) != COMPACT_MODEL_ID
+        or (flags & IMAGE_SIDE_NONE and shape.channels not in (1, 3))
+    ):
+        raise ValueError("image sections do not fit a version 2 container")
+    return CompactImage(flags & ~IMAGE_COMPACT, fmt, tile, shape, model_id)
+
+
+def _encode_compact_header(header: Header, image: CompactImage, raw_len: int) -> bytes:
+    """Everything of a version 2 container before the payload (FORMAT.md 1.7)."""
+    flags = 0
+    var = bytearray()
+    if header.mode is not None:
+        if header.mode & ~0o777:
+            raise ValueError(f"mode {header.mode:o} has bits besides 0o777")
+        flags |= _C_MODE | (_C_MODE_HIGH if header.mode & 0o400 else 0)
+        var.append(header.mode & 0xFF)
+    if header.mtime_ns is not None:
+        flags |= _C_MTIME
+        var += struct.pack("<q", header.mtime_ns)
+    if header.name is not None:
+        if not _valid_name(header.name):
+            raise ValueError(f"invalid file name {header.name!r}")
+        n = len(header.name)
+        flags |= min(n, _C_NAME_LONG) << _C_NAME_SHIFT
+        var += (uint_bytes(n) if n >= _C_NAME_LONG else b"") + header.name
+    shape = image.shape
+    byte = (shape.channels - 1) | (image.fmt - 1) << 2 | image.flags << 4
+    var += bytes([byte | (_IMG_TILE if image.tile != DEFAULT_TILE else 0)])
+    var += uint_bytes(shape.height) + uint_bytes(shape.width)
+    if image.tile != DEFAULT_TILE:
+        var += uint_bytes(image.tile)
+    var += image.model_id
+    if image.flags & IMAGE_SIDE_NONE:
+        if raw_len != _canonical_length(shape):
+            raise ValueError("length differs from the canonical PNM's")
+    else:
+        var += uint_bytes(raw_len)
+    if not 1 <= raw_len <= MAX_IMAGE:
+        raise ValueError(f"image length {raw_len} out of bounds")
+    return MAGIC + bytes([VERSION_COMPACT, flags]) + bytes(var)
+
+
+class _Tape:
+    """Reads a version 2 header from ``f`` after ``prefix`` (already read), keeping every byte
+    for the CRC."""
+
+    def __init__(self, f: BinaryIO, prefix: bytes) -> None:
+        self.f = f
+        self.data = bytearray(prefix)
+        self.pos = 5  # after magic and version
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            more = read_upto(self.f, self.pos + n - len(self.data))
+            self.data += more
+            if self.pos + n > len(self.data):
+                raise IodfError("truncated container (no complete header)")
+        out = bytes(self.data[self.pos : self.pos + n])
+        self.pos += n
+        return out
+
+    def uint(self, what: str) -> int:
+        raw = b""
+        while len(raw) < varint.MAX_BYTES:
+            raw += self.take(1)
+            if not raw[-1] & 0x80:
+                break
+        return read_uint(raw, 0, what)[0]
+
+
+def _read_compact_header(tape: _Tape) -> Header:
+    (flags,) = tape.take(1)
+    if flags & 8 or (flags & _C_MODE_HIGH and not flags & _C_MODE):
+        raise IodfError(f"unsupported header flags {flags:#04x}; written by a newer iodfz?")
+    header = Header(CODEC_IMAGE, version=VERSION_COMPACT)
+    if flags & _C_MODE:
+        header.mode = tape.take(1)[0] | (0o400 if flags & _C_MODE_HIGH else 0)
+    if flags & _C_MTIME:
+        (header.mtime_ns,) = struct.unpack("<q", tape.take(8))
+    name_len = flags >> _C_NAME_SHIFT
+    if name_len:
+        if name_len == _C_NAME_LONG:
+            name_len = tape.uint("header")
+            if not _C_NAME_LONG <= name_len <= MAX_NAME:
+                raise IodfError("damaged container: invalid file name")
+        header.name = tape.take(name_len)
+        if not _valid_name(header.name):
+            raise IodfError("damaged container: invalid file name")
+    (byte,) = tape.take(1)
+    height, width = tape.uint("image shape"), tape.uint("image shape")
+    tile = tape.uint("image tile") if byte & _IMG_TILE else DEFAULT_TILE
+    model_id = tape.take(COMPACT_MODEL_ID)
+    image_flags = byte >> 4 & 7
+    shape = ImageShape(height, width, (byte & 3) + 1, 8)
+    if (
+        not (1 <= height < 1 << 32 and 1 <= width < 1 << 32 and 1 <= tile <= 4096)
+        or (image_flags & IMAGE_SIDE_NONE and shape.channels not in (1, 3))
+        or (image_flags & IMAGE_SIDE_NONE and image_flags & IMAGE_SIDE_ZSTD)
+    ):
+        raise IodfError("damaged container: bad image fields")
+    image = CompactImage(image_flags, (byte >> 2 & 3) + 1, tile, shape, model_id)
+    if image_flags & IMAGE_SIDE_NONE:
+        length = _canonical_length(shape)
+    else:
+        length = tape.uint("image length")
+    if not 1 <= length <= MAX_IMAGE:
+        raise IodfError("damaged container: image length out of bounds")
+    header.original_length = length
+    header.sections = image.sections()
+    header.raw = bytes(tape.data[: tape.pos])
+    if len(tape.data) != tape.pos:  # read_upto never reads past what take() asked for
+        raise AssertionError("header tape read ahead")  # pragma: no cover
+    return header
+
+
+def _read_rest(f: BinaryIO, limit: int) -> bytearray:
+    """The rest of ``f`` (at most ``limit`` bytes, else IodfError), read in growing chunks."""
+    out = bytearray()
+    while True:
+        chunk = f.read(min(_READ_CHUNK, limit + 1 - len(out)) or 1)
+        if not chunk:
+            return out
+        out += chunk
+        if len(out) > limit:
+            raise IodfError("damaged container: image frame too large")

@@ -14,6 +14,7 @@ from functools import partial
 
 import numpy as np
 
+from iodfz import limits
 from iodfz.coder import ans
 from iodfz.coder import tables as coder_tables
 from iodfz.engine import flow
@@ -22,7 +23,7 @@ from iodfz.engine.tables import model_tables
 
 TILE = 256
 MAX_BATCH_PIXELS = 1 << 20
-MAX_PIXELS = 1 << 28
+MAX_PIXELS = limits.MAX_PIXELS
 
 
 class PixelCodecError(ValueError):
@@ -47,8 +48,17 @@ def batches(height: int, width: int, tile: int) -> Iterator[list[tuple[int, int,
             yield rects[i : i + per_batch]
 
 
-def encode(model: Model, backend: flow.Backend, rgb: np.ndarray, tile: int = TILE) -> list[bytes]:
-    """(H, W, 3) uint8 → one rANS stream per batch."""
+def _lanes(tiles: int, height: int, width: int) -> int:
+    """Lane count of a batch's stream: a function of its shape (so a compact stream, which
+    does not store it, can be read)."""
+    return ans.lanes_for(tiles * height * width * 3 // 2)
+
+
+def encode(
+    model: Model, backend: flow.Backend, rgb: np.ndarray, tile: int = TILE, compact: bool = True
+) -> list[bytes]:
+    """(H, W, 3) uint8 → one rANS stream per batch (compact streams, FORMAT.md 2.4, unless
+    ``compact`` is False)."""
     levels = model.levels
     h, w, _ = rgb.shape
     hp, wp = padded_size(h, levels), padded_size(w, levels)
@@ -58,13 +68,13 @@ def encode(model: Model, backend: flow.Backend, rgb: np.ndarray, tile: int = TIL
     for rects in batches(hp, wp, tile):
         x = np.stack([image[y : y + th, x0 : x0 + tw] for y, x0, th, tw in rects])
         splits, top = flow.forward(model, backend, x)
-        enc = ans.encoder(ans.lanes_for(x.size // 2))
+        enc = ans.encoder(_lanes(*x.shape[:3]))
         for s in splits:
             index, offset = coder_tables.logistic_index(s.scale_index, s.mean_fp)
             ans.push(enc, logistic, s.values.ravel(), index.ravel(), offset.ravel())
         channel = np.broadcast_to(np.arange(top.shape[-1]), top.shape)
         ans.push(enc, mixture, top.ravel(), channel.ravel())
-        streams.append(ans.finish(enc))
+        streams.append(ans.finish(enc, compact))
     return streams
 
 
@@ -86,6 +96,7 @@ def decode(
     height: int,
     width: int,
     tile: int = TILE,
+    compact: bool = True,
 ) -> np.ndarray:
     """Inverse of :func:`encode`."""
     levels = model.levels
@@ -102,7 +113,11 @@ def decode(
     top_channels = 3 * 2 ** (levels + 1)
     for rects, stream in zip(plan, streams, strict=True):
         _, _, th, tw = rects[0]
-        dec = ans.decoder(stream)
+        dec = (
+            ans.compact_decoder(stream, _lanes(len(rects), th, tw))
+            if compact
+            else ans.decoder(stream)
+        )
         top_shape = (len(rects), th >> levels, tw >> levels, top_channels)
         channel = np.broadcast_to(np.arange(top_channels), top_shape)
         top = ans.pop(dec, mixture, channel.ravel()).reshape(top_shape)

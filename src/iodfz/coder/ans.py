@@ -62,6 +62,7 @@ class Decoder:
     pos: int
     esc: npt.NDArray[np.uint8]
     esc_pos: int
+    size: int | None = None  # bytes of a compact stream: words and escapes share them
 
 
 def lanes_for(num_symbols: int) -> int:
@@ -236,13 +237,16 @@ def _push_one_lane(
     return x
 
 
-def finish(enc: Encoder) -> bytes:
-    """The stream: header, lane heads, renormalization words, escape bytes (FORMAT.md §2)."""
+def finish(enc: Encoder, compact: bool = False) -> bytes:
+    """The stream: header, lane heads, renormalization words, escape bytes (FORMAT.md §2.1);
+    ``compact``: no header, the escape bytes reversed at the end (§2.4)."""
     heads = enc.x.astype(np.int64)
     head_words = np.stack([heads & 0xFFFF, (heads >> 16) & 0xFFFF, heads >> 32], axis=1)
     body = np.concatenate([np.zeros(0), *enc.words[::-1]]).astype(np.int64) & 0xFFFF
     allw = np.concatenate([head_words.ravel(), body]).astype("<u2")
     esc = np.concatenate([np.zeros(0, np.uint8), *enc.escapes[::-1]])
+    if compact:
+        return allw.tobytes() + esc[::-1].tobytes()
     header = bytes([STREAM_VERSION]) + varint.encode(enc.lanes) + varint.encode(allw.size)
     return header + allw.tobytes() + esc.tobytes()
 
@@ -277,6 +281,23 @@ def decoder(data: bytes | bytearray | memoryview) -> Decoder:
         raise CoderError("rANS stream corrupted (lane state)")
     esc = buf[pos + 2 * nwords :]
     return Decoder(lanes, x, words, HEAD_WORDS * lanes, esc, 0)
+
+
+def compact_decoder(data: bytes | bytearray | memoryview, lanes: int) -> Decoder:
+    """Open a compact stream (``finish(enc, compact=True)``) of ``lanes`` lanes: words are
+    read from the front, escape bytes from the back; :func:`check_finished` requires that
+    together they use every byte exactly once."""
+    if not 1 <= lanes <= MAX_LANES:
+        raise CoderError("rANS stream corrupted (lane count)")
+    buf = np.frombuffer(bytes(data), dtype=np.uint8)
+    if buf.size < 2 * HEAD_WORDS * lanes:
+        raise CoderError("rANS stream truncated (lane heads)")
+    words = buf[: buf.size & ~1].view("<u2").astype(np.uint16)
+    h = words[: HEAD_WORDS * lanes].astype(np.int64).reshape(lanes, HEAD_WORDS)
+    x = h[:, 0] | (h[:, 1] << 16) | (h[:, 2] << 32)
+    if int(x.min()) < L:
+        raise CoderError("rANS stream corrupted (lane state)")
+    return Decoder(lanes, x, words, HEAD_WORDS * lanes, buf[::-1].copy(), 0, int(buf.size))
 
 
 def pop(
@@ -390,7 +411,10 @@ def _pop_one_lane(
 
 def check_finished(dec: Decoder) -> None:
     """Raise CoderError unless every word and escape byte was read and every lane is back at L."""
-    if dec.pos != dec.words.size or dec.esc_pos != dec.esc.size:
+    if dec.size is not None:
+        if 2 * dec.pos + dec.esc_pos != dec.size:
+            raise CoderError("rANS stream has trailing data, or words and escapes overlap")
+    elif dec.pos != dec.words.size or dec.esc_pos != dec.esc.size:
         raise CoderError("rANS stream has trailing data")
     if np.any(dec.x != L):
         raise CoderError("rANS stream corrupted (final state check failed)")

@@ -17,6 +17,7 @@ hash so that a mismatch is an error, never a silently different stream.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -135,6 +136,11 @@ def logistic_pmf(lo: int, hi: int, mean: float, scale: float) -> npt.NDArray[np.
 
 
 # ----------------------------------------------------------------------------- quantization
+def _int_sum(f: npt.NDArray[np.float64]) -> int:
+    """Exact sum of integer-valued frequencies (integer arithmetic, no rounding)."""
+    return int(f.astype(np.int64).sum())
+
+
 def quantize_pmf(p: npt.NDArray[np.float64], precision: int) -> IntArray:
     """Integer frequencies >= 1 summing to exactly 2**precision, close to ``p`` in KL.
 
@@ -147,10 +153,10 @@ def quantize_pmf(p: npt.NDArray[np.float64], precision: int) -> IntArray:
     if not 1 <= n <= total:
         raise CoderError(f"a table needs 1..{total} symbols, got {n}")
     p = np.asarray(p, dtype=np.float64)
-    p = p / p.sum()
+    p = p / math.fsum(p.tolist())
     f = np.maximum(np.floor(p * total), 1.0)
     for _ in range(64):
-        r = total - int(f.sum())
+        r = total - _int_sum(f)
         if r == 0:
             return f.astype(np.int64)
         if r > 0:
@@ -160,7 +166,7 @@ def quantize_pmf(p: npt.NDArray[np.float64], precision: int) -> IntArray:
             cand = f >= 2.0
             k = int(np.count_nonzero(cand))
             if -r > k:  # far too many units: shrink the reducible symbols proportionally
-                have = float(f[cand].sum())
+                have = float(_int_sum(f[cand]))
                 f = np.where(cand, np.maximum(np.floor(f * ((have + r) / have)), 1.0), f)
                 continue
             cost = np.where(cand, p / np.maximum(f - 1.0, 1.0), np.inf)
@@ -260,7 +266,7 @@ def build_mixture_table(
     for c in range(logits.shape[0]):
         lg = (logits[c] - logits[c].max()).astype(np.float64) / (1 << MIX_LOGIT_BITS)
         w = det_exp(lg)
-        w = w / w.sum()
+        w = w / math.fsum(w.tolist())
         pmf = np.zeros(hi - lo + 2, dtype=np.float64)
         for i in range(logits.shape[1]):
             mean = float(means[c, i]) / (1 << MIX_MEAN_BITS)
