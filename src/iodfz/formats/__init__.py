@@ -1,7 +1,8 @@
 """Image file formats: split a file into pixels + side information and rebuild its exact bytes.
 
 Detection is by content. Supported: PNG (see ``png``), binary PNM P5/P6 with maxval 255,
-BMP 24/32-bit BI_RGB, uncompressed 8-bit TIFF. Side-info layouts: docs/FORMATS.md.
+BMP 24/32-bit BI_RGB, 8-bit TIFF (uncompressed, LZW, Deflate, PackBits; see ``tiff``).
+Side-info layouts: docs/FORMATS.md.
 """
 
 from __future__ import annotations
