@@ -44,7 +44,7 @@ def small_model(tmp_path_factory: pytest.TempPathFactory):
 
 BACKENDS = [NumpyBackend(), TorchBackend("cpu"), TorchBackend("cpu", int8=True)]
 if torch.cuda.is_available():
-    BACKENDS.append(TorchBackend("cuda"))
+    BACKENDS += [TorchBackend("cuda"), TorchBackend("cuda", int8=True)]
 try:
     from iodfz.engine.onnx_backend import OnnxBackend
 
