@@ -11,19 +11,27 @@ Payload layout: docs/FORMAT.md §3.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import zstandard
 
-from iodfz import formats, zoo
+from iodfz import formats, limits, zoo
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codecs import Options
 from iodfz.coder import CoderError
 from iodfz.container import (
     CODEC_IMAGE,
+    COMPACT_MODEL_ID,
+    IMAGE_COMPACT,
+    IMAGE_EXACT,
+    IMAGE_SIDE_NONE,
+    IMAGE_SIDE_ZSTD,
+    SECTION_IMAGE_FORMAT,
     ImageShape,
     Sections,
     Tiling,
+    pnm_header,
     read_uint,
     uint_bytes,
 )
@@ -33,11 +41,13 @@ from iodfz.engine.model import Model, ModelError
 from iodfz.engine.tables import model_tables
 from iodfz.errors import IodfError
 
-SECTION_IMAGE_FORMAT = 0x0100
 MIN_SIDE = 8
-MODEL_ID_SIZE = 8  # bytes of the model file's SHA-256 a container names its model by
-FLAG_EXACT = 1  # image format section flags (FORMAT.md 3.1)
-FLAG_SIDE_ZSTD = 2
+MODEL_ID_SIZE = 8  # bytes of the model file's SHA-256 a version 1 container names it by
+FLAG_EXACT = IMAGE_EXACT  # image format section flags (FORMAT.md 3.1)
+FLAG_SIDE_ZSTD = IMAGE_SIDE_ZSTD
+FLAG_SIDE_NONE = IMAGE_SIDE_NONE
+FLAG_COMPACT = IMAGE_COMPACT
+_ALL_FLAGS = FLAG_EXACT | FLAG_SIDE_ZSTD | FLAG_SIDE_NONE | FLAG_COMPACT
 _FORMAT_IDS = {"png": 1, "pnm": 2, "bmp": 3, "tiff": 4}
 _FORMAT_NAMES = {v: k for k, v in _FORMAT_IDS.items()}
 _SIDE_LEVEL = 19
@@ -61,6 +71,34 @@ def from_rgb(rgb: np.ndarray, extra: np.ndarray | None, shape: ImageShape) -> np
     colour = rgb if c >= 3 else rgb.reshape(h, -1)[:, :w, None]
     parts = [colour] if extra is None else [colour, extra[..., None]]
     return np.ascontiguousarray(np.concatenate(parts, axis=2))
+
+
+def fits(height: int, width: int, channels: int, levels: int) -> bool:
+    """Whether the neural path takes (and its decoder accepts) an image of this shape: the
+    samples, and the padded RGB plane the flow runs on, within ``limits.MAX_PIXELS``."""
+    rgb_width = width if channels >= 3 else -(-width // 3)
+    padded = pixel_codec.padded_size(height, levels) * pixel_codec.padded_size(rgb_width, levels)
+    return height * width * channels <= limits.MAX_PIXELS and padded * 3 <= limits.MAX_PIXELS
+
+
+def _pack_compact(side: bytes | None, alpha: bytes | None, streams: list[bytes]) -> bytes:
+    """FORMAT.md 3.4: every part but the last with its length; the parts present are known
+    from the header (side unless canonical, alpha for 2 and 4 channels, one stream per batch)."""
+    parts = [p for p in (side, alpha) if p is not None] + streams
+    return b"".join(uint_bytes(len(p)) + p for p in parts[:-1]) + parts[-1]
+
+
+def _unpack_compact(payload: bytes, count: int) -> list[bytes]:
+    view = memoryview(payload)
+    parts, pos = [], 0
+    for _ in range(count - 1):
+        n, pos = read_uint(view, pos, "image payload")
+        if pos + n > len(view):
+            raise IodfError("damaged container: image payload truncated")
+        parts.append(bytes(view[pos : pos + n]))
+        pos += n
+    parts.append(bytes(view[pos:]))
+    return parts
 
 
 def _pack_parts(parts: list[bytes]) -> bytes:
@@ -122,7 +160,7 @@ def _pack_format(flags: int, fmt: str, tile: int) -> bytes:
 
 def _unpack_format(value: bytes) -> tuple[int, str, int]:
     """(flags, format name, tile) of the image format section; IodfError if malformed."""
-    if len(value) < 3 or value[0] & ~(FLAG_EXACT | FLAG_SIDE_ZSTD) or value[1] not in _FORMAT_NAMES:
+    if len(value) < 3 or value[0] & ~_ALL_FLAGS or value[1] not in _FORMAT_NAMES:
         raise IodfError("damaged container: bad image format section")
     tile, pos = read_uint(value, 2, "image format section")
     if pos != len(value) or not 1 <= tile <= 4096:
@@ -140,6 +178,7 @@ class NeuralImageCodec:
         parsed = formats.parse(data, allow_pixel_exact=options.pixels)
         if parsed is None or parsed.pixels.dtype != np.uint8:
             return None
+        h, w, c = parsed.pixels.shape
         rgb, extra = to_rgb(parsed.pixels)
         if min(rgb.shape[:2]) < MIN_SIDE:
             return None
@@ -147,21 +186,27 @@ class NeuralImageCodec:
         if engine is None:
             return None
         model, backend = engine
+        if not fits(h, w, c, model.levels):
+            return None  # the decoder would refuse it
+        shape = ImageShape(h, w, c, 8)
         streams = pixel_codec.encode(model, backend, rgb)
-        flags = FLAG_EXACT if parsed.exact else 0
-        side = _zstd(parsed.side)
-        if len(side) < len(parsed.side):
-            flags |= FLAG_SIDE_ZSTD
+        flags = FLAG_COMPACT | (FLAG_EXACT if parsed.exact else 0)
+        side: bytes | None = None
+        if parsed.exact and parsed.fmt == "pnm" and data == _canonical_pnm(shape, parsed.pixels):
+            flags |= FLAG_SIDE_NONE
         else:
-            side = parsed.side
-        alpha = [] if extra is None else [_zstd(np.ascontiguousarray(extra).tobytes())]
-        payload = _pack_parts([side, *alpha, *streams])
+            side = _zstd(parsed.side)
+            if len(side) < len(parsed.side):
+                flags |= FLAG_SIDE_ZSTD
+            else:
+                side = parsed.side
+        alpha = None if extra is None else _zstd(np.ascontiguousarray(extra).tobytes())
+        payload = _pack_compact(side, alpha, streams)
         if len(payload) >= len(zstandard.ZstdCompressor(level=level).compress(data)):
             return None  # never worse than the fallback
-        h, w, c = parsed.pixels.shape
         sections = Sections()
-        sections.set_shape(ImageShape(h, w, c, 8))
-        sections.set_model_id(bytes.fromhex(model.model_id)[:MODEL_ID_SIZE])
+        sections.set_shape(shape)
+        sections.set_model_id(bytes.fromhex(model.model_id)[:COMPACT_MODEL_ID])
         sections.add(SECTION_IMAGE_FORMAT, _pack_format(flags, parsed.fmt, pixel_codec.TILE))
         produced = data if parsed.exact else formats.rebuild(parsed.fmt, parsed.pixels, parsed.side)
         return sections, payload, produced
@@ -170,33 +215,51 @@ class NeuralImageCodec:
         shape = sections.shape()
         model_id = sections.model_id()
         flags, fmt, tile = _unpack_format(sections.require(SECTION_IMAGE_FORMAT))
-        if shape is None or model_id is None or len(model_id) != MODEL_ID_SIZE:
+        compact = bool(flags & FLAG_COMPACT)
+        id_size = COMPACT_MODEL_ID if compact else MODEL_ID_SIZE
+        if shape is None or model_id is None or len(model_id) != id_size:
             raise IodfError("damaged container: image sections missing")
         if shape.bit_depth != 8 or not 1 <= shape.channels <= 4:
             raise IodfError("damaged container: bad image shape")
-        if shape.height * shape.width * shape.channels > pixel_codec.MAX_PIXELS:
-            raise IodfError("damaged container: image too large")
-        model = _model(model_id.hex())
         has_alpha = shape.channels in (2, 4)
-        side_blob, *streams = _unpack_parts(payload)
-        alpha_blob = streams.pop(0) if has_alpha and streams else b""
         h, w = shape.height, shape.width
         rgb_w = w if shape.channels >= 3 else -(-w // 3)
-        try:
-            backend = backend_for(model)
-        except BackendUnavailable as exc:
-            raise IodfError(
-                f"integer engine unusable on this machine ({exc}); see iodfz selftest"
-            ) from None
-        rgb = pixel_codec.decode(model, backend, streams, h, rgb_w, tile)
+        last_error: Exception | None = None
+        for model in _models(model_id.hex()):
+            if not fits(h, w, shape.channels, model.levels):
+                raise IodfError("damaged container: image too large")
+            plan = len(list(pixel_codec.batches(*_padded(h, rgb_w, model.levels), tile)))
+            if compact:
+                present = (not flags & FLAG_SIDE_NONE) + has_alpha
+                parts = _unpack_compact(payload, present + plan)
+                side_blob = None if flags & FLAG_SIDE_NONE else parts.pop(0)
+                streams = parts
+            else:
+                side_blob, *streams = _unpack_parts(payload)
+            alpha_blob = streams.pop(0) if has_alpha and streams else b""
+            try:
+                rgb = pixel_codec.decode(
+                    model, _backend(model), streams, h, rgb_w, tile, compact=compact
+                )
+                break
+            except (CoderError, pixel_codec.PixelCodecError) as exc:
+                last_error = exc  # a model whose id shares the prefix: try the next one
+        else:
+            raise IodfError(f"damaged container: image payload: {last_error}")
         extra = None
         if has_alpha:
             extra = np.frombuffer(_unzstd(alpha_blob, h * w), np.uint8)
             if extra.size != h * w:
                 raise IodfError("damaged container: alpha plane has the wrong size")
             extra = extra.reshape(h, w)
-        side = _unzstd(side_blob, pixel_codec.MAX_PIXELS) if flags & FLAG_SIDE_ZSTD else side_blob
-        return formats.rebuild(fmt, from_rgb(rgb, extra, shape), side)
+        pixels = from_rgb(rgb, extra, shape)
+        if side_blob is None:
+            return _canonical_pnm(shape, pixels)
+        if flags & FLAG_SIDE_ZSTD:
+            side = _unzstd(side_blob, formats.max_side_bytes(fmt, h, w, shape.channels))
+        else:
+            side = side_blob
+        return formats.rebuild(fmt, pixels, side)
 
     def guarantee(self, sections: Sections) -> str:
         value = sections.get(SECTION_IMAGE_FORMAT)
@@ -239,15 +302,39 @@ def _engine_for_level(level: int) -> tuple[Model, Backend] | None:
         return None
 
 
-def _model(model_id: str) -> Model:
+def _models(prefix: str) -> Iterator[Model]:
+    """The installed models whose id starts with ``prefix`` (hex). A version 2 container keeps
+    2 bytes of the id, so two installed models may share it: the caller tries each, and the
+    rANS end check and the content digest refuse the wrong one (FORMAT.md 3.1)."""
+    ids = [card["model_id"] for card in zoo.cards() if card["model_id"].startswith(prefix)]
+    if not ids:
+        searched = ", ".join(map(str, zoo.model_dirs()))
+        raise IodfError(f"needs model {prefix[:16]}, which is not installed (searched {searched})")
+    for model_id in ids:
+        try:
+            model = zoo.load_by_id(model_id)
+            model_tables(model)
+        except (LookupError, ModelError, CoderError) as exc:
+            raise IodfError(f"model {model_id[:16]} is unusable ({exc})") from None
+        yield model
+
+
+def _backend(model: Model) -> Backend:
     try:
-        model = zoo.load_by_id(model_id)
-        model_tables(model)
-        return model
-    except LookupError as exc:
-        raise IodfError(f"needs model {model_id[:16]}, which is not installed ({exc})") from None
-    except (ModelError, CoderError) as exc:
-        raise IodfError(f"model {model_id[:16]} is unusable ({exc})") from None
+        return backend_for(model)
+    except BackendUnavailable as exc:
+        raise IodfError(
+            f"integer engine unusable on this machine ({exc}); see iodfz selftest"
+        ) from None
+
+
+def _padded(height: int, width: int, levels: int) -> tuple[int, int]:
+    return pixel_codec.padded_size(height, levels), pixel_codec.padded_size(width, levels)
+
+
+def _canonical_pnm(shape: ImageShape, pixels: np.ndarray) -> bytes:
+    """The binary PNM (P5 / P6, maxval 255, one space and newlines) of ``pixels``."""
+    return pnm_header(shape) + np.ascontiguousarray(pixels).tobytes()
 
 
 CODEC = NeuralImageCodec()
