@@ -9,6 +9,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 numcodecs = pytest.importorskip("numcodecs")
 
@@ -94,6 +96,17 @@ def test_other_chunks_go_through_zstd(arr: np.ndarray) -> None:
 )
 def test_chunks_too_small_for_the_flow(arr: np.ndarray) -> None:
     round_trip(Iodfz(), arr)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(0, 9), min_size=1, max_size=4),
+    layout=st.sampled_from(["hwc", "hw"]),
+    seed=st.integers(0, 2**16),
+)
+def test_small_uint8_chunks_of_any_shape(shape: list[int], layout: str, seed: int) -> None:
+    arr = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    round_trip(Iodfz(layout=layout), arr)
 
 
 def test_non_contiguous_and_bytes_input() -> None:
