@@ -1,7 +1,9 @@
 """Integer engine throughput per backend: MB/s of raw pixels through the flow, forward
-(encode) and inverse (decode), on a 768×512 image (a Kodak image when ../shared is present).
+(encode) and inverse (decode), on a 768×512 image (a Kodak image when ../shared is present),
+one image per call or ``--batch`` images per call (batched tiles, as a GPU wants them).
 
-    python scripts/bench_engine.py [--model models/NAME.iodfm] [--json]
+    python scripts/bench_engine.py [--model models/NAME.iodfm] [--backends numpy ...]
+        [--batch 1 8] [--json]
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from iodfz import zoo
@@ -23,7 +26,7 @@ from iodfz.engine.backends import (
     check_test_vectors,
     make_backend,
 )
-from iodfz.engine.model import load
+from iodfz.engine.model import Model, load
 from iodfz.flow.data import SHARED
 
 
@@ -36,44 +39,49 @@ def test_image() -> np.ndarray:
     return flow.test_input(3)[0].repeat(32, 0).repeat(32, 1)[:512, :768]
 
 
+def measure(model: Model, backend: flow.Backend, x: np.ndarray, repeat: int) -> dict:
+    """Best-of-``repeat`` forward and inverse MB/s of the batch ``x`` (B, H, W, 3)."""
+    fwd, inv = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        splits, top = flow.forward(model, backend, x)
+        fwd.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        stored = [s.values for s in splits]
+        back = flow.inverse(model, backend, top, lambda level, si, mf, v=stored: v[level])
+        inv.append(time.perf_counter() - t)
+    assert np.array_equal(back, x)
+    mb = x.nbytes / 1e6
+    return {"forward_mb_s": round(mb / min(fwd), 3), "inverse_mb_s": round(mb / min(inv), 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--model", type=Path)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--backends", nargs="+", default=list(BACKEND_NAMES))
+    ap.add_argument("--batch", nargs="+", type=int, default=[1], help="images per call")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     model = load(args.model) if args.model else zoo.for_level(3)
     x = test_image()
     rows = []
-    for name in BACKEND_NAMES:
+    for name in args.backends:
         try:
             backend = make_backend(name)
         except BackendUnavailable as exc:
             rows.append({"backend": name, "available": False, "reason": str(exc)})
             continue
         exact = not check_test_vectors(model, backend)
-        fwd, inv = [], []
-        for _ in range(args.repeat):
-            t = time.perf_counter()
-            splits, top = flow.forward(model, backend, x[None])
-            fwd.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            stored = [s.values for s in splits]
-            back = flow.inverse(model, backend, top, lambda level, si, mf, v=stored: v[level])
-            inv.append(time.perf_counter() - t)
-        assert np.array_equal(back[0], x)
-        mb = x.nbytes / 1e6
-        rows.append(
-            {
-                "backend": name,
-                "available": True,
-                "test_vectors": "pass" if exact else "DIFFER",
-                "forward_mb_s": round(mb / min(fwd), 3),
-                "inverse_mb_s": round(mb / min(inv), 3),
-            }
-        )
+        for batch in args.batch:
+            speed = measure(model, backend, np.stack([x] * batch), args.repeat)
+            verdict = "pass" if exact else "DIFFER"
+            rows.append(
+                {"backend": name, "available": True, "batch": batch, "test_vectors": verdict}
+                | speed
+            )
     if args.json:
         print(
             json.dumps(
@@ -84,15 +92,14 @@ def main() -> None:
     table = Table(
         title=f"integer engine, {x.shape[1]}×{x.shape[0]} RGB, model {model.model_id[:12]}"
     )
-    for col in ("backend", "test vectors", "forward MB/s", "inverse MB/s"):
+    for col in ("backend", "images per call", "test vectors", "forward MB/s", "inverse MB/s"):
         table.add_column(col)
     for r in rows:
         if r["available"]:
-            table.add_row(
-                r["backend"], r["test_vectors"], str(r["forward_mb_s"]), str(r["inverse_mb_s"])
-            )
+            speeds = (str(r["forward_mb_s"]), str(r["inverse_mb_s"]))
+            table.add_row(r["backend"], str(r["batch"]), r["test_vectors"], *speeds)
         else:
-            table.add_row(r["backend"], f"not available: {r['reason']}", "", "")
+            table.add_row(r["backend"], "", escape(f"not available: {r['reason']}"), "", "")
     Console().print(table)
 
 

@@ -20,10 +20,10 @@ onnxruntime backend must reproduce the model's test vectors before it is used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
 from iodfz.engine.backends import IdentityCache
@@ -260,20 +260,21 @@ class OnnxBackend:
     ``cuda=True`` the CUDA provider (TF32 off) for the nodes it has kernels for."""
 
     def __init__(self, threads: int = 0, cuda: bool = False) -> None:
+        import onnxruntime  # here: building graphs (TensorRT) needs only onnx
+
+        self._ort = onnxruntime
         self.options = onnxruntime.SessionOptions()
         self.options.intra_op_num_threads = threads or available_cores()
         self.name = "onnxruntime-cuda" if cuda else "onnxruntime"
         cpu = "CPUExecutionProvider"
         self.providers = [("CUDAExecutionProvider", {"use_tf32": "0"}), cpu] if cuda else [cpu]
-        self._sessions: IdentityCache[Net, onnxruntime.InferenceSession] = IdentityCache()
+        self._sessions: IdentityCache[Net, Any] = IdentityCache()
 
-    def _session(self, net: Net) -> onnxruntime.InferenceSession:
+    def _session(self, net: Net) -> Any:
         return self._sessions.get(
             net,
-            lambda n: onnxruntime.InferenceSession(
-                net_to_onnx(n).SerializeToString(),
-                self.options,
-                providers=self.providers,
+            lambda n: self._ort.InferenceSession(
+                net_to_onnx(n).SerializeToString(), self.options, providers=self.providers
             ),
         )
 
