@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from iodfz.engine import transforms
 from iodfz.engine.model import Model, Net
 
 
@@ -44,6 +45,43 @@ def unsqueeze(z: np.ndarray) -> np.ndarray:
     return z.reshape(b, 2 * h, 2 * w, c)
 
 
+def input_map(model: Model, x: np.ndarray) -> np.ndarray:
+    """uint8 (B, H, W, 3) → int64 latents: the model's colour transform, luma centred."""
+    z = x.astype(np.int64)
+    if model.config.get("colour", "none") == "ycocg-r":
+        y, co, cg = transforms.ycocg_r(z[..., 0], z[..., 1], z[..., 2])
+        return np.stack([y - 128, co, cg], axis=-1)
+    return z - 128
+
+
+def output_map(model: Model, z: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`input_map`."""
+    if model.config.get("colour", "none") == "ycocg-r":
+        z = np.stack(transforms.ycocg_r_inverse(z[..., 0] + 128, z[..., 1], z[..., 2]), axis=-1)
+        return z.astype(np.uint8)
+    return (z + 128).astype(np.uint8)
+
+
+def _haar_level(model: Model, level: int) -> bool:
+    return level == 0 and model.config.get("wavelet", "none") == "haar"
+
+
+def haar_squeeze(z: np.ndarray) -> np.ndarray:
+    """squeeze, then each channel's four (dy, dx) values → (LL, HL, LH, HH) in their slots."""
+    z = squeeze(z)
+    b, h, w, c4 = z.shape
+    groups = z.reshape(b, h, w, c4 // 4, 4)
+    bands = transforms.haar(*(groups[..., k] for k in range(4)))
+    return np.stack(bands, axis=-1).reshape(b, h, w, c4)
+
+
+def haar_unsqueeze(z: np.ndarray) -> np.ndarray:
+    b, h, w, c4 = z.shape
+    groups = z.reshape(b, h, w, c4 // 4, 4)
+    blocks = transforms.haar_inverse(*(groups[..., k] for k in range(4)))
+    return unsqueeze(np.stack(blocks, axis=-1).reshape(b, h, w, c4))
+
+
 def split_prior(
     model: Model, backend: Backend, level: int, kept: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -56,10 +94,10 @@ def split_prior(
 
 def forward(model: Model, backend: Backend, x: np.ndarray) -> tuple[list[SplitLatents], np.ndarray]:
     """uint8 samples (B, H, W, 3), H and W multiples of 2^levels → split levels and top latents."""
-    z = x.astype(np.int64) - 128
+    z = input_map(model, x)
     splits = []
     for level in range(model.levels):
-        z = squeeze(z)
+        z = haar_squeeze(z) if _haar_level(model, level) else squeeze(z)
         for perm, net in zip(model.perms[level], model.couplings[level], strict=True):
             z = z[..., perm]
             n = z.shape[-1] // 2
@@ -94,8 +132,8 @@ def inverse(
             restored = np.empty_like(z)
             restored[..., perm] = z
             z = restored
-        z = unsqueeze(z)
-    return (z + 128).astype(np.uint8)
+        z = haar_unsqueeze(z) if _haar_level(model, level) else unsqueeze(z)
+    return output_map(model, z)
 
 
 def test_input(levels: int) -> np.ndarray:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from iodfz.engine import transforms
+
 MAGIC = b"IODFMDL\x01"
 ACC_BOUND = 1 << 24  # docs/INTEGER.md, "Overflow bounds"
 MAX_HEADER = 1 << 24
@@ -109,6 +111,10 @@ class Model:
         return named + [(f"l{i}.prior", n) for i, n in enumerate(self.priors)]
 
     def check(self) -> None:
+        colour = self.config.get("colour", "none")
+        wavelet = self.config.get("wavelet", "none")
+        if colour not in transforms.COLOUR_TRANSFORMS or wavelet not in transforms.WAVELETS:
+            raise ModelError(f"unknown input transform {colour!r} / {wavelet!r} (newer iodfz?)")
         for name, net in self.nets():
             for cname, conv in net.convs():
                 conv.check(f"{name}.{cname}")

@@ -1,6 +1,7 @@
 """The integer discrete flow (IDF, Hoogeboom et al. 2019) in its integer-only form (IODF).
 
-x (uint8 pixels) → x - 128 → for each level: squeeze 2×2, K additive couplings
+x (uint8 pixels) → optional YCoCg-R colour lifting → x - 128 (luma) → for each level: squeeze
+2×2 (optionally an integer Haar lifting at level 0), K additive couplings
 (z_b ← z_b + round(NN(z_a)) after a fixed channel permutation), then factor out half the
 channels under a discretized logistic conditioned on the rest; the last level's latents get a
 per-channel mixture of logistics. Every map is integer → integer and exactly invertible.
@@ -16,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from iodfz.coder import tables
+from iodfz.engine import transforms
 from iodfz.flow.quant import ConvNet, round_ste
 
 
@@ -29,6 +31,14 @@ class FlowConfig:
     prior_blocks: int = 1
     mixture: int = 5
     seed: int = 0
+    colour: str = "none"  # engine.transforms.COLOUR_TRANSFORMS
+    wavelet: str = "none"  # engine.transforms.WAVELETS, applied at the first squeeze
+
+    def __post_init__(self) -> None:
+        if self.colour not in transforms.COLOUR_TRANSFORMS:
+            raise ValueError(f"unknown colour transform {self.colour!r}")
+        if self.wavelet not in transforms.WAVELETS:
+            raise ValueError(f"unknown wavelet {self.wavelet!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +63,24 @@ def squeeze(z: torch.Tensor) -> torch.Tensor:
     b, c, h, w = z.shape
     z = z.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
     return z.reshape(b, c * 4, h // 2, w // 2)
+
+
+def input_map(x: torch.Tensor, colour: str) -> torch.Tensor:
+    """uint8-valued (B, 3, H, W) → centred integer-valued float latents (docs/INTEGER.md)."""
+    z = x.float()
+    if colour == "ycocg-r":
+        y, co, cg = transforms.ycocg_r(z[:, 0], z[:, 1], z[:, 2])
+        return torch.stack([y - 128.0, co, cg], dim=1)
+    return z - 128.0
+
+
+def haar_squeeze(z: torch.Tensor) -> torch.Tensor:
+    """squeeze, then each channel's four (dy, dx) values → (LL, HL, LH, HH) in their slots."""
+    z = squeeze(z)
+    b, c4, h, w = z.shape
+    groups = z.reshape(b, c4 // 4, 4, h, w)
+    bands = transforms.haar(*(groups[:, :, k] for k in range(4)))
+    return torch.stack(bands, dim=2).reshape(b, c4, h, w)
 
 
 def log_discretized_logistic(
@@ -159,10 +187,10 @@ class IntegerFlow(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood in bits per sub-pixel, per image. x: uint8-valued (B,3,H,W)."""
-        z = x.float() - 128.0
+        z = input_map(x, self.cfg.colour)
         logp = torch.zeros(x.shape[0], device=x.device)
         for level, couplings in enumerate(self.levels):
-            z = squeeze(z)
+            z = haar_squeeze(z) if level == 0 and self.cfg.wavelet == "haar" else squeeze(z)
             for coupling in couplings:
                 z = coupling(z)
             if level < len(self.priors):

@@ -1,0 +1,95 @@
+"""The fixed integer input transforms (docs/INTEGER.md): exact inverses, one definition for
+training and engine, and a whole flow with them that round-trips and keeps its test vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iodfz.engine import flow, transforms
+from iodfz.engine.model import Model, ModelError, load, save
+from iodfz.engine.reference import NumpyBackend
+
+
+def test_ycocg_r_inverts_rgb_values() -> None:
+    grid = np.array([*range(0, 256, 5), 254, 255])
+    r, g, b = (a.ravel() for a in np.meshgrid(grid, grid, grid, indexing="ij"))
+    y, co, cg = transforms.ycocg_r(r, g, b)
+    assert y.min() == 0 and y.max() == 255
+    assert co.min() == -255 and co.max() == 255 and cg.min() == -255 and cg.max() == 255
+    back = transforms.ycocg_r_inverse(y, co, cg)
+    assert all(np.array_equal(u, w) for u, w in zip(back, (r, g, b), strict=True))
+
+
+def test_haar_inverts_and_gives_the_floor_mean() -> None:
+    rng = np.random.default_rng(1)
+    block = [rng.integers(-600, 600, 100_000) for _ in range(4)]
+    ll, hl, lh, hh = transforms.haar(*block)
+    assert np.all((sum(block) / 4 - ll >= 0) & (sum(block) / 4 - ll <= 1))
+    back = transforms.haar_inverse(ll, hl, lh, hh)
+    assert all(np.array_equal(u, w) for u, w in zip(back, block, strict=True))
+
+
+class _Config:
+    def __init__(self, colour: str, wavelet: str) -> None:
+        self.config = {"colour": colour, "wavelet": wavelet}
+
+
+@pytest.mark.parametrize("colour", transforms.COLOUR_TRANSFORMS)
+def test_input_map_inverts(colour: str) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    model = _Config(colour, "haar")
+    z = flow.input_map(model, x)  # type: ignore[arg-type]
+    assert np.array_equal(flow.output_map(model, z), x)  # type: ignore[arg-type]
+    assert np.array_equal(flow.haar_unsqueeze(flow.haar_squeeze(z)), z)
+
+
+torch = pytest.importorskip("torch")
+
+from iodfz.engine.export import export_model  # noqa: E402
+from iodfz.flow import model as flow_model  # noqa: E402
+
+
+def test_training_and_engine_apply_the_same_map() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    engine = flow.haar_squeeze(flow.input_map(_Config("ycocg-r", "haar"), x))  # type: ignore[arg-type]
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2)
+    trained = flow_model.haar_squeeze(flow_model.input_map(xt, "ycocg-r"))
+    assert np.array_equal(trained.permute(0, 2, 3, 1).numpy().astype(np.int64), engine)
+
+
+@pytest.fixture(scope="module")
+def transformed_model(tmp_path_factory: pytest.TempPathFactory) -> Model:
+    cfg = flow_model.FlowConfig(
+        levels=3, couplings=2, width=16, prior_width=8, colour="ycocg-r", wavelet="haar"
+    )
+    torch.manual_seed(0)
+    net = flow_model.IntegerFlow(cfg)
+    for conv_net in net.nets():
+        torch.nn.init.normal_(conv_net.conv_out.weight, std=0.05)
+        torch.nn.init.normal_(conv_net.conv_out.bias, std=1.0)
+    calibration = np.random.default_rng(0).integers(0, 256, (4, 3, 16, 16), dtype=np.uint8)
+    path = tmp_path_factory.mktemp("model") / "t.iodfm"
+    save(export_model(net, calibration), path)
+    return load(path)
+
+
+def test_flow_with_transforms_round_trips(transformed_model: Model) -> None:
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (2, 16, 24, 3), dtype=np.uint8)
+    x[0, :8] = 255  # extremes of the colour transform
+    x[1, :8] = 0
+    backend = NumpyBackend()
+    splits, top = flow.forward(transformed_model, backend, x)
+    by_level = {i: s.values for i, s in enumerate(splits)}
+    y = flow.inverse(transformed_model, backend, top, lambda level, *_: by_level[level].copy())
+    assert np.array_equal(y, x)
+
+
+def test_unknown_transform_is_refused(transformed_model: Model, tmp_path) -> None:
+    transformed_model.config["colour"] = "ycbcr-from-the-future"
+    with pytest.raises(ModelError, match="unknown input transform"):
+        save(transformed_model, tmp_path / "bad.iodfm")
+    transformed_model.config["colour"] = "ycocg-r"
