@@ -27,10 +27,12 @@ import numpy as np
 import torch
 
 from iodfz.flow.data import (
+    PACK_RECIPE,
     SHARED,
     build_pack,
     load_dev_sets,
     load_pack,
+    pack_recipe,
     pack_to_device,
     sample_batch,
     save_pack,
@@ -137,7 +139,7 @@ def main() -> None:
         opt.load_state_dict(ckpt["opt"])
     gen = torch.Generator().manual_seed(step)
 
-    if not (args.pack / "pack.json").exists():
+    if pack_recipe(args.pack) != PACK_RECIPE:
         save_pack(build_pack(SHARED, max_regions=12000), args.pack)
     pack = pack_to_device(load_pack(args.pack), device)
     dev = load_dev_sets(SHARED)  # empty where ../shared is absent (e.g. on a GPU machine)

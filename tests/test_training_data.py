@@ -11,8 +11,10 @@ torch = pytest.importorskip("torch")
 
 from iodfz.flow.data import (  # noqa: E402
     MOSAIC_COLUMNS,
+    PACK_RECIPE,
     REGION,
     load_pack,
+    pack_recipe,
     pack_to_device,
     sample_batch,
     save_pack,
@@ -26,7 +28,9 @@ def test_pack_round_trips_exactly(tmp_path: Path) -> None:
         "regions": rng.integers(0, 256, (5, REGION, REGION, 3), dtype=np.uint8),
         "region_weights": rng.random(5),
     }
+    assert pack_recipe(tmp_path) is None
     save_pack(pack, tmp_path)
+    assert pack_recipe(tmp_path) == PACK_RECIPE  # train.py rebuilds packs of other recipes
     back = load_pack(tmp_path)
     assert back.keys() == pack.keys()
     for name, tiles in pack.items():

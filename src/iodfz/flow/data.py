@@ -4,8 +4,10 @@ Training photos are JPEG-derived, so they are box-downsampled ≥ 2× (or resize
 the ImageNet32/64 construction) before use: the model must not learn 8×8 JPEG block artefacts.
 
 The training set is a *pack*: whole images at 32 and 64 px plus fixed 64×64 regions of the
-2×/4×/8× downsampled photos, stored as lossless WebP mosaics so that it is small enough to
-travel to a GPU machine (≈ 60 MiB; --max-regions caps it) and be sampled there on the device.
+photos box-downsampled 2×, 4×, 8× and by RANDOM_FACTORS more factors drawn per photo from
+[2, 8) (so that the model sees every scale between a tile of a photo and a thumbnail), stored
+as lossless WebP mosaics so that it is small enough to travel to a GPU machine (≈ 60 MiB;
+--max-regions caps it) and be sampled there on the device.
 Each region carries a sampling weight 1/√(area of its downsampled photo): a photo is drawn with
 weight √area, so that the few very large wallpapers do not crowd out the ImageNet and BSDS
 photos.
@@ -23,33 +25,36 @@ from PIL import Image
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 REGION = 64
 MOSAIC_COLUMNS = 64
+RANDOM_FACTORS = 2
+PACK_RECIPE = 2  # bump when build_pack changes: train.py rebuilds a pack of another recipe
 
 
-def box_downsample(img: Image.Image, factor: int) -> np.ndarray:
+def box_downsample(img: Image.Image, factor: float) -> np.ndarray:
+    """Area-average to 1/factor of each side (any factor ≥ 1, not only integers)."""
     w, h = img.size
-    return np.asarray(img.resize((w // factor, h // factor), Image.BOX))
+    return np.asarray(img.resize((int(w / factor), int(h / factor)), Image.BOX))
 
 
 def build_pack(root: Path, max_regions: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Arrays (N, h, w, 3) uint8: ``whole32``, ``whole64`` and ``regions`` (at most
-    ``max_regions`` non-overlapping 64×64 tiles, drawn uniformly from all downsampled photos),
+    ``max_regions`` 64×64 tiles, non-overlapping within one downsampled photo, drawn uniformly),
     and ``region_weights`` (N,) float64."""
     files = sorted(
         p for p in (root / "train").rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
     )
+    rng = np.random.default_rng(seed)
     whole32, whole64, regions, weights = [], [], [], []
     for path in files:
         img = Image.open(path).convert("RGB")
         whole32.append(np.asarray(img.resize((32, 32), Image.BOX)))
         whole64.append(np.asarray(img.resize((64, 64), Image.BOX)))
-        for factor in (2, 4, 8):
+        for factor in (2, 4, 8, *rng.uniform(2, 8, RANDOM_FACTORS)):
             small = box_downsample(img, factor)
             weight = 1 / np.sqrt(small.shape[0] * small.shape[1])
             for y in range(0, small.shape[0] - REGION + 1, REGION):
                 for x in range(0, small.shape[1] - REGION + 1, REGION):
                     regions.append(small[y : y + REGION, x : x + REGION])
                     weights.append(weight)
-    rng = np.random.default_rng(seed)
     keep = np.sort(rng.permutation(len(regions))[:max_regions])
     return {
         "whole32": np.stack(whole32),
@@ -63,7 +68,7 @@ def save_pack(pack: dict[str, np.ndarray], folder: Path) -> None:
     """Each image array as lossless WebP mosaics of MOSAIC_COLUMNS tiles a row; pack.json
     lists them and holds the region weights."""
     folder.mkdir(parents=True, exist_ok=True)
-    index: dict = {"region_weights": pack["region_weights"].tolist()}
+    index: dict = {"recipe": PACK_RECIPE, "region_weights": pack["region_weights"].tolist()}
     for name, tiles in pack.items():
         if name == "region_weights":
             continue
@@ -85,8 +90,15 @@ def save_pack(pack: dict[str, np.ndarray], folder: Path) -> None:
     (folder / "pack.json").write_text(json.dumps(index, indent=1))
 
 
+def pack_recipe(folder: Path) -> int | None:
+    """The recipe a saved pack was built with (1 for packs that predate the field)."""
+    path = folder / "pack.json"
+    return json.loads(path.read_text()).get("recipe", 1) if path.exists() else None
+
+
 def load_pack(folder: Path) -> dict[str, np.ndarray]:
     index = json.loads((folder / "pack.json").read_text())
+    index.pop("recipe", None)
     pack = {"region_weights": np.array(index.pop("region_weights"), np.float64)}
     for name, meta in index.items():
         h, w = meta["height"], meta["width"]
