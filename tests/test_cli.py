@@ -103,7 +103,7 @@ def test_rm_removes_input_only_after_verification(
 
 def test_rm_and_keep_conflict(sample: Path) -> None:
     result = invoke("compress", "--rm", "-k", sample)
-    assert result.exit_code == 1 and sample.exists()
+    assert result.exit_code == cli.USAGE_EXIT and sample.exists()
 
 
 def test_decompress_requires_suffix_unless_output_named(sample: Path, tmp_path: Path) -> None:
@@ -216,10 +216,8 @@ def test_unreadable_input_via_fifo_like_error(tmp_path: Path) -> None:
     result = invoke("decompress", "-r", tmp_path)
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if "skipped" not in line]
-    assert errors == [
-        f"iodfz: {bad}: unsupported format version 32 (this iodfz reads version 1);"
-        " damaged, or written by a newer iodfz"
-    ]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"iodfz: {bad}: unsupported format version 32 (this iodfz reads")
     assert (tmp_path / "sub" / "deeper" / "d.dat.iodf").exists()
 
 
@@ -253,13 +251,35 @@ def test_stdin_to_file_and_back(sample: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.stdout_bytes == sample.read_bytes()
 
 
-def test_usage_errors(sample: Path, tmp_path: Path) -> None:
-    other = tmp_path / "b"
-    other.write_bytes(b"b")
-    assert invoke("compress", "-o", tmp_path / "o", sample, other).exit_code == 1
-    assert invoke("compress", "-c", sample, other).exit_code == 1
-    assert invoke("compress", "--level", "20", sample).exit_code != 0
-    assert invoke("compress", "-o", sample, sample).exit_code == 1  # same file
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["compress", "-o", "{tmp}/o", "{sample}", "{tmp}/b"],
+        ["compress", "-c", "{sample}", "{tmp}/b"],
+        ["compress", "--level", "20", "{sample}"],
+        ["compress", "-T", "x", "{sample}"],
+        ["compress", "-T", "-3", "{sample}"],
+        ["compress", "--bogus", "{sample}"],
+        ["decompress", "-c", "-o", "{tmp}/o", "{sample}"],
+        ["frobnicate", "{sample}"],
+        ["-d", "-t", "{sample}"],
+        ["info", "--level", "3", "{sample}"],
+    ],
+)
+def test_usage_errors_are_one_line_and_one_status(
+    sample: Path, tmp_path: Path, args: list[str]
+) -> None:
+    (tmp_path / "b").write_bytes(b"b")
+    result = invoke(*(a.format(tmp=tmp_path, sample=sample) for a in args))
+    assert result.exit_code == cli.USAGE_EXIT, result.output
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("iodfz: ") and "Traceback" not in line
+    assert not list(tmp_path.glob("*.iodf")) and not (tmp_path / "o").exists()
+
+
+def test_same_file_and_version(sample: Path) -> None:
+    assert invoke("compress", "-o", sample, sample).exit_code == 1  # a failed file, not usage
     assert invoke("--version").stdout.startswith("iodfz ")
 
 

@@ -7,9 +7,11 @@ into place only on success, no clobbering unless asked, metadata kept, optional 
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
+import struct
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,7 +21,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from iodfz.codecs import (
-    MAX_IMAGE_INPUT,
     Options,
     describe,
     image_codec,
@@ -41,10 +42,13 @@ from iodfz.container import (
     read_upto,
 )
 from iodfz.errors import IodfError
+from iodfz.limits import MAX_IMAGE_FILE, MAX_PIXELS, MiB, max_side_bytes
 from iodfz.zstd_path import compress_stream, decode_frames
 
 Progress = Callable[[int], None]
-_SNIFF = 8  # bytes needed by looks_like_image
+_SNIFF = 32  # bytes read before deciding whether to try the image codecs
+_READ_STEP = 1 * MiB
+TEMP_SUFFIX = ".iodfz-tmp"  # temporary outputs: ``.NAME.XXXXXXXX.iodfz-tmp`` (see temp_name)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class Result:
     original_size: int
     compressed_size: int
     digest: bytes  # content digest (FORMAT.md 1.5)
+    exact: bool = True  # decompression gives back the very input bytes (else: same pixels)
+    model_id: str | None = None  # hex id prefix of the model an image went through
 
 
 @dataclass
@@ -80,11 +86,15 @@ class ContainerInfo:
         return self.original_size / self.compressed_size if self.compressed_size else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """Everything ``iodfz info`` shows. A malformed known section (which only the codec that
+        uses it would refuse) shows as None and is listed under ``malformed``."""
         header = self.header
         sections = header.sections
-        shape = sections.shape()
-        tiling = _tiling(header)
-        model_id = sections.model_id()
+        malformed: list[str] = []
+        shape = _section("shape", sections.shape, malformed)
+        tiling = _section("tiling", lambda: _tiling(header), malformed)
+        model_id = _section("model_id", sections.model_id, malformed)
+        model_hex = None if model_id is None else model_id.hex()
         return {
             "codec": codec_name(header.codec),
             "codec_id": header.codec,
@@ -98,12 +108,32 @@ class ContainerInfo:
             "mtime_ns": header.mtime_ns,
             "shape": None if shape is None else vars(shape),
             "tiling": None if tiling is None else vars(tiling),
-            "model_id": None if model_id is None else model_id.hex(),
-            "guarantee": _guarantee(header),
+            "model_id": model_hex,
+            "model_name": None if model_hex is None else (model_card(model_hex) or {}).get("name"),
+            "guarantee": _section("guarantee", lambda: _guarantee(header), malformed),
             "sections": [f"{t:#06x}" for t, _ in sections],
+            "malformed": malformed,
             "content_digest": self.digest.hex(),
             "checksum": "verified" if self.verified else "container ok, content not decoded",
         }
+
+
+def _section(what: str, get: Callable[[], Any], malformed: list[str]) -> Any:
+    try:
+        return get()
+    except (IodfError, ValueError):
+        malformed.append(what)
+        return None
+
+
+def model_card(model_id: str) -> dict[str, Any] | None:
+    """The installed model card whose id starts with ``model_id`` (hex: the prefix a container
+    keeps), or None."""
+    try:
+        from iodfz import zoo
+    except ImportError:  # the engine cannot be imported: no models either
+        return None
+    return zoo.card_for(model_id)
 
 
 def _tiling(header: Header) -> Any:
@@ -161,17 +191,19 @@ def compress(
 
     ``name``/``mode``/``mtime_ns`` are stored as the original file's metadata; ``length``,
     when the input size is known in advance, is stored too and checked against what was read
-    (IodfError if the input changed). An input that starts like an image and is at most
-    512 MiB is offered whole to the registered image codecs first; otherwise, or when they
-    decline, it goes through zstd frame by frame in bounded memory.
+    (IodfError if the input changed). An input that starts like an image is read whole, up to
+    what its header allows an image of at most ``MAX_PIXELS`` samples to take, and offered to
+    the registered image codecs; otherwise, or when they decline, it goes through zstd frame
+    by frame in bounded memory.
     """
     options = options or Options()
     header = Header(CODEC_ZSTD, original_length=length, mode=mode, mtime_ns=mtime_ns, name=name)
-    prefix = read_upto(src, _SNIFF)
-    if looks_like_image(prefix) and image_codecs() and (length or 0) <= MAX_IMAGE_INPUT:
-        prefix += read_upto(src, MAX_IMAGE_INPUT + 1 - len(prefix))
-        if len(prefix) <= MAX_IMAGE_INPUT:
-            result = _try_image(prefix, dst, options, header, progress)
+    prefix: bytes | bytearray = read_upto(src, _SNIFF)
+    bound = image_bound(prefix) if looks_like_image(prefix) and image_codecs() else 0
+    if 0 < (length or 0) <= bound or (length is None and bound):
+        prefix = _read_into(src, bytearray(prefix), bound + 1)
+        if len(prefix) <= bound:
+            result = _try_image(bytes(prefix), dst, options, header, progress)
             if result is not None:
                 return result
     writer = ContainerWriter(dst, header)
@@ -186,6 +218,57 @@ def compress(
     )
     digest = writer.finish()
     return Result(CODEC_ZSTD, writer.original_length, writer.bytes_written, digest)
+
+
+def _read_into(src: BinaryIO, buf: bytearray, limit: int) -> bytearray:
+    """Append from ``src`` to ``buf`` until it holds ``limit`` bytes or the input ends (no
+    second copy of the data, so memory is the bytes read)."""
+    while len(buf) < limit:
+        data = src.read(min(_READ_STEP, limit - len(buf)))
+        if not data:
+            break
+        buf += data
+    return buf
+
+
+def image_bound(head: bytes) -> int:
+    """The most bytes worth reading whole for an input that starts with ``head``: what an image
+    of at most ``MAX_PIXELS`` samples with the dimensions declared in ``head`` (a PNG, BMP or
+    PNM header) can take, pixels and side information; ``MAX_IMAGE_FILE`` when ``head`` does
+    not declare them (TIFF); 0 when the image could not be taken anyway — too large,
+    malformed, or no format the image codecs know (``formats.sniff``)."""
+    from iodfz import formats  # imported here: plain zstd runs never pay for numpy
+
+    fmt = formats.sniff(head)
+    if fmt is None:
+        return 0
+    shape = _declared_shape(fmt, head)
+    if shape is None:  # a TIFF, or a PNM header longer than ``head``: the file size bounds it
+        return 0 if fmt in ("png", "bmp") else MAX_IMAGE_FILE
+    height, width, channels, sample_bytes = shape
+    samples = height * width * channels
+    if not 0 < samples <= MAX_PIXELS:
+        return 0
+    raw = height * (width * channels * sample_bytes + 4)  # + row padding or filter byte
+    bound = raw + raw // 64 + max_side_bytes(height, width, channels) + MiB  # + deflate blocks
+    return min(bound, MAX_IMAGE_FILE)
+
+
+def _declared_shape(fmt: str, head: bytes) -> tuple[int, int, int, int] | None:
+    """(height, width, channels, bytes per sample) declared by a PNG, BMP or PNM header."""
+    if fmt == "png" and head[12:16] == b"IHDR" and len(head) >= 26:
+        width, height, depth, colour = struct.unpack_from(">IIBB", head, 16)
+        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 0)
+        return height, width, channels, 2 if depth == 16 else 1
+    if fmt == "bmp" and len(head) >= 30:
+        width, height, _, bits = struct.unpack_from("<iiHH", head, 18)
+        return abs(height), abs(width), max(1, -(-bits // 8)), 1
+    if fmt == "pnm":
+        fields = head[2:].split(b"#")[0].split()
+        if len(fields) >= 3 and all(f.isdigit() for f in fields[:3]):
+            channels = 1 if head[1:2] == b"5" else 3
+            return int(fields[1]), int(fields[0]), channels, 2 if int(fields[2]) > 255 else 1
+    return None
 
 
 def _try_image(
@@ -205,7 +288,15 @@ def _try_image(
         digest = writer.finish()
         if progress:
             progress(len(data))
-        return Result(codec.id, len(produced), writer.bytes_written, digest)
+        model_id = sections.model_id()
+        return Result(
+            codec.id,
+            len(produced),
+            writer.bytes_written,
+            digest,
+            exact=produced is data or produced == data,
+            model_id=None if model_id is None else model_id.hex(),
+        )
     return None
 
 
@@ -300,26 +391,71 @@ def info(src: BinaryIO) -> ContainerInfo:
 # --------------------------------------------------------------------------- files
 
 
+def temp_name(name: str) -> str:
+    """The prefix of the temporary file written before ``name`` is renamed into place:
+    ``.NAME.`` (``mkstemp`` adds 8 random characters and :data:`TEMP_SUFFIX`), with NAME cut
+    so that a long name's temporary file is shorter than the name itself — whatever name is
+    legal, its temporary file is too."""
+    raw = os.fsencode(name)
+    fixed = 2 + 8 + len(TEMP_SUFFIX)
+    keep = raw if len(raw) + fixed <= 64 else raw[: len(raw) - fixed - 1]
+    return f".{os.fsdecode(keep)}."
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the name of a temporary output of iodfz (never taken as an input by ``-r``)."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+# Write errors that mean the output could not be written (not that the input is unreadable).
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str], force: bool) -> Iterator[BinaryIO]:
-    """Yield a temporary file beside ``path``; on success it becomes ``path``, on error it is
-    removed. Without ``force`` an existing ``path`` is never replaced (IodfError)."""
+    """Yield a temporary file beside ``path``; on success it becomes ``path``, on error or
+    interruption it is removed. Without ``force`` an existing ``path`` is never replaced
+    (IodfError). An OSError about the temporary file, or a write error that has no file name
+    (disk full), is re-raised naming ``path``."""
     path = Path(path)
     if not force and os.path.lexists(path):
         raise IodfError(f"{path} already exists (use -f to overwrite)")
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent or ".", prefix=temp_name(path.name), suffix=TEMP_SUFFIX
+        )
+        os.close(fd)
         with open(tmp, "wb") as out:  # opened by name so that out.name is the path
             yield out
         if force:
             os.replace(tmp, path)
         else:
             _link_no_clobber(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and _about_output(exc, tmp):
+            exc.filename = os.fspath(path)
         raise
+
+
+def _about_output(exc: OSError, tmp: str | None) -> bool:
+    if exc.filename is None:
+        return exc.errno in _OUTPUT_ERRNOS
+    return (
+        tmp is None
+        or os.fspath(exc.filename) == tmp
+        or is_temp_name(os.path.basename(os.fspath(exc.filename)))
+    )
+
+
+def default_mode() -> int:
+    """Permission bits of a new file here: 0o666 less the umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _link_no_clobber(tmp: str, path: Path) -> None:
@@ -404,16 +540,64 @@ def decompress_file(
     if _same_file(src, dst):
         raise IodfError("input and output are the same file")
     with open(src, "rb") as fin:
-        st = os.fstat(fin.fileno())
-        with atomic_output(dst, force) as out:
-            result = decompress(fin, out, threads=threads, progress=progress)
-            out.flush()
-            header = result.header
-            mode = st.st_mode if header.mode is None else header.mode
-            mtime = st.st_mtime_ns if header.mtime_ns is None else header.mtime_ns
-            _apply_metadata(out.fileno(), mode, st.st_atime_ns, mtime)
-            if verify and _content_digest(out.name, result.frame_lengths) != result.digest:
-                raise IodfError("verification failed: written output differs")
+        return decompress_to_file(
+            fin,
+            dst,
+            force=force,
+            verify=verify,
+            threads=threads,
+            progress=progress,
+            fallback=os.fstat(fin.fileno()),
+        )
+
+
+def decompress_to_file(
+    src: BinaryIO,
+    dst: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    verify: bool = False,
+    threads: int = 0,
+    progress: Progress | None = None,
+    fallback: os.stat_result | None = None,
+) -> ContainerInfo:
+    """Decompress the container on stream ``src`` to file ``dst`` with the stored mode and
+    mtime; where none are stored, ``fallback``'s (the container file's), else a new file's
+    mode (umask) and the current time."""
+    with atomic_output(dst, force) as out:
+        result = decompress(src, out, threads=threads, progress=progress)
+        out.flush()
+        header = result.header
+        if header.mode is not None:
+            mode = header.mode
+        else:
+            mode = fallback.st_mode if fallback is not None else default_mode()
+        os.chmod(out.fileno(), mode & 0o777)
+        mtime = header.mtime_ns if header.mtime_ns is not None else None
+        if mtime is None and fallback is not None:
+            mtime = fallback.st_mtime_ns
+        if mtime is not None:
+            atime = fallback.st_atime_ns if fallback is not None else mtime
+            os.utime(out.fileno(), ns=(atime, mtime))
+        if verify and _content_digest(out.name, result.frame_lengths) != result.digest:
+            raise IodfError("verification failed: written output differs")
+    return result
+
+
+def compress_to_file(
+    src: BinaryIO,
+    dst: str | os.PathLike[str],
+    options: Options | None = None,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> Result:
+    """Compress stream ``src`` (no metadata to keep) to a new file ``dst`` with a new file's
+    permission bits."""
+    with atomic_output(dst, force) as out:
+        result = compress(src, out, options, progress=progress)
+        out.flush()
+        os.chmod(out.fileno(), default_mode())
     return result
 
 

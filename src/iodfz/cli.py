@@ -1,8 +1,11 @@
 """The ``iodfz`` command line: compress, decompress, test, info.
 
-Options follow gzip/zstd. Errors are one line each, ``iodfz: FILE: reason``, on stderr; a batch
-goes on after a failed file and exits with status 1. ``--debug`` adds tracebacks. Other modules
-may add subcommands with ``@app.command()`` (see the import of ``iodfz.cli_extra`` at the end).
+Options follow gzip/zstd, with their short forms where they do not clash: ``iodfz -d`` is
+``decompress``, ``-t`` is ``test``, ``-l`` is ``info``, ``-1`` … ``-19`` are ``--level``, and
+options without a command mean ``compress``. Errors are one line each, ``iodfz: FILE: reason``,
+on stderr; a batch goes on after a failed file and exits with status 1; a usage error is one
+``iodfz:`` line and exit status 2. ``--debug`` adds tracebacks. Other modules may add
+subcommands with ``@app.command()`` (see the import of ``iodfz.cli_extra`` at the end).
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
+import signal
 import stat
 import sys
 import traceback
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,29 +38,118 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from iodfz import __version__, api
+
+try:  # recent typer carries its own copy of click: its exceptions are the ones raised
+    from typer._click import exceptions as click
+except ImportError:  # older typer uses click itself
+    from click import exceptions as click  # type: ignore[no-redef]
 from iodfz.codecs import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL, Options
+from iodfz.container import CODEC_IMAGE, codec_name
 from iodfz.errors import IodfError
 
 SUFFIX = ".iodf"
 STDIO = "-"
+USAGE_EXIT = 2  # exit status of a usage error (a failed file gives 1)
 # Show a progress bar for a single input from this size on (batches always get one).
 _PROGRESS_MIN_BYTES = 64 << 20
+_ALIASES = {"-d": "decompress", "--decompress": "decompress", "-t": "test", "--test": "test"}
+_ALIASES |= {"-l": "info", "--list": "info", "-z": "compress", "--compress": "compress"}
+_LEVEL_FLAG = re.compile(r"-(1[0-9]|[1-9])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-app = typer.Typer(
-    name="iodfz",
-    help="Lossless file compressor: neural codec for images, zstd for everything else.",
-    add_completion=False,
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def printable(text: str) -> str:
+    """``text`` on one line: bytes that are not UTF-8 (file names decoded with surrogate
+    escapes) as ``\\xNN``, control characters such as a newline as ``\\n`` or ``\\xNN``."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _say(message: str) -> None:
-    err.print(f"iodfz: {message}", markup=False)
+    err.print(f"iodfz: {printable(message)}", markup=False)
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind (removing temporary outputs) and exit 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not stop the clean-up
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _expand_aliases(args: list[str], commands: Sequence[str]) -> list[str]:
+    """gzip/zstd short forms: ``-1`` … ``-19`` are ``--level N``; without a command, ``-d``,
+    ``-t``, ``-l`` (``-z``) pick one and other options mean ``compress``."""
+    end = args.index("--") if "--" in args else len(args)
+    head: list[str] = []
+    for arg in args[:end]:
+        head += ["--level", arg[1:]] if _LEVEL_FLAG.fullmatch(arg) else [arg]
+    tail = args[end:]
+    if not head or head[0] in commands or not head[0].startswith("-"):
+        return head + tail
+    if head[0] in ("-h", "--help", "-V", "--version"):
+        return head + tail
+    picked = [_ALIASES[arg] for arg in head if arg in _ALIASES]
+    if len(set(picked)) > 1:
+        raise click.UsageError(f"conflicting commands: {', '.join(sorted(set(picked)))}")
+    rest = [arg for arg in head if arg not in _ALIASES]
+    return [picked[0] if picked else "compress", *rest, *tail]
+
+
+class _Group(TyperGroup):
+    """The command group: gzip's short forms (:func:`_expand_aliases`), and every usage error
+    as one ``iodfz:`` line with exit status 2 instead of click's boxed message."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            argv = _expand_aliases(list(sys.argv[1:] if args is None else args), self.commands)
+            code = super().main(argv, prog_name or "iodfz", complete_var, False, **extra)
+        except click.NoArgsIsHelpError as exc:
+            typer.echo(exc.format_message())
+            code = 0
+        except click.ClickException as exc:
+            if not standalone_mode:
+                raise
+            _say(exc.format_message().replace("\n", " "))
+            sys.exit(USAGE_EXIT if isinstance(exc, click.UsageError) else exc.exit_code)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            sys.exit(130)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    name="iodfz",
+    cls=_Group,
+    help="Lossless file compressor: neural codec for images, zstd for everything else.",
+    epilog="Without a command, -d/-t/-l mean decompress/test/info, other options compress.",
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
 
 
 # --------------------------------------------------------------------------- jobs
@@ -81,6 +176,8 @@ class Outcome:
     compressed: int = 0
     error: str | None = None
     trace: str | None = None
+    how: str = ""  # codec, and for images model and backend (for -v)
+    kept: str | None = None  # why --rm kept the input
 
 
 def _stdin() -> BinaryIO:
@@ -96,8 +193,9 @@ def _compress(job: Job, progress: Callable[[int], None] | None) -> api.Result:
         if job.dst == STDIO:
             return api.compress(_stdin(), _stdout(), job.options, progress=progress)
         assert job.dst is not None
-        with api.atomic_output(job.dst, job.force) as out:
-            return api.compress(_stdin(), out, job.options, progress=progress)
+        return api.compress_to_file(
+            _stdin(), job.dst, job.options, force=job.force, progress=progress
+        )
     if job.dst == STDIO:
         with open(job.src, "rb") as fin:
             meta = api.file_metadata(fin, job.src)
@@ -123,8 +221,9 @@ def _decompress(job: Job, progress: Callable[[int], None] | None) -> api.Contain
             return api.decompress(fin, dst, threads=threads, progress=progress)
     assert job.dst is not None
     if job.src == STDIO:
-        with api.atomic_output(job.dst, job.force) as out:
-            return api.decompress(_stdin(), out, threads=threads, progress=progress)
+        return api.decompress_to_file(
+            _stdin(), job.dst, force=job.force, threads=threads, progress=progress
+        )
     return api.decompress_file(
         job.src,
         job.dst,
@@ -136,20 +235,25 @@ def _decompress(job: Job, progress: Callable[[int], None] | None) -> api.Contain
 
 
 def run_job(job: Job, progress: Callable[[int], None] | None = None) -> Outcome:
-    """Run one job, turning every failure into ``Outcome.error`` (never raises, so it can
-    run in a worker process)."""
+    """Run one job, turning every failure into ``Outcome.error`` (never raises, but for an
+    interruption, so it can run in a worker process)."""
     outcome = Outcome(job.src, job.dst)
     try:
         if job.action == "compress":
             result = _compress(job, progress)
             outcome.original, outcome.compressed = result.original_size, result.compressed_size
+            outcome.how = _how(result.codec, result.model_id)
+            if not result.exact:
+                outcome.kept = "decompression gives the same pixels, not the same bytes"
         else:
             info = _decompress(job, progress)
             outcome.original, outcome.compressed = info.original_size, info.compressed_size
+            model_id = info.header.sections.model_id() if info.codec == CODEC_IMAGE else None
+            outcome.how = _how(info.codec, None if model_id is None else model_id.hex())
         if job.dst == STDIO:
             _stdout().flush()
         if job.remove_src and job.src != STDIO and job.dst not in (None, STDIO):
-            os.unlink(job.src)
+            _remove_input(job.src, outcome)
     except IodfError as exc:
         outcome.error = str(exc)
         outcome.trace = traceback.format_exc()
@@ -162,6 +266,38 @@ def run_job(job: Job, progress: Callable[[int], None] | None = None) -> Outcome:
         outcome.error = f"internal error: {type(exc).__name__}: {exc}"
         outcome.trace = traceback.format_exc()
     return outcome
+
+
+def _remove_input(src: str, outcome: Outcome) -> None:
+    """``--rm``: remove a regular input once its output is verified and gives back its bytes;
+    a FIFO, device or socket is never removed."""
+    if outcome.kept is None and not stat.S_ISREG(os.lstat(src).st_mode):
+        outcome.kept = "not a regular file"
+    if outcome.kept is None:
+        os.unlink(src)
+
+
+def _how(codec: int, model_id: str | None) -> str:
+    """``zstd``, or ``neural-image, model NAME (ID), backend NAME`` for -v; ``model_id`` is
+    the prefix of the model's id that the container keeps."""
+    if model_id is None:
+        return codec_name(codec)
+    card = api.model_card(model_id)
+    if card is None:
+        return f"{codec_name(codec)}, model {model_id} (not installed)"
+    name, full_id = card.get("name"), card["model_id"]
+    return f"{codec_name(codec)}, model {name} ({full_id[:16]}), backend {_backend_name(full_id)}"
+
+
+def _backend_name(model_id: str) -> str:
+    """The backend the image codec runs this model on: the selection it uses itself."""
+    try:
+        from iodfz import zoo
+        from iodfz.engine.backends import backend_for
+
+        return backend_for(zoo.load_by_id(model_id)).name
+    except Exception as exc:  # no usable model or backend: say why instead of failing the file
+        return f"none ({exc})"
 
 
 def _os_reason(exc: OSError, src: str) -> str:
@@ -193,8 +329,9 @@ class Batch:
         _say(f"{path}: {message}")
 
 
-def _walk(root: str, batch: Batch) -> Iterator[str]:
-    """Regular files under ``root``, sorted; symlinks and special files are noted."""
+def _walk(root: str, batch: Batch, skip: Callable[[str], str | None]) -> Iterator[str]:
+    """Regular files under ``root``, sorted; symlinks and special files are noted, and so is
+    a file for which ``skip(path)`` gives a reason."""
 
     def onerror(exc: OSError) -> None:
         batch.fail(os.fsdecode(exc.filename or root), _os_reason(exc, exc.filename or root))
@@ -207,31 +344,61 @@ def _walk(root: str, batch: Batch) -> Iterator[str]:
                 batch.note(path, "symbolic link -- skipped")
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
+            if api.is_temp_name(name):  # another run's output in the making: never an input
+                continue
             try:
                 mode = os.lstat(path).st_mode
             except OSError as exc:
                 batch.fail(path, _os_reason(exc, path))
                 continue
+            reason = skip(path)
             if stat.S_ISLNK(mode):
                 batch.note(path, "symbolic link -- skipped")
             elif not stat.S_ISREG(mode):
                 batch.note(path, "not a regular file -- skipped")
+            elif reason is not None:
+                batch.note(path, reason)
             else:
                 yield path
 
 
-def _inputs(files: list[str] | None, recursive: bool, batch: Batch) -> Iterator[tuple[str, str]]:
+def _no_skip(path: str) -> str | None:
+    return None
+
+
+def _inputs(
+    files: Sequence[str] | None,
+    recursive: bool,
+    batch: Batch,
+    skip: Callable[[str], str | None] = _no_skip,
+) -> Iterator[tuple[str, str]]:
     """Yield ``(path, root)`` pairs; ``root`` is the directory argument a file was found
-    under (for ``--output-dir`` mirroring), or the file itself."""
+    under (for ``--output-dir`` mirroring), or the file itself. ``skip`` gives the reason
+    to pass over a file found by ``-r``."""
     for arg in files or [STDIO]:
         if arg != STDIO and os.path.isdir(arg):
             if not recursive:
                 batch.fail(arg, "is a directory (use -r)")
                 continue
-            for path in _walk(arg, batch):
+            for path in _walk(arg, batch, skip):
                 yield path, arg
         else:
             yield arg, arg
+
+
+def _special(path: str) -> str | None:
+    """Why a named input is refused without -f (like gzip): it is not a regular file —
+    a FIFO would block with no writer, a device never end. None for a regular file, a
+    missing one (its error comes when it is opened) and stdin."""
+    if path == STDIO:
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return "not a regular file -- skipped (use -f to read it)"
 
 
 def _target(path: str, root: str, output_dir: Path | None, name: str) -> str:
@@ -247,6 +414,111 @@ def _target(path: str, root: str, output_dir: Path | None, name: str) -> str:
 
 
 # --------------------------------------------------------------------------- running
+
+Advance = Callable[[int, int], None]  # (job index, bytes of that job done so far)
+Report = Callable[[int, Outcome], None]  # (job index, its outcome)
+
+_WORKER_QUEUE: Any = None  # worker processes: where their progress goes
+_WORKER_BUSY = False
+
+
+def _worker_init(queue: Any) -> None:
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = queue
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, _worker_signal)
+
+
+def _worker_signal(signum: int, frame: object) -> None:
+    """In a worker: unwind the running job (its temporary output is removed on the way),
+    or leave at once when idle."""
+    if not _WORKER_BUSY:
+        os._exit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _worker_job(index: int, job: Job) -> Outcome:
+    global _WORKER_BUSY
+    done = 0
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        _WORKER_QUEUE.put((index, done))
+
+    _WORKER_BUSY = True
+    try:
+        return run_job(job, progress)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        os._exit(128 + getattr(exc, "signum", signal.SIGINT))  # clean-up already done
+    finally:
+        _WORKER_BUSY = False
+
+
+def execute(jobs: list[Job], workers: int, advance: Advance, report: Report) -> None:
+    """Run ``jobs``, in ``workers`` processes when there are several (not for stdio jobs).
+    ``advance`` hears how far each file has got, within files too; ``report`` gets each
+    outcome in job order. An interruption stops the workers, each removing its temporary
+    output, before it propagates."""
+    if workers > 1 and len(jobs) > 1 and all(job.dst != STDIO for job in jobs):
+        _execute_pool(jobs, workers, advance, report)
+        return
+    for index, job in enumerate(jobs):
+        done = 0
+
+        def progress(n: int, index: int = index) -> None:
+            nonlocal done
+            done += n
+            advance(index, done)
+
+        report(index, run_job(job, progress))
+
+
+def _execute_pool(jobs: list[Job], workers: int, advance: Advance, report: Report) -> None:
+    context = multiprocessing.get_context("spawn")
+    queue = context.SimpleQueue()
+
+    def drain() -> None:
+        while not queue.empty():
+            advance(*queue.get())
+
+    pool = ProcessPoolExecutor(
+        min(workers, len(jobs)), mp_context=context, initializer=_worker_init, initargs=(queue,)
+    )
+    try:
+        futures = [pool.submit(_worker_job, i, job) for i, job in enumerate(jobs)]
+        for index, future in enumerate(futures):
+            report(index, _wait(future, drain))
+        drain()
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown()
+
+
+def _wait(future: Future[Outcome], drain: Callable[[], None]) -> Outcome:
+    while True:
+        try:
+            outcome = future.result(timeout=0.2)
+        except FutureTimeout:
+            drain()
+            continue
+        drain()
+        return outcome
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Ask every worker to stop (SIGTERM: a busy one removes its temporary output first) and
+    wait for them. The executor has no public way to reach its processes before 3.14."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
+    for process in processes:
+        process.join(timeout=30)
 
 
 def _run_all(jobs: list[Job], batch: Batch, workers: int, verbose: bool) -> None:
@@ -267,28 +539,26 @@ def _run_all(jobs: list[Job], batch: Batch, workers: int, verbose: bool) -> None
         transient=True,
         disable=not show,
     )
+    done = [0] * len(jobs)
     with progress:
         task = progress.add_task(jobs[0].action if jobs else "", total=sum(sizes))
 
-        def report(job: Job, outcome: Outcome) -> None:
+        def advance(index: int, amount: int) -> None:
+            done[index] = min(amount, sizes[index])
+            progress.update(task, completed=sum(done))
+
+        def report(index: int, outcome: Outcome) -> None:
+            advance(index, sizes[index])
+            job = jobs[index]
             if outcome.error is not None:
                 batch.fail(job.src, outcome.error, outcome.trace)
-            elif verbose:
+                return
+            if outcome.kept is not None:
+                batch.note(job.src, f"kept ({outcome.kept})")
+            if verbose:
                 _report_ok(job, outcome)
 
-        if workers > 1 and len(jobs) > 1 and all(job.dst != STDIO for job in jobs):
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-                futures = [pool.submit(run_job, job) for job in jobs]
-                for job, size, future in zip(jobs, sizes, futures, strict=True):
-                    report(job, future.result())
-                    progress.advance(task, size)
-        else:
-            for job, size in zip(jobs, sizes, strict=True):
-                done = progress.tasks[task].completed
-                outcome = run_job(job, lambda n: progress.advance(task, n))
-                progress.update(task, completed=done + size)
-                report(job, outcome)
+        execute(jobs, workers, advance, report)
 
 
 def _size(path: str) -> int:
@@ -301,11 +571,12 @@ def _size(path: str) -> int:
 def _report_ok(job: Job, outcome: Outcome) -> None:
     src = "stdin" if job.src == STDIO else job.src
     if job.action == "test":
-        _say(f"{src}: OK ({_human(outcome.original)})")
+        _say(f"{src}: OK ({_human(outcome.original)}, {outcome.how})")
         return
     dst = "stdout" if job.dst == STDIO else job.dst
     pct = 100 * outcome.compressed / outcome.original if outcome.original else 0.0
-    _say(f"{src}: {pct:.2f}% ({_human(outcome.original)} => {_human(outcome.compressed)}, {dst})")
+    sizes = f"{_human(outcome.original)} => {_human(outcome.compressed)}"
+    _say(f"{src}: {pct:.2f}% ({sizes}, {dst}) {outcome.how}")
 
 
 def _human(n: int) -> str:
@@ -327,30 +598,41 @@ def _finish(batch: Batch) -> None:
 
 
 def _usage(message: str) -> None:
-    _say(message)
-    raise typer.Exit(1)
+    raise click.UsageError(message)
+
+
+def _terminal_stdin(batch: Batch, force: bool = False) -> bool:
+    """Refuse to read data from a terminal (it would wait for typing): True if refused."""
+    if sys.stdin.isatty() and not force:
+        batch.fail("stdin", "refusing to read data from a terminal (use -f, or redirect)")
+        return True
+    return False
 
 
 # --------------------------------------------------------------------------- commands
 
-_FILES = typer.Argument(None, help="Files (directories with -r). '-' or none: stdin.")
+_FILES = typer.Argument(None, metavar="FILE", show_default=False, hidden=True)
 _STDOUT = typer.Option(False, "-c", "--stdout", help="Write to stdout, keep inputs.")
 _KEEP = typer.Option(False, "-k", "--keep", help="Keep input files (the default).")
 _RM = typer.Option(False, "--rm", help="Remove each input once its output is verified.")
-_FORCE = typer.Option(False, "-f", "--force", help="Overwrite existing outputs.")
-_OUTPUT = typer.Option(None, "-o", "--output", help="Output file (one input only).")
+_FORCE = typer.Option(
+    False, "-f", "--force", help="Overwrite outputs; read FIFOs and devices; read a terminal."
+)
+_OUTPUT = typer.Option(None, "-o", "--output", metavar="FILE", help="Output file (one input).")
 _OUTPUT_DIR = typer.Option(
-    None, "--output-dir", help="Write outputs under DIR, mirroring the input tree."
+    None, "--output-dir", metavar="DIR", help="Write outputs under DIR, mirroring the tree."
 )
 _RECURSIVE = typer.Option(False, "-r", "--recursive", help="Process every file in directories.")
-_THREADS = typer.Option(1, "-T", "--threads", min=0, help="Files in parallel (0: all cores).")
+_THREADS = typer.Option(
+    1, "-T", "--threads", metavar="N", show_default=False, help="Files in parallel (0: all cores)."
+)
 _QUIET = typer.Option(False, "-q", "--quiet", help="Only errors.")
-_VERBOSE = typer.Option(False, "-v", "--verbose", help="One line per file.")
+_VERBOSE = typer.Option(False, "-v", "--verbose", help="One line per file: sizes, codec, model.")
 _DEBUG = typer.Option(False, "--debug", help="Show tracebacks of errors.")
 
 
 def _check_options(
-    keep: bool, rm: bool, stdout: bool, output: Path | None, output_dir: Path | None
+    keep: bool, rm: bool, stdout: bool, output: Path | None, output_dir: Path | None, threads: int
 ) -> None:
     if keep and rm:
         _usage("-k/--keep and --rm contradict each other")
@@ -358,11 +640,19 @@ def _check_options(
         _usage("-o/--output and --output-dir cannot be combined")
     if (output is not None or output_dir is not None) and stdout:
         _usage("-c/--stdout cannot be combined with -o/--output or --output-dir")
+    if threads < 0:
+        _usage(f"-T/--threads must be 0 or more, not {threads}")
 
 
 def _within_file_threads(workers: int) -> int:
     """Threads per file: all cores for one file at a time, else the cores shared out."""
     return 0 if workers <= 1 else max(1, (os.cpu_count() or 1) // workers)
+
+
+def _iodf_skip(path: str) -> str | None:
+    """Why ``compress -r`` passes over a file: a ``.iodf`` file is skipped even with -f (an
+    output of this or another run)."""
+    return f"already has {SUFFIX} suffix -- skipped" if path.endswith(SUFFIX) else None
 
 
 @app.command()
@@ -379,32 +669,40 @@ def compress(
     quiet: bool = _QUIET,
     verbose: bool = _VERBOSE,
     level: int = typer.Option(
-        DEFAULT_LEVEL, "--level", min=MIN_LEVEL, max=MAX_LEVEL, help="zstd level."
+        DEFAULT_LEVEL,
+        "--level",
+        metavar="N",
+        show_default=False,
+        help=f"{MIN_LEVEL} (fast) to {MAX_LEVEL}, or -1 … -19 (default {DEFAULT_LEVEL}).",
     ),
     pixels: bool = typer.Option(
         False,
         "--pixels",
-        help="PNG only: allow a pixel-exact instead of byte-exact reconstruction.",
+        help="PNG: accept the same pixels re-encoded when the bytes cannot be rebuilt.",
     ),
     debug: bool = _DEBUG,
 ) -> None:
-    """Compress FILE to FILE.iodf (stdin to stdout without FILE)."""
-    _check_options(keep, rm, stdout, output, output_dir)
+    """Compress each FILE to FILE.iodf (stdin to stdout without FILE)."""
+    _check_options(keep, rm, stdout, output, output_dir, threads)
+    if not MIN_LEVEL <= level <= MAX_LEVEL:
+        _usage(f"--level must be {MIN_LEVEL} to {MAX_LEVEL}, not {level}")
     batch = Batch(quiet, debug)
     workers = _workers(threads)
     options = Options(level=level, pixels=pixels, threads=_within_file_threads(workers))
-    inputs = list(_inputs(files, recursive, batch))
+    inputs = list(_inputs(files, recursive, batch, _iodf_skip))
     if (output is not None or stdout) and len(inputs) > 1:
         _usage("-o/--output and -c/--stdout take a single input when compressing")
     jobs = []
     for path, root in inputs:
         if path == STDIO:
-            if sys.stdin.isatty() and not force:
-                batch.fail("stdin", "refusing to read data from a terminal (use -f)")
+            if _terminal_stdin(batch, force):
                 continue
             dst = STDIO if output is None else str(output)
         elif path.endswith(SUFFIX) and not force:
             batch.note(path, f"already has {SUFFIX} suffix -- skipped (use -f)")
+            continue
+        elif (special := _special(path)) is not None and not force:
+            batch.fail(path, special)
             continue
         elif stdout:
             dst = STDIO
@@ -419,8 +717,7 @@ def compress(
             )
             continue
         jobs.append(Job("compress", path, dst, options, force, rm and dst != STDIO))
-    _prepare_dirs(jobs, batch)
-    _run_all(jobs, batch, workers, verbose)
+    _run_all(_prepare_dirs(jobs, batch) if output_dir else jobs, batch, workers, verbose)
     _finish(batch)
 
 
@@ -439,8 +736,8 @@ def decompress(
     verbose: bool = _VERBOSE,
     debug: bool = _DEBUG,
 ) -> None:
-    """Decompress FILE.iodf to FILE (stdin to stdout without FILE)."""
-    _check_options(keep, rm, stdout, output, output_dir)
+    """Decompress each FILE.iodf to FILE (stdin to stdout without FILE)."""
+    _check_options(keep, rm, stdout, output, output_dir, threads)
     batch = Batch(quiet, debug)
     workers = _workers(threads)
     options = Options(threads=_within_file_threads(workers))
@@ -450,7 +747,12 @@ def decompress(
     jobs = []
     for path, root in inputs:
         if path == STDIO:
+            if _terminal_stdin(batch, force):
+                continue
             dst = STDIO if output is None else str(output)
+        elif (special := _special(path)) is not None and not force:
+            batch.fail(path, special)
+            continue
         elif stdout:
             dst = STDIO
         elif output is not None:
@@ -465,8 +767,7 @@ def decompress(
         else:
             dst = _target(path, root, output_dir, os.path.basename(path)[: -len(SUFFIX)])
         jobs.append(Job("decompress", path, dst, options, force, rm and dst != STDIO))
-    _prepare_dirs(jobs, batch)
-    _run_all(jobs, batch, workers, verbose)
+    _run_all(_prepare_dirs(jobs, batch) if output_dir else jobs, batch, workers, verbose)
     _finish(batch)
 
 
@@ -479,14 +780,16 @@ def test_cmd(
     verbose: bool = _VERBOSE,
     debug: bool = _DEBUG,
 ) -> None:
-    """Decode FILE.iodf and verify its checksums without writing anything."""
+    """Decode each FILE.iodf and verify its checksums without writing anything."""
+    _check_options(False, False, False, None, None, threads)
     batch = Batch(quiet, debug)
     workers = _workers(threads)
     options = Options(threads=_within_file_threads(workers))
     jobs = [
         Job("test", path, None, options)
         for path, root in _inputs(files, recursive, batch)
-        if root == path or path.endswith(SUFFIX)
+        if (root == path or path.endswith(SUFFIX))
+        and not (path == STDIO and _terminal_stdin(batch))
     ]
     _run_all(jobs, batch, workers, verbose)
     _finish(batch)
@@ -499,25 +802,21 @@ def info(
     verbose: bool = _VERBOSE,
     debug: bool = _DEBUG,
 ) -> None:
-    """Show codec, sizes, ratio, image shape, model id and checksum of FILE.iodf.
+    """Show codec, sizes, ratio, image shape, model and checksum of each FILE.iodf.
 
     Checks the container's CRCs but does not decode; use `iodfz test` for that.
     """
     batch = Batch(False, debug)
     rows: list[dict[str, Any]] = []
     for path in files or [STDIO]:
+        if path == STDIO and _terminal_stdin(batch):
+            continue
         try:
-            if path == STDIO:
-                result = api.info(sys.stdin.buffer)
-            else:
-                with open(path, "rb") as fin:
-                    result = api.info(fin)
-        except (IodfError, OSError) as exc:
-            reason = _os_reason(exc, path) if isinstance(exc, OSError) else str(exc)
+            rows.append({"file": path, **_info_row(path)})
+        except Exception as exc:  # one bad file must not hide the others
+            reason = _reason(exc, path)
             batch.fail(path, reason, traceback.format_exc())
             rows.append({"file": path, "error": reason})
-            continue
-        rows.append({"file": path, **result.to_dict()})
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
@@ -528,54 +827,99 @@ def info(
 app.command("list", hidden=True, help="Alias of info.")(info)
 
 
+def _info_row(path: str) -> dict[str, Any]:
+    if path == STDIO:
+        return api.info(_stdin()).to_dict()
+    with open(path, "rb") as fin:
+        return api.info(fin).to_dict()
+
+
+def _reason(exc: Exception, path: str) -> str:
+    if isinstance(exc, OSError):
+        return _os_reason(exc, path)
+    if isinstance(exc, IodfError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _info_cells(row: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Each column's cell for one file, in one or two parts (two lines when narrow)."""
+    shape = row["shape"]
+    codec = (row["codec"],)
+    if shape is not None:
+        bits = "" if shape["bit_depth"] == 8 else f" {shape['bit_depth']}-bit"
+        codec += (f"{shape['height']}x{shape['width']}x{shape['channels']}{bits}",)
+    model = ("-",)
+    if row["model_id"] is not None:
+        card = api.model_card(row["model_id"])
+        full_id = row["model_id"] if card is None else card["model_id"]
+        model = (row["model_name"] or "not installed", full_id[:_SHORT_ID])
+    exact = tuple((row["guarantee"] or "unknown").split(" ", 1))
+    size = (_human(row["original_size"]), f"-> {_human(row['compressed_size'])}")
+    return [codec, size, (f"{row['ratio']:.3f}",), model, exact]
+
+
+_INFO_COLUMNS = ("Codec", "Size", "Ratio", "Model", "Exact")
+_SHORT_ID = 8  # hex digits of a model id in the table (-v and --json give it whole)
+
+
 def _print_info(rows: list[dict[str, Any]], verbose: bool) -> None:
+    """A table of the good rows: one line per file where the terminal is wide enough (or
+    output is piped), else cells on two lines so that it stays within 80 columns."""
     if not rows:
         return
-    # Piped output: no line wrapping, so each file is one line.
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 1 << 16)
-    table = Table(box=None, pad_edge=False)
-    for column in ("Codec", "Frames", "Compressed", "Original", "Ratio", "Shape", "Model", "Exact"):
-        table.add_column(column, justify="left" if column in ("Codec", "Shape") else "right")
+    piped = not sys.stdout.isatty()
+    out = Console(highlight=False, width=1 << 16 if piped else None)
+    cells = [_info_cells(row) for row in rows]
+    longest = max(len(printable(row["file"])) for row in rows)
+    one_line = piped or _width(cells, " ") + longest <= out.width
+    sep = " " if one_line else "\n"
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
+    for i, column in enumerate(_INFO_COLUMNS):
+        width = max(len(column), *(len(part) for row in cells for part in _parts(row[i], sep)))
+        justify = "right" if column == "Ratio" else "left"
+        table.add_column(column, justify=justify, no_wrap=True, min_width=width)
     table.add_column("File", overflow="fold")
-    for row in rows:
-        shape = row["shape"]
-        if shape is not None:
-            shape = (
-                f"{shape['height']}x{shape['width']}x{shape['channels']} {shape['bit_depth']}-bit"
-            )
-        table.add_row(
-            row["codec"],
-            str(row["frames"]),
-            _human(row["compressed_size"]),
-            _human(row["original_size"]),
-            f"{row['ratio']:.3f}",
-            shape or "-",
-            (row["model_id"] or "-")[:16],
-            row["guarantee"],
-            Text(row["file"]),
-        )
+    for row, parts in zip(rows, cells, strict=True):
+        table.add_row(*(sep.join(cell) for cell in parts), Text(printable(row["file"])))
     out.print(table)
     if verbose:
         for row in rows:
-            out.print(f"{row['file']}:", markup=False)
-            for key in ("name", "mode", "mtime_ns", "frame_codecs", "tiling", "sections"):
+            out.print(f"{printable(row['file'])}:", markup=False)
+            for key in ("name", "mode", "mtime_ns", "frame_codecs", "shape", "tiling"):
                 out.print(f"  {key}: {row[key]}", markup=False)
-            out.print(f"  model id: {row['model_id']}", markup=False)
-            out.print(f"  content digest: {row['content_digest']}", markup=False)
-            out.print(f"  checksum: {row['checksum']}", markup=False)
+            out.print(f"  model: {row['model_name']} {row['model_id']}", markup=False)
+            for key in ("guarantee", "sections", "malformed", "content_digest", "checksum"):
+                out.print(f"  {key.replace('_', ' ')}: {row[key]}", markup=False)
 
 
-def _prepare_dirs(jobs: list[Job], batch: Batch) -> None:
-    """Create output directories for --output-dir."""
+def _parts(cell: tuple[str, ...], sep: str) -> list[str]:
+    return [" ".join(cell)] if sep == " " else list(cell)
+
+
+def _width(cells: list[list[tuple[str, ...]]], sep: str) -> int:
+    """Width of the table's columns but the file name's, padding included."""
+    widths = [
+        max(len(column), *(len(part) for row in cells for part in _parts(row[i], sep)))
+        for i, column in enumerate(_INFO_COLUMNS)
+    ]
+    return sum(widths) + 2 * len(widths)
+
+
+def _prepare_dirs(jobs: list[Job], batch: Batch) -> list[Job]:
+    """Create the output directories (for --output-dir); a job whose directory cannot be
+    made fails here, before it runs. Returns the jobs that can run."""
+    ready = []
     for job in jobs:
-        if job.dst in (None, STDIO):
-            continue
-        parent = os.path.dirname(job.dst)
-        if parent:
-            try:
+        parent = os.path.dirname(job.dst) if job.dst not in (None, STDIO) else ""
+        try:
+            if parent:
                 os.makedirs(parent, exist_ok=True)
-            except OSError as exc:
-                batch.fail(job.src, _os_reason(exc, job.src))
+        except OSError as exc:
+            batch.fail(job.src, _os_reason(exc, job.src))
+            continue
+        ready.append(job)
+    return ready
 
 
 def _version(value: bool) -> None:
@@ -595,6 +939,8 @@ def _main(
 
 def main() -> None:
     """Console-script entry point."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         app()
     except BrokenPipeError:
@@ -604,6 +950,8 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Interrupted as exc:
+        sys.exit(128 + exc.signum)
 
 
 with contextlib.suppress(ImportError):  # subcommands added by other modules (selftest, bench)

@@ -34,3 +34,9 @@ def max_side_bytes(height: int, width: int, channels: int) -> int:
     cannot make it allocate more than this bound allows.
     """
     return MAX_SIDE_BASE + max(0, height) * max(0, width) * max(0, channels)
+
+
+MAX_IN_FLIGHT = 128 * MiB
+"""Most frame bytes (raw plus packed) the zstd path holds in flight at once, compressing or
+decoding, whatever the thread count; a single frame is always let through (frames of codecs 0
+and 1 are at most 64 MiB, FORMAT.md)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -55,15 +56,44 @@ def load_by_id(model_id: str) -> Model:
     )
 
 
+def card_for(model_id: str) -> dict | None:
+    """The card of the installed model whose id starts with ``model_id`` (hex), or None."""
+    model_id = model_id.lower()
+    return next((c for c in cards() if c["model_id"].startswith(model_id)), None)
+
+
 def first_levels() -> list[int]:
     """The lowest ``--level`` each installed model serves, ascending (one level per model)."""
     return sorted(card.get("levels", [1, 19])[0] for card in cards()) or [3]
 
 
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Print ``iodfz: warning: MESSAGE`` on stderr the first time this process sees it."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"iodfz: warning: {message}", file=sys.stderr)
+
+
 def for_level(level: int) -> Model | None:
-    """The model whose card's ``levels`` range holds ``level``, or None if none is installed."""
+    """The model whose card's ``levels`` range holds ``level``; None, with a warning once per
+    process, when no model is installed for it or its card is stale (names a model id that
+    its file no longer has): images then go through zstd."""
     for card in cards():
         lo, hi = card.get("levels", [1, 19])
         if lo <= level <= hi:
-            return load_by_id(card["model_id"])
+            try:
+                return load_by_id(card["model_id"])
+            except LookupError:
+                warn_once(
+                    f"model card {card['name']} does not match its model file {card['path']}:"
+                    " images go through zstd"
+                )
+                return None
+    searched = ", ".join(map(str, model_dirs()))
+    warn_once(
+        f"no model installed for --level {level} (searched {searched}): images go through zstd"
+    )
     return None

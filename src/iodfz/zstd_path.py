@@ -2,8 +2,9 @@
 
 Frames are independent, so a pool of threads compresses or decompresses several at once and
 computes their checksums (SHA-256; zstandard and hashlib both release the GIL), while the
-calling thread reads and writes in order. At most ``workers + 2`` frames are in flight, so
-memory stays bounded whatever the input size. Small frames keep each job's data in the CPU
+calling thread reads and writes in order. At most ``workers + 2`` frames, and at most
+``MAX_IN_FLIGHT`` bytes of them, are in flight, so memory stays bounded whatever the input size
+or thread count. Small frames keep each job's data in the CPU
 cache; zstd's window is a few MiB at most levels, so cutting frames costs little ratio
 (about 0.1 % at level 3 on the benchmark's mixed data).
 """
@@ -29,6 +30,7 @@ from iodfz.container import (
     frame_digest,
 )
 from iodfz.errors import IodfError
+from iodfz.limits import MAX_IN_FLIGHT
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -40,24 +42,36 @@ def worker_count(threads: int) -> int:
     return threads if threads > 0 else os.cpu_count() or 1
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+def ordered_map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    workers: int,
+    cost: Callable[[T], int] = lambda item: 0,
+    budget: int = MAX_IN_FLIGHT,
+) -> Iterator[R]:
     """``map(fn, items)`` on a thread pool, results in order, at most ``workers + 2`` items
-    in flight. ``items`` is consumed in the calling thread."""
+    and ``budget`` total ``cost`` in flight (one item of any cost at least). ``items`` is
+    consumed in the calling thread."""
     with ThreadPoolExecutor(workers, thread_name_prefix="iodfz") as pool:
-        pending: deque[Future[R]] = deque()
+        pending: deque[tuple[Future[R], int]] = deque()
+        in_flight = 0
         try:
             for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= workers + 2:
-                    yield pending.popleft().result()
+                weight = cost(item)
+                while pending and (len(pending) >= workers + 2 or in_flight + weight > budget):
+                    future, done = pending.popleft()
+                    in_flight -= done
+                    yield future.result()
+                pending.append((pool.submit(fn, item), weight))
+                in_flight += weight
             while pending:
-                yield pending.popleft().result()
+                yield pending.popleft()[0].result()
         finally:
-            for future in pending:
+            for future, _ in pending:
                 future.cancel()
 
 
-def read_chunks(src: BinaryIO, size: int, prefix: bytes = b"") -> Iterator[bytes]:
+def read_chunks(src: BinaryIO, size: int, prefix: bytes | bytearray = b"") -> Iterator[bytes]:
     """Yield consecutive chunks of exactly ``size`` bytes (the last may be shorter, never
     empty) from ``prefix`` followed by ``src``."""
     view = memoryview(prefix)
@@ -96,7 +110,7 @@ def compress_stream(
     level: int,
     threads: int,
     *,
-    prefix: bytes = b"",
+    prefix: bytes | bytearray = b"",
     frame_size: int = FRAME_SIZE,
     progress: Progress | None = None,
 ) -> bytes:
@@ -113,7 +127,8 @@ def compress_stream(
         return chunk, frame_digest(chunk), local.cctx.compress(chunk)
 
     chunks = read_chunks(src, frame_size, prefix)
-    for chunk, digest, packed in ordered_map(encode, chunks, worker_count(threads)):
+    work = ordered_map(encode, chunks, worker_count(threads), lambda chunk: 2 * len(chunk))
+    for chunk, digest, packed in work:
         if len(packed) < len(chunk):
             writer.write_frame(CODEC_ZSTD, len(chunk), digest, packed)
         else:
@@ -152,4 +167,7 @@ def decode_frames(frames: Iterable[Frame], threads: int) -> Iterator[bytes | byt
             local.dctx = zstandard.ZstdDecompressor()
         return decode_frame(local.dctx, item[1], item[0])
 
-    return ordered_map(decode, enumerate(frames, 1), worker_count(threads))
+    def cost(item: tuple[int, Frame]) -> int:
+        return item[1].raw_len + len(item[1].payload)
+
+    return ordered_map(decode, enumerate(frames, 1), worker_count(threads), cost)
