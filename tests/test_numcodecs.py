@@ -218,3 +218,24 @@ def test_zarr3_array_opens_in_a_fresh_process(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert bytes.fromhex(result.stdout) == data.tobytes()
+
+
+def test_zarr_format_2_compressor(tmp_path) -> None:
+    """In Zarr format 2 arrays the codec is a plain compressor and still sees image chunks."""
+    zarr = import_zarr3()
+    data = np.stack([photo(40, 48, 3, 7), photo(40, 48, 3, 8)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        array = zarr.create_array(
+            tmp_path / "v2.zarr",
+            shape=data.shape,
+            chunks=(1, 40, 48, 3),
+            dtype="uint8",
+            compressors=Iodfz(),
+            zarr_format=2,
+        )
+        array[:] = data
+        assert np.array_equal(zarr.open_array(tmp_path / "v2.zarr", mode="r")[:], data)
+    chunks = [p for p in (tmp_path / "v2.zarr").iterdir() if not p.name.startswith(".")]
+    assert len(chunks) == 2
+    assert all(codec_of(p.read_bytes()) == "neural-image" for p in chunks)

@@ -124,14 +124,10 @@ def chunk_from_content(content: bytes) -> np.ndarray:
             raise IodfError(f"not an iodfz chunk: {exc}") from None
     shape, image = _tiff_fields(content)
     size = math.prod(shape)
-    if math.prod(image) != size or size > MAX_CHUNK:
+    header = _tiff_header(shape, image) if math.prod(image) == size <= MAX_CHUNK else b""
+    if not header or not content.startswith(header) or len(content) != len(header) + size:
         raise IodfError("not an iodfz chunk: unexpected TIFF layout")
-    header = _tiff_header(shape, image)
-    if not content.startswith(header):
-        raise IodfError("not an iodfz chunk: unexpected TIFF layout")
-    if len(content) != len(header) + size:
-        raise IodfError("not an iodfz chunk: unexpected TIFF layout")
-    return np.frombuffer(content, np.uint8, offset=len(header)).reshape(shape)
+    return np.frombuffer(content, np.uint8, offset=len(header)).reshape(shape).copy()
 
 
 class _BoundedBuffer(io.BytesIO):
