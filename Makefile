@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 # pulls a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint bench install install-dev clean
+.PHONY: demo test lint bench fuzz install install-dev clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q -n 2 tests
+
+# Fuzz targets (tests/test_fuzz_*.py, tests/*_fuzz.py): each keeps drawing examples for
+# SECONDS seconds (tests/fuzz_budget.py); `make test` runs them once, deterministically.
+SECONDS ?= 60
+fuzz: $(VENV)/.dev
+	IODFZ_FUZZ_SECONDS=$(SECONDS) $(PY) -m pytest -q -p no:xdist tests/test_fuzz_*.py tests/*_fuzz.py
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests scripts

@@ -186,3 +186,231 @@ def test_unusable_engine_falls_back_to_zstd_with_a_warning(monkeypatch, capsys) 
     codec, _, back = roundtrip(data)
     assert codec != CODEC_IMAGE and back == data
     assert "neural image path unusable" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- version 2
+
+
+def ppm(pixels: np.ndarray) -> bytes:
+    h, w, _ = pixels.shape
+    return b"P6\n%d %d\n255\n" % (w, h) + pixels.tobytes()
+
+
+def compress_path(path) -> bytes:  # type: ignore[no-untyped-def]
+    out = io.BytesIO()
+    with open(path, "rb") as f:
+        assert api.compress(f, out, Options(), **api.file_metadata(f, path)).codec == CODEC_IMAGE
+    return out.getvalue()
+
+
+def stream_bytes(container: bytes) -> int:
+    """Bytes of the rANS streams in a version 2 container (its last payload parts)."""
+    from iodfz.codec import image
+    from iodfz.codec import pixels as pc
+    from iodfz.container import ContainerReader
+
+    reader = ContainerReader(io.BytesIO(container))
+    (frame,) = reader.frames()
+    sections = reader.header.sections
+    flags, _, tile = image._unpack_format(sections.require(0x0100))
+    shape = sections.shape()
+    model = next(image._models(sections.model_id().hex()))
+    plan = len(list(pc.batches(*image._padded(shape.height, shape.width, model.levels), tile)))
+    present = (not flags & image.FLAG_SIDE_NONE) + (shape.channels in (2, 4))
+    parts = image._unpack_compact(bytes(frame.payload), present + plan)
+    return sum(map(len, parts[present:]))
+
+
+def test_small_ppm_costs_at_most_30_bytes_beside_its_streams_and_name(tmp_path) -> None:
+    path = tmp_path / "a.ppm"
+    path.write_bytes(ppm(photo_like(32, 32)))
+    container = compress_path(path)
+    assert container[4] == 2  # version 2, compact
+    overhead = len(container) - stream_bytes(container) - len(b"a.ppm")
+    assert overhead <= 30, overhead
+    info = api.decompress(io.BytesIO(container), back := io.BytesIO())
+    assert back.getvalue() == path.read_bytes()
+    assert info.header.name == b"a.ppm" and info.header.mode == path.stat().st_mode & 0o777
+    assert info.header.mtime_ns == path.stat().st_mtime_ns
+
+
+@pytest.mark.parametrize("name", [b"x" * 14, b"y" * 15, b"z" * 300])
+def test_version_2_names_of_every_length_class(name: bytes) -> None:
+    data = ppm(photo_like(16, 16))
+    out = io.BytesIO()
+    api.compress(io.BytesIO(data), out, Options(), name=name, mode=0o755, mtime_ns=-1)
+    header = api.info(io.BytesIO(out.getvalue())).header
+    assert (header.name, header.mode, header.mtime_ns) == (name, 0o755, -1)
+    assert api.info(io.BytesIO(out.getvalue())).original_size == len(data)
+
+
+def test_version_2_every_byte_flip_and_truncation_is_detected() -> None:
+    data = encode_file(photo_like(16, 24), "PNG")
+    out = io.BytesIO()
+    api.compress(io.BytesIO(data), out, Options(), name=b"a.png", mode=0o600, mtime_ns=5)
+    blob = out.getvalue()
+    assert blob[4] == 2
+    for pos in range(len(blob)):
+        for mask in (0x01, 0x80):
+            damaged = bytearray(blob)
+            damaged[pos] ^= mask
+            with pytest.raises(IodfError):
+                api.info(io.BytesIO(bytes(damaged)))
+    for cut in range(len(blob)):
+        with pytest.raises(IodfError):
+            api.info(io.BytesIO(blob[:cut]))
+    with pytest.raises(IodfError):
+        api.info(io.BytesIO(blob + b"\0"))
+
+
+def recrc(blob: bytes | bytearray) -> bytes:
+    """A version 2 container with its CRC recomputed: damage now reaches the decoder."""
+    return bytes(blob[:-4]) + zlib.crc32(blob[:-4]).to_bytes(4, "little")
+
+
+def _payload_span(blob: bytes) -> tuple[int, int]:
+    from iodfz.container import ContainerReader
+
+    reader = ContainerReader(io.BytesIO(blob))
+    (frame,) = reader.frames()
+    end = len(blob) - 10
+    return end - len(frame.payload), end
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "PNG-RGBA", "BMP"])
+def test_damage_that_reaches_the_decoder_is_never_accepted(fmt: str) -> None:
+    """Flip payload bits (side data, alpha, stream heads, words, escapes) and recompute the
+    CRC: the container checks pass, so the decoders themselves see the damage. Every case
+    must be a clean error (rANS checks, zstd, formats, or the content digest) or give back
+    the very same file (a zstd frame header has bits that do not change its output)."""
+    if fmt == "PNG-RGBA":
+        data = encode_file(photo_like(24, 24, 4), "PNG")
+    else:
+        data = encode_file(photo_like(24, 24), fmt)
+    out = io.BytesIO()
+    assert api.compress(io.BytesIO(data), out, Options()).codec == CODEC_IMAGE
+    blob = out.getvalue()
+    start, end = _payload_span(blob)
+    positions = sorted({*range(start, min(end, start + 12)), *range(max(start, end - 6), end)})
+    positions += list(range(start, end, max(1, (end - start) // 12)))
+    for i, pos in enumerate(positions):
+        damaged = bytearray(blob)
+        damaged[pos] ^= 0x40 if i % 2 else 0x01
+        back = io.BytesIO()
+        try:
+            api.decompress(io.BytesIO(recrc(damaged)), back)
+        except IodfError:
+            continue
+        assert back.getvalue() == data, pos
+    # the digest itself damaged (CRC recomputed): refused after decoding
+    damaged = bytearray(blob)
+    damaged[-5] ^= 1
+    with pytest.raises(IodfError, match="checksum mismatch"):
+        api.decompress(io.BytesIO(recrc(damaged)), io.BytesIO())
+
+
+def test_models_sharing_the_id_prefix_are_tried_in_turn(monkeypatch) -> None:
+    from iodfz.codec import image
+
+    data = ppm(photo_like(16, 16))
+    out = io.BytesIO()
+    api.compress(io.BytesIO(data), out, Options(level=3))
+    right = list(
+        image._models(api.info(io.BytesIO(out.getvalue())).header.sections.model_id().hex())
+    )
+    wrong = zoo.for_level(1)
+    assert wrong is not None and wrong.model_id != right[0].model_id
+    monkeypatch.setattr(image, "_models", lambda prefix: iter([wrong, *right]))
+    back = io.BytesIO()
+    api.decompress(io.BytesIO(out.getvalue()), back)
+    assert back.getvalue() == data
+
+
+def test_writer_and_reader_share_one_size_limit(monkeypatch) -> None:
+    from iodfz import limits
+
+    data = ppm(photo_like(32, 32))
+    out = io.BytesIO()
+    api.compress(io.BytesIO(data), out, Options())
+    monkeypatch.setattr(limits, "MAX_PIXELS", 32 * 32 * 3 - 1)
+    again = io.BytesIO()
+    assert api.compress(io.BytesIO(data), again, Options()).codec != CODEC_IMAGE
+    with pytest.raises(IodfError, match="too large"):
+        api.decompress(io.BytesIO(out.getvalue()), io.BytesIO())
+
+
+def _bomb() -> bytes:
+    """One magicless zstd frame (the side data form) of 2**28 zero bytes."""
+    import zstandard
+
+    params = zstandard.ZstdCompressionParameters.from_level(
+        1, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_content_size=False
+    )
+    cobj = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    zeros = bytes(1 << 22)
+    return b"".join(cobj.compress(zeros) for _ in range(1 << 6)) + cobj.flush()
+
+
+def test_side_data_bomb_is_refused_quickly_in_bounded_memory() -> None:
+    """A valid container whose side data inflates to 2**28 bytes: refused once past the side
+    bound of the image's shape, never inflated whole."""
+    import time
+    import tracemalloc
+
+    from iodfz.container import (
+        ContainerReader,
+        ContainerWriter,
+        Header,
+        Sections,
+        read_uint,
+        uint_bytes,
+    )
+
+    data = encode_file(photo_like(32, 32), "PNG")
+    out = io.BytesIO()
+    api.compress(io.BytesIO(data), out, Options())
+    reader = ContainerReader(io.BytesIO(out.getvalue()))
+    (frame,) = reader.frames()
+    sections = reader.header.sections
+    fmt = bytearray(sections.get(0x0100))
+    side_len, pos = read_uint(frame.payload, 0, "test")
+    bomb = _bomb()
+    payload = uint_bytes(len(bomb)) + bomb + bytes(frame.payload[pos + side_len :])
+    fmt[0] |= 2
+    forged = Sections([(1, sections.get(1)), (2, sections.get(2)), (0x0100, bytes(fmt))])
+    blob = io.BytesIO()
+    writer = ContainerWriter(blob, Header(2, sections=forged))
+    writer.write_frame(2, frame.raw_len, bytes(16), payload)
+    writer.finish()
+    tracemalloc.start()
+    began = time.perf_counter()
+    try:
+        with pytest.raises(IodfError, match="side data too large"):
+            api.decompress(io.BytesIO(blob.getvalue()), io.BytesIO())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 << 20, peak
+    assert time.perf_counter() - began < 30
+
+
+def test_batch_count_matches_the_batches_it_counts() -> None:
+    from iodfz.codec import pixels as pc
+
+    for h, w, tile in [(8, 8, 8), (264, 40, 8), (1000, 2048, 16), (2056, 300, 256), (24, 8, 4096)]:
+        assert pc.batch_count(h, w, tile) == len(list(pc.batches(h, w, tile)))
+
+
+def test_a_header_declaring_millions_of_tiles_is_refused_before_listing_them() -> None:
+    from iodfz.codec import image
+
+    sections = compact_sections(height=8000, width=8000, tile=8)
+    with pytest.raises(IodfError, match="too short"):
+        image.CODEC.decompress(sections, b"\0" * 100)
+
+
+def compact_sections(height: int, width: int, tile: int):  # type: ignore[no-untyped-def]
+    from iodfz.container import CompactImage, ImageShape
+
+    model_id = bytes.fromhex(zoo.cards()[0]["model_id"])[:2]
+    return CompactImage(0, 2, tile, ImageShape(height, width, 3, 8), model_id).sections()

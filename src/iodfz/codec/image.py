@@ -19,7 +19,7 @@ import zstandard
 from iodfz import formats, limits, zoo
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codecs import Options
-from iodfz.coder import CoderError
+from iodfz.coder import CoderError, ans
 from iodfz.container import (
     CODEC_IMAGE,
     COMPACT_MODEL_ID,
@@ -129,6 +129,7 @@ def _zstd(data: bytes) -> bytes:
     """A magicless zstd frame without content size, checksum or dictionary id."""
     params = zstandard.ZstdCompressionParameters.from_level(
         _SIDE_LEVEL,
+        source_size=len(data),  # a window no larger than the data: small files, small context
         format=zstandard.FORMAT_ZSTD1_MAGICLESS,
         write_content_size=False,
         write_checksum=False,
@@ -228,7 +229,9 @@ class NeuralImageCodec:
         for model in _models(model_id.hex()):
             if not fits(h, w, shape.channels, model.levels):
                 raise IodfError("damaged container: image too large")
-            plan = len(list(pixel_codec.batches(*_padded(h, rgb_w, model.levels), tile)))
+            plan = pixel_codec.batch_count(*_padded(h, rgb_w, model.levels), tile)
+            if plan * ans.HEAD_WORDS * 2 > len(payload):  # every stream holds its lane heads
+                raise IodfError("damaged container: image payload too short for its shape")
             if compact:
                 present = (not flags & FLAG_SIDE_NONE) + has_alpha
                 parts = _unpack_compact(payload, present + plan)

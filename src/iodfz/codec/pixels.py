@@ -54,6 +54,20 @@ def _lanes(tiles: int, height: int, width: int) -> int:
     return ans.lanes_for(tiles * height * width * 3 // 2)
 
 
+def batch_count(height: int, width: int, tile: int) -> int:
+    """``len(list(batches(height, width, tile)))`` without listing the tiles: a decoder checks
+    it against the payload before it builds anything that large."""
+    rows = [(tile, height // tile)] + ([(height % tile, 1)] if height % tile else [])
+    cols = [(tile, width // tile)] + ([(width % tile, 1)] if width % tile else [])
+    count = 0
+    for h, nh in rows:
+        for w, nw in cols:
+            if nh and nw:
+                per_batch = max(1, MAX_BATCH_PIXELS // (h * w))
+                count += -(-(nh * nw) // per_batch)
+    return count
+
+
 def encode(
     model: Model, backend: flow.Backend, rgb: np.ndarray, tile: int = TILE, compact: bool = True
 ) -> list[bytes]:
