@@ -1,0 +1,117 @@
+"""The ratio and speed bar as a user meets it: a set's pixels as binary PPM files, compressed
+and decompressed by ONE `iodfz` command each (all files in one call), whole `.iodf` files,
+every file checked byte-exact; JPEG-XL lossless e7 (imagecodecs) on the same pixels, timed in
+the same run, beside it.
+
+    python scripts/bench_cli.py [--sets kodak dev/imagenet32 dev/imagenet64] [--level 3 ...]
+        [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SETS = {
+    "kodak": DATA / "kodak",
+    "dev/imagenet32": DATA / "dev" / "imagenet32",
+    "dev/imagenet64": DATA / "dev" / "imagenet64",
+}
+
+
+def iodfz(*args: str) -> float:
+    """Run the CLI; wall seconds. Raises CalledProcessError if it fails."""
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "iodfz", *args], check=True)
+    return time.perf_counter() - t
+
+
+def bench_set(folder: Path, levels: list[int]) -> list[dict]:
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))]
+    subpixels = sum(a.size for a in images)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ppms = []
+        for i, a in enumerate(images):
+            path = Path(tmp) / f"{i:03d}.ppm"
+            path.write_bytes(b"P6\n%d %d\n255\n" % (a.shape[1], a.shape[0]) + a.tobytes())
+            ppms.append(path)
+        originals = {p: p.read_bytes() for p in ppms}
+        for level in levels:
+            enc = iodfz("compress", "-q", "-f", f"--level={level}", *map(str, ppms))
+            packed = [p.with_name(p.name + ".iodf") for p in ppms]
+            size = sum(p.stat().st_size for p in packed)
+            for p in ppms:
+                p.unlink()
+            dec = iodfz("decompress", "-q", "-f", *map(str, packed))
+            if any(p.read_bytes() != data for p, data in originals.items()):
+                raise SystemExit(f"bench_cli: {folder}: a file did not come back byte-exact")
+            rows.append(_row(f"iodfz --level {level}", size, subpixels, enc, dec, len(ppms)))
+    try:
+        import imagecodecs as ic
+    except ImportError:
+        return rows
+    size = enc = dec = 0.0
+    for a in images:
+        t = time.perf_counter()
+        blob = ic.jpegxl_encode(a, lossless=True, effort=7)
+        enc += time.perf_counter() - t
+        t = time.perf_counter()
+        back = ic.jpegxl_decode(blob)
+        dec += time.perf_counter() - t
+        if not np.array_equal(np.asarray(back).reshape(a.shape), a):
+            raise SystemExit("bench_cli: JPEG-XL was not lossless")
+        size += len(blob)
+    rows.append(_row("JPEG-XL e7 (in process)", size, subpixels, enc, dec, len(images)))
+    return rows
+
+
+def _row(codec: str, size: float, subpixels: int, enc: float, dec: float, files: int) -> dict:
+    mb = subpixels / 1e6
+    return {
+        "codec": codec,
+        "files": files,
+        "bpsp": round(8 * size / subpixels, 4),
+        "encode_mb_s": round(mb / enc, 3),
+        "decode_mb_s": round(mb / dec, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    ap.add_argument("--level", type=int, nargs="+", default=[3], dest="levels")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    results = {}
+    for name in args.sets:
+        if not SETS[name].is_dir():
+            print(f"{name}: {SETS[name]} not found, skipped")
+            continue
+        results[name] = bench_set(SETS[name], args.levels)
+    table = Table(title="through the CLI, one call per set and direction (MB/s of pixels)")
+    for col in ("set", "codec", "files", "bpsp", "encode MB/s", "decode MB/s"):
+        table.add_column(col, justify="left" if col in ("set", "codec") else "right")
+    for name, rows in results.items():
+        for r in rows:
+            table.add_row(name, r["codec"], *(str(r[k]) for k in list(r)[2:]))
+    Console(width=max(100, Console().width)).print(table)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
