@@ -84,8 +84,9 @@ def breakdown(model: Model, folder: Path, limit: int | None) -> dict:
 
 
 def model_level(model: Model) -> int:
+    """A level the model encodes (the default level for a decode-only model)."""
     card = next(c for c in zoo.cards() if c["model_id"] == model.model_id)
-    return int(card.get("levels", [3, 19])[0])
+    return next(iter(zoo.served_levels(card)), Options().level)
 
 
 def main() -> None:

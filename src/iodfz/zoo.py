@@ -62,9 +62,16 @@ def card_for(model_id: str) -> dict | None:
     return next((c for c in cards() if c["model_id"].startswith(model_id)), None)
 
 
+def served_levels(card: dict) -> range:
+    """The ``--level`` values a card's model encodes: its ``levels`` range [lo, hi]. An empty
+    list marks a model kept only to decode files made with it (a superseded default)."""
+    levels = card.get("levels", [1, 19])
+    return range(levels[0], levels[1] + 1) if levels else range(0)
+
+
 def first_levels() -> list[int]:
     """The lowest ``--level`` each installed model serves, ascending (one level per model)."""
-    return sorted(card.get("levels", [1, 19])[0] for card in cards()) or [3]
+    return sorted(levels[0] for card in cards() if (levels := served_levels(card))) or [3]
 
 
 _WARNED: set[str] = set()
@@ -82,8 +89,7 @@ def for_level(level: int) -> Model | None:
     process, when no model is installed for it or its card is stale (names a model id that
     its file no longer has): images then go through zstd."""
     for card in cards():
-        lo, hi = card.get("levels", [1, 19])
-        if lo <= level <= hi:
+        if level in served_levels(card):
             try:
                 return load_by_id(card["model_id"])
             except LookupError:
