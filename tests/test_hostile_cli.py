@@ -250,9 +250,11 @@ def test_gzip_style_short_forms(tmp_path: Path) -> None:
     result = invoke("-d", "-c", f"{src}.iodf")
     assert result.exit_code == 0 and result.stdout_bytes == src.read_bytes()
     assert invoke("-c", src).stdout_bytes.startswith(b"IODF")
-    help_text = invoke("compress", "--help").stdout
-    for tag in ("TEXT", "INTEGER", "PATH", "BOOLEAN", "<bool>", "<int", "<path>", "<list"):
-        assert tag not in help_text, tag
+    for command in ("compress", "decompress", "test", "info", "selftest", "bench"):
+        help_text = invoke(command, "--help").stdout
+        assert help_text.startswith(f"Usage: iodfz {command}"), help_text
+        for tag in ("TEXT", "INTEGER", "PATH", "BOOLEAN", "<", "x>=", "[default"):
+            assert tag not in help_text, (command, tag)
 
 
 def _append_to(found: list) -> Callable[[int, object], None]:

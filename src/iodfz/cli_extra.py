@@ -57,15 +57,25 @@ def selftest() -> None:
 
 @app.command()
 def bench(
-    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of images."),
-    level: list[int] | None = typer.Option(
-        None, "--level", "-l", help="iodfz levels to measure (default: one per shipped model)."
+    folder: Path = typer.Argument(
+        ..., metavar="FOLDER", exists=True, file_okay=False, show_default=False, hidden=True
     ),
-    limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
+    level: list[int] | None = typer.Option(
+        None,
+        "--level",
+        "-l",
+        metavar="N",
+        help="An iodfz level to measure, repeatable (default: one per shipped model).",
+    ),
+    limit: int = typer.Option(
+        0, metavar="N", show_default=False, help="Use only the first N images (0: all)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    plot: Path | None = typer.Option(None, help="Write a bpsp-vs-speed plot (needs matplotlib)."),
+    plot: Path | None = typer.Option(
+        None, metavar="FILE", help="Write a bpsp-vs-speed plot (needs matplotlib)."
+    ),
 ) -> None:
-    """bpsp and MB/s of iodfz next to PNG, WebP and JPEG-XL lossless on a folder of images."""
+    """bpsp and MB/s of iodfz next to PNG, WebP and JPEG-XL lossless on FOLDER's images."""
     from iodfz import zoo
     from iodfz.bench import bench_folder, plot_rows
 
