@@ -180,3 +180,24 @@ def test_tiff_hostile_segments() -> None:
         rebuild("tiff", got.pixels, got.side[:-3])
     with pytest.raises(FormatError):
         rebuild("tiff", got.pixels[:-1], got.side)
+
+
+@pytest.mark.parametrize("tile", [None, (16, 16)])
+def test_tiff_pixel_exact_when_segments_do_not_reproduce(
+    tile: tuple[int, int] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deflate segments no zlib parameters remake (here: stored blocks): not handled, or with
+    allow_pixel_exact re-encoded into a valid TIFF with the same pixels."""
+    px = _pixels(37, 45, 3)
+    monkeypatch.setitem(_ENCODERS, 8, lambda d: zlib.compress(d, 0))
+    data = _tiff(px, 8, tile=tile, predictor=2)
+    assert parse(data) is None
+    got = parse(data, allow_pixel_exact=True)
+    assert got is not None and not got.exact
+    np.testing.assert_array_equal(got.pixels, px)
+    out = rebuild("tiff", got.pixels, got.side)
+    again = parse(out)
+    assert again is not None and again.exact
+    np.testing.assert_array_equal(again.pixels, px)
+    if tile is None:  # an independent reader agrees
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(out))), px)

@@ -34,7 +34,7 @@ class ParsedImage:
     fmt: str  # 'png' | 'pnm' | 'bmp' | 'tiff'
     pixels: np.ndarray  # (H, W, C) uint8 or uint16, C in {1, 2, 3, 4}, C-contiguous
     side: bytes  # everything else needed to rebuild the file
-    exact: bool  # True: rebuild(...) == original bytes; False: same pixels (PNG re-encoded)
+    exact: bool  # True: rebuild(...) == original bytes; False: same pixels (re-encoded)
 
 
 def sniff(head: bytes) -> str | None:
@@ -53,7 +53,9 @@ def sniff(head: bytes) -> str | None:
 def _parse(fmt: str, data: bytes, allow_pixel_exact: bool) -> tuple[np.ndarray, bytes, bool] | None:
     if fmt == "png":
         return png.parse(data, allow_pixel_exact)
-    got = {"pnm": pnm.parse, "bmp": bmp.parse, "tiff": tiff.parse}[fmt](data)
+    if fmt == "tiff":
+        return tiff.parse(data, allow_pixel_exact)
+    got = {"pnm": pnm.parse, "bmp": bmp.parse}[fmt](data)
     return None if got is None else (*got, True)
 
 
@@ -61,8 +63,9 @@ def parse(data: bytes, *, allow_pixel_exact: bool = False) -> ParsedImage | None
     """Split ``data`` into pixels and side info; None if the file is not handled.
 
     Never raises on malformed input. An ``exact`` result has been checked to rebuild to
-    ``data``; with ``allow_pixel_exact`` a PNG whose deflate stream cannot be reproduced is
-    returned with ``exact=False`` (rebuild gives a valid PNG with the same pixels and chunks).
+    ``data``; with ``allow_pixel_exact`` a PNG whose deflate stream (or a TIFF whose LZW or
+    Deflate segments) cannot be reproduced is returned with ``exact=False`` (rebuild gives a
+    valid file with the same pixels, chunks and tags, its pixel data re-encoded).
     """
     fmt = sniff(data[:32])
     if fmt is None:

@@ -41,11 +41,15 @@ _SCHEMES = {
 _COMPRESSIONS = {v: k for k, v in _SCHEMES.items()}
 # LZW encoder variants: (most table entries, zero byte after a byte-aligned end code); libtiff
 # stops adding entries at 4094, others clear the table when it is full.
+_REENCODED = 2  # side info v2 flags: bit 0 tiled, bit 1 segments re-encoded (pixel-exact)
 _LZW_VARIANTS = tuple((t, pad) for t in (4094, 4095, 4096) for pad in (False, True))
 
 
-def _read_ifd(data: bytes, order: str, offset: int) -> dict[int, list[int]] | None:
-    """The tags in ``_TAGS`` of the IFD at ``offset`` (tags of other types are left out)."""
+def _read_ifd(
+    data: bytes, order: str, offset: int, where: dict[int, tuple[int, int]] | None = None
+) -> dict[int, list[int]] | None:
+    """The tags in ``_TAGS`` of the IFD at ``offset`` (tags of other types are left out);
+    ``where`` receives each tag's (value position, value size)."""
     if offset + 2 > len(data):
         return None
     (count,) = struct.unpack_from(order + "H", data, offset)
@@ -64,6 +68,8 @@ def _read_ifd(data: bytes, order: str, offset: int) -> dict[int, list[int]] | No
         if at + n * size > len(data):
             return None
         tags[tag] = list(struct.unpack_from(f"{order}{n}{code}", data, at))
+        if where is not None:
+            where[tag] = (at, size)
     return tags
 
 
@@ -183,6 +189,11 @@ class _Segments:
         self.lzw = _LZW_VARIANTS[0]  # LZW: most table entries, zero byte after aligned end
         self.zlib: tuple[bytes, tuple[int, ...]] | None = None  # Deflate: header, parameters
 
+    def reencode(self, count: int) -> None:
+        """Switch to our own choices (pixel-exact): LZW as libtiff, zlib level 6."""
+        self.runs, self.lzw = [[] for _ in range(count)], _LZW_VARIANTS[0]
+        self.zlib = (b"\x78\x9c", (6, 8, 0, 15))
+
     def decode(self, stored: bytes, size: int) -> bytes:
         compression = _COMPRESSIONS[self.scheme]
         if compression == codec.NONE:
@@ -249,11 +260,19 @@ class _Segments:
 
 
 def _side_v2(
-    layout: _Layout, segs: _Segments, offsets: list[int], stored: list[bytes], data: bytes
+    layout: _Layout,
+    segs: _Segments,
+    offsets: list[int],
+    stored: list[bytes],
+    data: bytes,
+    patch: tuple[int, int] | None,
 ) -> bytes:
+    """Side info version 2; ``patch``: re-encoded (pixel-exact), with the file positions of the
+    segment offsets and byte counts (LONG arrays) to rewrite."""
     wr = Writer()
     wr.u8(_VERSION_SEGMENTS)
-    for v in (segs.scheme, segs.predictor, int(layout.planar), int(layout.tiled)):
+    flags = int(layout.tiled) | (_REENCODED if patch else 0)
+    for v in (segs.scheme, segs.predictor, int(layout.planar), flags):
         wr.u8(v)
     for v in (layout.h, layout.w, layout.c, layout.seg_h, layout.seg_w):
         wr.uint(v)
@@ -276,6 +295,10 @@ def _side_v2(
         wr.raw(header)
         wr.u8(level << 4 | mem_level)
         wr.u8(strategy)
+    if patch:
+        wr.u8(data[0] == ord("M"))
+        wr.uint(patch[0])
+        wr.uint(patch[1])
     return wr.getvalue()
 
 
@@ -291,7 +314,21 @@ def _skeleton(data: bytes, offsets: list[int], lengths: list[int]) -> bytes:
     return b"".join(parts)
 
 
-def _parse_segments(data: bytes, tags: dict[int, list[int]]) -> tuple[np.ndarray, bytes] | None:
+def _reencode_patch(layout: _Layout, where: dict[int, tuple[int, int]]) -> tuple[int, int] | None:
+    """Positions of the LONG segment offset and byte count arrays, which a re-encoded rebuild
+    rewrites; None when either is not LONG (new values might not fit)."""
+    tags = (324, 325) if layout.tiled else (273, 279)
+    if any(where.get(t, (0, 0))[1] != 4 for t in tags):
+        return None
+    return where[tags[0]][0], where[tags[1]][0]
+
+
+def _parse_segments(
+    data: bytes,
+    tags: dict[int, list[int]],
+    positions: dict[int, tuple[int, int]],
+    allow_pixel_exact: bool,
+) -> tuple[np.ndarray, bytes, bool] | None:
     found = _segment_layout(tags)
     compression, predictor = _one(tags, 259, 1), _one(tags, 317, 1)
     if found is None or compression not in _SCHEMES or predictor not in (1, 2):
@@ -322,35 +359,45 @@ def _parse_segments(data: bytes, tags: dict[int, list[int]]) -> tuple[np.ndarray
         part = pixels[where]
         part[...] = samples[: part.shape[0], : part.shape[1]]
         padding.append(_padding(samples, part.shape[:2]))
+    patch = None
     if not segs.fit(raws, stored):
-        return None
-    side = _side_v2(layout, segs, offsets, stored, data)
+        patch = _reencode_patch(layout, positions) if allow_pixel_exact else None
+        if patch is None:
+            return None
+        segs.reencode(layout.count)
+    side = _side_v2(layout, segs, offsets, stored, data, patch)
     wr = Writer()
     wr.blob(np.concatenate(padding).tobytes())
-    return pixels, side + wr.getvalue()
+    return pixels, side + wr.getvalue(), patch is None
 
 
-def parse(data: bytes) -> tuple[np.ndarray, bytes] | None:
+def parse(data: bytes, allow_pixel_exact: bool = False) -> tuple[np.ndarray, bytes, bool] | None:
+    """(pixels, side info, exact); with ``allow_pixel_exact`` a file whose LZW or Deflate
+    segments our encoders cannot remake comes back with exact=False: the rebuild re-encodes
+    them (LZW as libtiff, zlib level 6) and rewrites the segment offsets and byte counts."""
     if len(data) < 8 or data[:4] not in (b"II*\0", b"MM\0*"):
         return None
     order = "<" if data[0] == ord("I") else ">"
-    tags = _read_ifd(data, order, struct.unpack_from(order + "I", data, 4)[0])
+    where: dict[int, tuple[int, int]] = {}
+    tags = _read_ifd(data, order, struct.unpack_from(order + "I", data, 4)[0], where)
     if tags is None:
         return None
     planar = _one(tags, 277, 1) > 1 and _one(tags, 284, 1) != 1
     if _one(tags, 259, 1) != 1 or planar:
-        return _parse_segments(data, tags)
+        return _parse_segments(data, tags, where, allow_pixel_exact)
     geometry = _blocks(tags)
     if geometry is None:
         return None
     h, w, c, blocks = geometry
-    return pack(_VERSION, data, blocks, h, w, c)
+    got = pack(_VERSION, data, blocks, h, w, c)
+    return None if got is None else (*got, True)
 
 
 def _rebuild_segments(pixels: np.ndarray, rd: Reader) -> bytes:
-    scheme, predictor, planar, tiled = rd.u8(), rd.u8(), rd.u8(), rd.u8()
-    if scheme not in _COMPRESSIONS or predictor not in (1, 2) or planar > 1 or tiled > 1:
+    scheme, predictor, planar, flags = rd.u8(), rd.u8(), rd.u8(), rd.u8()
+    if scheme not in _COMPRESSIONS or predictor not in (1, 2) or planar > 1 or flags > 3:
         raise FormatError("bad TIFF side info")
+    tiled = flags & 1
     h, w, c = rd.uint(MAX_PIXELS), rd.uint(MAX_PIXELS), rd.uint(4)
     seg = (rd.uint(2 * h + 16), rd.uint(2 * w + 16))
     if not (h and w and c and seg[0] and seg[1]) or h * w * c > MAX_PIXELS:
@@ -380,12 +427,19 @@ def _rebuild_segments(pixels: np.ndarray, rd: Reader) -> bytes:
         if not (1 <= params[0] <= 9 and 1 <= params[1] <= 9 and strategy <= 4):
             raise FormatError("bad Deflate parameters in TIFF side info")
         segs.zlib = (header, params)
+    patch = None
+    if flags & _REENCODED:
+        if compression not in (codec.LZW, codec.DEFLATE, codec.OLD_DEFLATE):
+            raise FormatError("bad TIFF side info")
+        patch = (">" if rd.u8() else "<", rd.uint(), rd.uint())
     padding = np.frombuffer(rd.blob(), np.uint8)
     rd.done()
     total = len(skeleton) + int(lengths.sum())
     out = np.zeros(total, np.uint8)
     hole = np.zeros(total, bool)
     pos = 0
+    appended: list[bytes] = []
+    new_offsets, new_lengths = [], []
     for k in range(layout.count):
         shape, where = layout.region(k)
         samples = np.empty(shape, np.uint8)
@@ -399,17 +453,33 @@ def _rebuild_segments(pixels: np.ndarray, rd: Reader) -> bytes:
         samples[rh:] = padding[pos + n_right : pos + n_right + n_below].reshape(-1, *shape[1:])
         pos += n_right + n_below
         encoded = segs.encode(k, (_predict(samples) if predictor == 2 else samples).tobytes())
-        off = int(offsets[k])
-        if len(encoded) != lengths[k] or off < 0 or off + len(encoded) > total:
+        off, slot = int(offsets[k]), int(lengths[k])
+        if off < 0 or off + slot > total or hole[off : off + slot].any():
+            raise FormatError("TIFF segments overlap or lie outside the file")
+        hole[off : off + slot] = True
+        if patch and len(encoded) > slot:  # re-encoded and longer: appended at the end
+            start = total + sum(len(a) for a in appended)
+            appended.append(encoded + b"\0" * (len(encoded) & 1))
+            new_offsets.append(start)
+        elif len(encoded) == slot or patch:
+            out[off : off + len(encoded)] = np.frombuffer(encoded, np.uint8)
+            new_offsets.append(off)
+        else:
             raise FormatError("TIFF segment does not fit where it was")
-        if hole[off : off + len(encoded)].any():
-            raise FormatError("TIFF segments overlap")
-        out[off : off + len(encoded)] = np.frombuffer(encoded, np.uint8)
-        hole[off : off + len(encoded)] = True
+        new_lengths.append(len(encoded))
     if pos != len(padding):
         raise FormatError("trailing TIFF padding samples")
     out[~hole] = np.frombuffer(skeleton, np.uint8)
-    return out.tobytes()
+    if patch is None:
+        return out.tobytes()
+    order, offsets_at, counts_at = patch
+    if total % 2 and appended:
+        raise FormatError("odd TIFF length before appended segments")
+    for at, values in ((offsets_at, new_offsets), (counts_at, new_lengths)):
+        if at + 4 * len(values) > total or max(values) >= 1 << 32:
+            raise FormatError("TIFF segment tables out of range")
+        out[at : at + 4 * len(values)] = np.array(values, order + "u4").view(np.uint8)
+    return out.tobytes() + b"".join(appended)
 
 
 def rebuild(pixels: np.ndarray, side: bytes) -> bytes:
