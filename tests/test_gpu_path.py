@@ -231,7 +231,7 @@ def png(path: Path) -> Path:
 def iodfz(*args: str, backend: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "IODFZ_BACKEND": backend}
     return subprocess.run(
-        [sys.executable, "-m", "iodfz", *args], capture_output=True, env=env, timeout=120
+        [sys.executable, "-m", "iodfz", *args], capture_output=True, env=env, timeout=600
     )
 
 

@@ -52,8 +52,11 @@ def prepare(conv: Conv, dtype: torch.dtype, device: torch.device) -> Prepared:
     def on_device(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
+    operand = on_device(weight).to(dtype)
+    if dtype == torch.int8:  # column-major, the layout cuBLASLt's int8 GEMM takes natively
+        operand = operand.t().contiguous().t()
     return Prepared(
-        weight=on_device(weight).to(dtype),
+        weight=operand,
         bias=on_device(conv.bias.astype(np.int64)),
         mult=on_device(conv.mult.astype(np.int64)),
         shift=on_device(shift),
