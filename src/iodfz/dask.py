@@ -86,6 +86,7 @@ def _plan(
     batch = _Collect()
     entries: list[FileResult | None] = []
     jobs: list[tuple[int, str, str]] = []
+    planned: set[str] = set()
     outdir = None if output_dir is None else Path(output_dir)
     for path, root in _inputs(paths, recursive=True, batch=batch) if paths else ():
         entries += batch.take()
@@ -99,7 +100,10 @@ def _plan(
             if not force and os.path.lexists(dst):
                 error = f"{dst} already exists (use -f to overwrite)"
                 entries.append(FileResult(path, dst, error=error))
+            elif dst in planned:  # two tasks must never share an output (or its staging)
+                entries.append(FileResult(path, dst, error=f"{dst} is already an output here"))
             else:
+                planned.add(dst)
                 jobs.append((len(entries), path, dst))
                 entries.append(None)
     entries += batch.take()
