@@ -40,3 +40,7 @@ MAX_IN_FLIGHT = 128 * MiB
 """Most frame bytes (raw plus packed) the zstd path holds in flight at once, compressing or
 decoding, whatever the thread count; a single frame is always let through (frames of codecs 0
 and 1 are at most 64 MiB, FORMAT.md)."""
+
+MAX_CHUNK = 0x7E000000
+"""Largest array chunk the numcodecs codec (iodfz.numcodecs) encodes or decodes, the bound
+numcodecs' own codecs use; it also caps what decoding a chunk may produce."""

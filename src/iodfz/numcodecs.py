@@ -44,11 +44,10 @@ from numcodecs.compat import ensure_contiguous_ndarray_like, ensure_ndarray_like
 from iodfz import api
 from iodfz.codecs import DEFAULT_LEVEL, MAX_IMAGE_INPUT, Options
 from iodfz.errors import IodfError
+from iodfz.limits import MAX_CHUNK
 
 CODEC_ID = "iodfz"
 LAYOUTS = ("hwc", "hw")
-# Largest chunk, as numcodecs' own codecs bound theirs; also bounds what decoding produces.
-MAX_CHUNK = 0x7E000000
 _HEADER_SLACK = 1 << 16  # room for the .npy or TIFF header around a chunk's bytes
 _NPY_MAGIC = b"\x93NUMPY"
 _TIFF_MAGIC = b"II*\x00"
