@@ -1,7 +1,8 @@
 """Golden containers: files written by earlier iodfz versions (tests/golden/, made by
 tests/golden/generate.py and never regenerated) must decode byte-exact forever — the format's
 promise (docs/FORMAT.md). A container whose version a reader does not know is refused by
-version, never misread; these are all versions this reader knows."""
+version, never misread; these are all versions this reader knows: version 1 (every codec),
+and version 2 (``v2-*``: the compact image containers, frozen when that version came)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ MANIFEST: dict[str, dict] = json.loads((GOLDEN / "manifest.json").read_text())
 def test_every_golden_file_is_in_the_manifest() -> None:
     assert sorted(p.name for p in GOLDEN.glob("*.iodf")) == sorted(MANIFEST)
     assert {m["codec"] for m in MANIFEST.values()} == {0, 1, 2}
+
+
+def test_golden_files_cover_both_versions() -> None:
+    for name in MANIFEST:
+        assert (GOLDEN / name).read_bytes()[4] == (2 if name.startswith("v2-") else 1), name
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))

@@ -4,6 +4,8 @@ Usage: ``python tests/golden/generate.py OUT_DIR`` with the iodfz to freeze on P
 Every input is generated here from a fixed seed, so nothing from ../shared/data is committed.
 ``manifest.json`` lists, per container, the SHA-256 and length of what it must decode to and
 the metadata its header must carry. tests/test_golden.py checks every future iodfz against it.
+The ``v2-neural-*`` files are this script's ``neural-*`` output at the commit that introduced
+format version 2, renamed (the others are from the version 1 writer).
 """
 
 from __future__ import annotations
