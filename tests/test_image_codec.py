@@ -284,9 +284,9 @@ def test_damage_that_reaches_the_decoder_is_never_accepted(fmt: str) -> None:
     must be a clean error (rANS checks, zstd, formats, or the content digest) or give back
     the very same file (a zstd frame header has bits that do not change its output)."""
     if fmt == "PNG-RGBA":
-        data = encode_file(photo_like(24, 24, 4), "PNG")
+        data = encode_file(photo_like(32, 32, 4), "PNG")
     else:
-        data = encode_file(photo_like(24, 24), fmt)
+        data = encode_file(photo_like(32, 32), fmt)
     out = io.BytesIO()
     assert api.compress(io.BytesIO(data), out, Options()).codec == CODEC_IMAGE
     blob = out.getvalue()
