@@ -107,7 +107,7 @@ def main() -> None:
         table.add_column(col, justify="left" if col in ("set", "codec") else "right")
     for name, rows in results.items():
         for r in rows:
-            table.add_row(name, r["codec"], *(str(r[k]) for k in list(r)[2:]))
+            table.add_row(name, r["codec"], *(str(r[k]) for k in list(r)[1:]))
     Console(width=max(100, Console().width)).print(table)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
