@@ -59,34 +59,40 @@ def ppm(rgb: np.ndarray) -> bytes:
 
 
 def breakdown(model: Model, folder: Path, limit: int | None) -> dict:
+    """One set's row. The container columns need the CLI to pick this model, so they are
+    None for a model kept only to decode (no ``--level`` writes with it)."""
     backend = backend_for(model)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    level = writing_level(model)
     levels = np.zeros(model.levels)
     stream_bits = container_bits = subpixels = 0.0
     for path in files:
         rgb = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
         levels += ideal_bits(model, backend, rgb)
         stream_bits += 8 * sum(map(len, pixel_codec.encode(model, backend, rgb)))
-        out = io.BytesIO()
-        api.compress(io.BytesIO(ppm(rgb)), out, Options(level=model_level(model)), name=b"a.ppm")
-        container_bits += 8 * len(out.getvalue())
+        if level is not None:
+            out = io.BytesIO()
+            api.compress(io.BytesIO(ppm(rgb)), out, Options(level=level), name=b"a.ppm")
+            container_bits += 8 * len(out.getvalue())
         subpixels += rgb.size
-    row = {
-        f"level{i}" if i < model.levels - 1 else "top": v / subpixels for i, v in enumerate(levels)
-    }
+    names = [f"level{i}" for i in range(model.levels - 1)] + ["top"]
+    row: dict = {name: v / subpixels for name, v in zip(names, levels, strict=True)}
     row["ideal"] = float(levels.sum()) / subpixels
     row["coder"] = (stream_bits - levels.sum()) / subpixels
-    row["container"] = (container_bits - stream_bits) / subpixels
-    row["total"] = container_bits / subpixels
-    row["container_bytes_per_file"] = (container_bits - stream_bits) / 8 / len(files)
+    written = level is not None
+    row["container"] = (container_bits - stream_bits) / subpixels if written else None
+    row["total"] = container_bits / subpixels if written else None
+    row["container_bytes_per_file"] = (
+        (container_bits - stream_bits) / 8 / len(files) if written else None
+    )
     row["files"] = len(files)
     return row
 
 
-def model_level(model: Model) -> int:
-    """A level the model encodes (the default level for a decode-only model)."""
+def writing_level(model: Model) -> int | None:
+    """The first ``--level`` that writes with this model; None for a decode-only model."""
     card = next(c for c in zoo.cards() if c["model_id"] == model.model_id)
-    return next(iter(zoo.served_levels(card)), Options().level)
+    return next(iter(zoo.served_levels(card)), None)
 
 
 def main() -> None:
@@ -114,8 +120,9 @@ def main() -> None:
     for k in [*parts, "container B/file"]:
         table.add_column(k, justify="right")
     for set_name, row in rows.items():
-        cells = [f"{row[k]:.4f}" for k in parts]
-        table.add_row(Path(set_name).name, *cells, f"{row['container_bytes_per_file']:.1f}")
+        cells = ["—" if row[k] is None else f"{row[k]:.4f}" for k in parts]
+        per_file = row["container_bytes_per_file"]
+        table.add_row(Path(set_name).name, *cells, "—" if per_file is None else f"{per_file:.1f}")
     Console(width=max(120, Console().width)).print(table)
     if args.json:
         args.json.write_text(json.dumps({"model": name, "sets": rows}, indent=1) + "\n")
