@@ -88,7 +88,7 @@ def _pack_compact(side: bytes | None, alpha: bytes | None, streams: list[bytes])
     return b"".join(uint_bytes(len(p)) + p for p in parts[:-1]) + parts[-1]
 
 
-def _unpack_compact(payload: bytes, count: int) -> list[bytes]:
+def _unpack_compact(payload: bytes | memoryview, count: int) -> list[bytes]:
     view = memoryview(payload)
     parts, pos = [], 0
     for _ in range(count - 1):
@@ -114,15 +114,7 @@ def _unpack_parts(payload: bytes) -> list[bytes]:
     count, pos = read_uint(view, 0, "image payload")
     if count < 1 or count > len(view):
         raise IodfError("damaged container: bad image part count")
-    parts = []
-    for _ in range(count - 1):
-        n, pos = read_uint(view, pos, "image payload")
-        if pos + n > len(view):
-            raise IodfError("damaged container: image payload truncated")
-        parts.append(bytes(view[pos : pos + n]))
-        pos += n
-    parts.append(bytes(view[pos:]))
-    return parts
+    return _unpack_compact(view[pos:], count)
 
 
 def _zstd(data: bytes) -> bytes:
