@@ -52,7 +52,7 @@ class Conv:
     @cached_property
     def scale(self) -> np.ndarray:
         """M·2^-s per output channel as float64 (exact: 16-bit M, power-of-two scale)."""
-        return self.mult.astype(np.float64) * np.exp2(-self.shift.astype(np.float64))
+        return np.ldexp(self.mult.astype(np.float64), -self.shift.astype(np.int64))
 
     def check(self, name: str) -> None:
         w = self.weight
@@ -197,7 +197,7 @@ def load(path: Path) -> Model:
             arr = np.frombuffer(blob[off : off + nbytes], dtype=dtype).reshape(meta["shape"])
             arrays[name] = arr.astype(dtype.newbyteorder("="))
         model = _assemble(header, arrays)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         if isinstance(exc, ModelError):
             raise
         raise ModelError(f"{path.name}: inconsistent model file ({exc})") from None
