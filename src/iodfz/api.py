@@ -411,6 +411,17 @@ def is_temp_name(name: str) -> bool:
 _OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
+_LIVE_TEMPORARIES: set[str] = set()
+
+
+def remove_temporary_outputs() -> None:
+    """Remove every temporary output this process is writing now (from a signal handler that
+    then leaves at once: whatever the main thread was blocked in never has to unwind)."""
+    for tmp in list(_LIVE_TEMPORARIES):
+        with suppress(OSError):
+            os.unlink(tmp)
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str], force: bool) -> Iterator[BinaryIO]:
     """Yield a temporary file beside ``path``; on success it becomes ``path``, on error or
@@ -426,6 +437,7 @@ def atomic_output(path: str | os.PathLike[str], force: bool) -> Iterator[BinaryI
             dir=path.parent or ".", prefix=temp_name(path.name), suffix=TEMP_SUFFIX
         )
         os.close(fd)
+        _LIVE_TEMPORARIES.add(tmp)
         with open(tmp, "wb") as out:  # opened by name so that out.name is the path
             yield out
         if force:
@@ -439,6 +451,8 @@ def atomic_output(path: str | os.PathLike[str], force: bool) -> Iterator[BinaryI
         if isinstance(exc, OSError) and _about_output(exc, tmp):
             exc.filename = os.fspath(path)
         raise
+    finally:
+        _LIVE_TEMPORARIES.discard(tmp or "")
 
 
 def _about_output(exc: OSError, tmp: str | None) -> bool:

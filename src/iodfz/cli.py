@@ -82,9 +82,17 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+_WORKER_POOL_RUNNING = False  # execute() runs jobs in worker processes
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    for sig in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not stop the clean-up
-        signal.signal(sig, signal.SIG_IGN)
+    """SIGINT, SIGTERM or SIGHUP in the main process: remove the temporary outputs and leave
+    at once — unless worker processes run, which must be stopped by unwinding (``execute``)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not
+        signal.signal(sig, signal.SIG_IGN)  # stop the clean-up
+    if not _WORKER_POOL_RUNNING:
+        api.remove_temporary_outputs()
+        os._exit(128 + signum)
     raise Interrupted(signum)
 
 
@@ -484,9 +492,11 @@ def _execute_pool(jobs: list[Job], workers: int, advance: Advance, report: Repor
         while not queue.empty():
             advance(*queue.get())
 
+    global _WORKER_POOL_RUNNING
     pool = ProcessPoolExecutor(
         min(workers, len(jobs)), mp_context=context, initializer=_worker_init, initargs=(queue,)
     )
+    _WORKER_POOL_RUNNING = True
     try:
         futures = [pool.submit(_worker_job, i, job) for i, job in enumerate(jobs)]
         for index, future in enumerate(futures):
@@ -495,6 +505,8 @@ def _execute_pool(jobs: list[Job], workers: int, advance: Advance, report: Repor
     except BaseException:
         _stop_workers(pool)
         raise
+    finally:
+        _WORKER_POOL_RUNNING = False
     pool.shutdown()
 
 
@@ -939,7 +951,7 @@ def _main(
 
 def main() -> None:
     """Console-script entry point."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     try:
         app()

@@ -31,6 +31,7 @@ from iodfz.container import (
 )
 from iodfz.errors import IodfError
 from iodfz.limits import MAX_IN_FLIGHT
+from iodfz.threads import block_termination_signals
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -52,7 +53,9 @@ def ordered_map(
     """``map(fn, items)`` on a thread pool, results in order, at most ``workers + 2`` items
     and ``budget`` total ``cost`` in flight (one item of any cost at least). ``items`` is
     consumed in the calling thread."""
-    with ThreadPoolExecutor(workers, thread_name_prefix="iodfz") as pool:
+    with ThreadPoolExecutor(
+        workers, thread_name_prefix="iodfz", initializer=block_termination_signals
+    ) as pool:
         pending: deque[tuple[Future[R], int]] = deque()
         in_flight = 0
         try:

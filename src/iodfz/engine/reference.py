@@ -16,6 +16,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from iodfz.engine.model import Conv, Net
+from iodfz.threads import block_termination_signals
 
 TAPS = [(dy, dx) for dy in range(3) for dx in range(3)]
 
@@ -155,7 +156,11 @@ class NumpyBackend:
         if parts < 2:
             return run_net(net, a)
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="iodfz-engine")
+            self._pool = ThreadPoolExecutor(
+                self.threads,
+                thread_name_prefix="iodfz-engine",
+                initializer=block_termination_signals,
+            )
             self._blas = ThreadpoolController()
         with self._blas.limit(limits=1, user_api="blas"):
             outs = list(self._pool.map(partial(run_net, net), np.array_split(a, parts)))
