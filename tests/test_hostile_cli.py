@@ -430,7 +430,8 @@ def _feed_stdin(args: list[str], head: bytes, total: int) -> float:
 )
 def test_stream_that_starts_like_an_image_in_bounded_memory(tmp_path: Path, head: bytes) -> None:
     peak = _feed_stdin(["compress", "-c", "-T", "1"], head, 600 << 20)
-    limit = 600 if head.startswith(b"II") else 200  # a TIFF header does not say its size
+    # a TIFF header does not say its size: a stream reads at most MAX_UNSIZED_IMAGE whole
+    limit = 350 if head.startswith(b"II") else 200
     assert peak < limit, peak
 
 

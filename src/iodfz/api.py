@@ -42,7 +42,7 @@ from iodfz.container import (
     read_upto,
 )
 from iodfz.errors import IodfError
-from iodfz.limits import MAX_IMAGE_FILE, MAX_PIXELS, MiB, max_side_bytes
+from iodfz.limits import MAX_IMAGE_FILE, MAX_PIXELS, MAX_UNSIZED_IMAGE, MiB, max_side_bytes
 from iodfz.zstd_path import compress_stream, decode_frames
 
 Progress = Callable[[int], None]
@@ -199,7 +199,8 @@ def compress(
     options = options or Options()
     header = Header(CODEC_ZSTD, original_length=length, mode=mode, mtime_ns=mtime_ns, name=name)
     prefix: bytes | bytearray = read_upto(src, _SNIFF)
-    bound = image_bound(prefix) if looks_like_image(prefix) and image_codecs() else 0
+    bound = image_bound(prefix, sized=length is not None)
+    bound = bound if looks_like_image(prefix) and image_codecs() else 0
     if 0 < (length or 0) <= bound or (length is None and bound):
         prefix = _read_into(src, bytearray(prefix), bound + 1)
         if len(prefix) <= bound:
@@ -231,11 +232,12 @@ def _read_into(src: BinaryIO, buf: bytearray, limit: int) -> bytearray:
     return buf
 
 
-def image_bound(head: bytes) -> int:
+def image_bound(head: bytes, sized: bool = True) -> int:
     """The most bytes worth reading whole for an input that starts with ``head``: what an image
     of at most ``MAX_PIXELS`` samples with the dimensions declared in ``head`` (a PNG, BMP or
-    PNM header) can take, pixels and side information; ``MAX_IMAGE_FILE`` when ``head`` does
-    not declare them (TIFF); 0 when the image could not be taken anyway — too large,
+    PNM header) can take, pixels and side information; when ``head`` does not declare them
+    (TIFF), ``MAX_IMAGE_FILE`` for an input of known length (``sized``), else
+    ``MAX_UNSIZED_IMAGE``; 0 when the image could not be taken anyway — too large,
     malformed, or no format the image codecs know (``formats.sniff``)."""
     from iodfz import formats  # imported here: plain zstd runs never pay for numpy
 
@@ -244,7 +246,9 @@ def image_bound(head: bytes) -> int:
         return 0
     shape = _declared_shape(fmt, head)
     if shape is None:  # a TIFF, or a PNM header longer than ``head``: the file size bounds it
-        return 0 if fmt in ("png", "bmp") else MAX_IMAGE_FILE
+        if fmt in ("png", "bmp"):
+            return 0
+        return MAX_IMAGE_FILE if sized else MAX_UNSIZED_IMAGE
     height, width, channels, sample_bytes = shape
     samples = height * width * channels
     if not 0 < samples <= MAX_PIXELS:

@@ -44,3 +44,9 @@ and 1 are at most 64 MiB, FORMAT.md)."""
 MAX_CHUNK = 0x7E000000
 """Largest array chunk the numcodecs codec (iodfz.numcodecs) encodes or decodes, the bound
 numcodecs' own codecs use; it also caps what decoding a chunk may produce."""
+
+MAX_UNSIZED_IMAGE = 64 * MiB
+"""Most bytes read whole to try the image codecs from a stream of unknown length whose header
+does not declare the image size (a TIFF: its directory may lie anywhere in the file). A longer
+stream goes through zstd in frames; a regular file of any size up to MAX_IMAGE_FILE is still
+tried, its length being known."""

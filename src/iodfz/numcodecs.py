@@ -78,7 +78,9 @@ class Iodfz(Codec):  # type: ignore[misc]
         image = image_view(arr, self.layout)
         content = _npy(arr) if image is None else _tiff(image, arr.shape)
         out = io.BytesIO()
-        api.compress(io.BytesIO(content), out, Options(level=self.level, threads=1))
+        api.compress(
+            io.BytesIO(content), out, Options(level=self.level, threads=1), length=len(content)
+        )
         return out.getvalue()
 
     def decode(self, buf: Any, out: Any = None) -> np.ndarray:
