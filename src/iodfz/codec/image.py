@@ -76,9 +76,10 @@ def from_rgb(rgb: np.ndarray, extra: np.ndarray | None, shape: ImageShape) -> np
 def fits(height: int, width: int, channels: int, levels: int) -> bool:
     """Whether the neural path takes (and its decoder accepts) an image of this shape: the
     samples, and the padded RGB plane the flow runs on, within ``limits.MAX_PIXELS``."""
-    rgb_width = width if channels >= 3 else -(-width // 3)
-    padded = pixel_codec.padded_size(height, levels) * pixel_codec.padded_size(rgb_width, levels)
-    return height * width * channels <= limits.MAX_PIXELS and padded * 3 <= limits.MAX_PIXELS
+    padded_h, padded_w = _padded(height, width if channels >= 3 else -(-width // 3), levels)
+    return height * width * channels <= limits.MAX_PIXELS and padded_h * padded_w * 3 <= (
+        limits.MAX_PIXELS
+    )
 
 
 def _pack_compact(side: bytes | None, alpha: bytes | None, streams: list[bytes]) -> bytes:

@@ -23,7 +23,6 @@ from iodfz.engine.tables import model_tables
 
 TILE = 256
 MAX_BATCH_PIXELS = 1 << 20
-MAX_PIXELS = limits.MAX_PIXELS
 
 
 class PixelCodecError(ValueError):
@@ -117,7 +116,7 @@ def decode(
     if tile % (1 << levels) or not 1 << levels <= tile <= 4096:
         raise PixelCodecError(f"bad tile size {tile}")
     hp, wp = padded_size(height, levels), padded_size(width, levels)
-    if hp * wp * 3 > MAX_PIXELS:
+    if hp * wp * 3 > limits.MAX_PIXELS:
         raise PixelCodecError("image too large")
     image = np.empty((hp, wp, 3), np.uint8)
     logistic, mixture = model_tables(model)
