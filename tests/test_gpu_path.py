@@ -254,3 +254,15 @@ def test_cli_files_cross_between_onnxruntime_and_numpy(tmp_path) -> None:
     assert b"neural-image" in iodfz("info", str(tmp_path / "a.png.iodf"), backend="numpy").stdout
     back = iodfz("decompress", "-c", str(tmp_path / "a.png.iodf"), backend="numpy")
     assert back.returncode == 0 and back.stdout == image.read_bytes()
+
+
+def test_tensorrt_without_onnx_is_unavailable_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A core install (no onnx) lists the tensorrt backend as unavailable in selftest."""
+    import sys
+
+    from iodfz.engine.backends import BackendUnavailable, make_backend
+
+    for name in ("onnx", "iodfz.engine.onnx_backend", "iodfz.engine.tensorrt_backend"):
+        monkeypatch.setitem(sys.modules, name, None)  # import of it raises ImportError
+    with pytest.raises(BackendUnavailable, match="not installed"):
+        make_backend("tensorrt")

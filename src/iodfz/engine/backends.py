@@ -101,8 +101,11 @@ def _onnx_backend(name: str) -> flow.Backend:
 
 
 def _tensorrt_backend() -> flow.Backend:
-    from iodfz.engine.tensorrt_backend import TensorRTBackend
-
+    try:  # its graphs are built with onnx (the gpu extra)
+        from iodfz.engine.tensorrt_backend import TensorRTBackend
+    except ImportError as exc:
+        reason = f"{exc.name} is not installed (pip install 'iodfz[gpu]')"
+        raise BackendUnavailable(reason) from None
     return TensorRTBackend()
 
 
