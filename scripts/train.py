@@ -56,6 +56,32 @@ def evaluate(model: IntegerFlow, dev: dict[str, torch.Tensor]) -> dict[str, floa
     return out
 
 
+def load_grown(model: IntegerFlow, state: dict[str, torch.Tensor]) -> int:
+    """Load ``state`` into ``model``, which may have more couplings per level or more blocks
+    per network than the checkpoint: the new parts start as the identity, so a grown model
+    codes exactly as well as the one it grew from. A new coupling's output conv is
+    zero-initialised; new couplings come in pairs whose channel permutations undo each other
+    (a lone one keeps the order), so the split priors see the channels they were trained on;
+    a new residual block's second conv is zeroed. Returns the number of new tensors."""
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        raise SystemExit(f"checkpoint does not fit the model: {unexpected[:3]} ...")
+    new = [k for k in own if k not in state]
+    for key in new:
+        if ".blocks." in key and ".conv2." in key:
+            own[key] = torch.zeros_like(own[key])
+    for level in range(len(model.levels)):
+        fresh = [k for k in new if k.startswith(f"levels.{level}.") and k.endswith(".perm")]
+        for first, second in zip(fresh[0::2], fresh[1::2], strict=False):
+            own[second] = torch.argsort(own[first])
+        if len(fresh) % 2:
+            own[fresh[-1]] = torch.arange(len(own[fresh[-1]]))
+    own.update(state)
+    model.load_state_dict(own)
+    return len(new)
+
+
 def stage_step(value: float, steps: int) -> int:
     """A stage boundary: a step count, or a fraction of ``steps`` when below 1."""
     return int(value * steps) if value < 1 else int(value)
@@ -101,7 +127,9 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
     ap.add_argument(
-        "--init", type=Path, help="start from a slim checkpoint (models/checkpoints/*.pt)"
+        "--init",
+        type=Path,
+        help="start from a slim checkpoint (models/checkpoints/*.pt); --config may grow it",
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
@@ -118,7 +146,8 @@ def main() -> None:
     source = ckpt_path if ckpt_path.exists() else args.init
     if source is not None:
         ckpt = torch.load(source, map_location="cpu", weights_only=False)
-        cfg = FlowConfig.from_dict(ckpt["config"])
+        overrides = args.config if source == args.init else {}
+        cfg = FlowConfig.from_dict({**ckpt["config"], **overrides})
     else:
         ckpt = None
         cfg = FlowConfig(**args.config)
@@ -132,8 +161,8 @@ def main() -> None:
         step = ckpt["step"]
         if step >= args.qat_step:
             model.set_quantized(True)
-        model.load_state_dict(ckpt["model"])
-        print(f"resumed at step {step}")
+        grown = load_grown(model, ckpt["model"])
+        print(f"resumed at step {step}" + (f", {grown} new tensors" if grown else ""))
     model = model.to(device, memory_format=torch.channels_last)
     if ckpt is not None and "opt" in ckpt:  # a slim checkpoint carries no optimizer state
         opt.load_state_dict(ckpt["opt"])
