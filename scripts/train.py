@@ -37,7 +37,7 @@ from iodfz.flow.data import (
     sample_batch,
     save_pack,
 )
-from iodfz.flow.model import FlowConfig, IntegerFlow
+from iodfz.flow.model import FlowConfig, IntegerFlow, load_grown
 
 # QAT steps run in fp32 with fake quantization: about twice the time of a bf16 step.
 QAT_STEP_COST = 2.0
@@ -54,32 +54,6 @@ def evaluate(model: IntegerFlow, dev: dict[str, torch.Tensor]) -> dict[str, floa
             out[name] = float(bpsp.mean())
     model.train()
     return out
-
-
-def load_grown(model: IntegerFlow, state: dict[str, torch.Tensor]) -> int:
-    """Load ``state`` into ``model``, which may have more couplings per level or more blocks
-    per network than the checkpoint: the new parts start as the identity, so a grown model
-    codes exactly as well as the one it grew from. A new coupling's output conv is
-    zero-initialised; new couplings come in pairs whose channel permutations undo each other
-    (a lone one keeps the order), so the split priors see the channels they were trained on;
-    a new residual block's second conv is zeroed. Returns the number of new tensors."""
-    own = model.state_dict()
-    unexpected = sorted(set(state) - set(own))
-    if unexpected:
-        raise SystemExit(f"checkpoint does not fit the model: {unexpected[:3]} ...")
-    new = [k for k in own if k not in state]
-    for key in new:
-        if ".blocks." in key and ".conv2." in key:
-            own[key] = torch.zeros_like(own[key])
-    for level in range(len(model.levels)):
-        fresh = [k for k in new if k.startswith(f"levels.{level}.") and k.endswith(".perm")]
-        for first, second in zip(fresh[0::2], fresh[1::2], strict=False):
-            own[second] = torch.argsort(own[first])
-        if len(fresh) % 2:
-            own[fresh[-1]] = torch.arange(len(own[fresh[-1]]))
-    own.update(state)
-    model.load_state_dict(own)
-    return len(new)
 
 
 def stage_step(value: float, steps: int) -> int:

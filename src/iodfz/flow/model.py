@@ -221,6 +221,32 @@ class IntegerFlow(nn.Module):
         return total
 
 
+def load_grown(model: IntegerFlow, state: dict[str, torch.Tensor]) -> int:
+    """Load ``state`` into ``model``, which may have more couplings per level or more blocks
+    per network than the checkpoint: the new parts start as the identity, so a grown model
+    codes exactly as well as the one it grew from. A new coupling's output conv is
+    zero-initialised; new couplings come in pairs whose channel permutations undo each other
+    (a lone one keeps the order), so the split priors see the channels they were trained on;
+    a new residual block's second conv is zeroed. Returns the number of new tensors."""
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        raise ValueError(f"checkpoint does not fit the model: {unexpected[:3]} ...")
+    new = [k for k in own if k not in state]
+    for key in new:
+        if ".blocks." in key and ".conv2." in key:
+            own[key] = torch.zeros_like(own[key])
+    for level in range(len(model.levels)):
+        fresh = [k for k in new if k.startswith(f"levels.{level}.") and k.endswith(".perm")]
+        for first, second in zip(fresh[0::2], fresh[1::2], strict=False):
+            own[second] = torch.argsort(own[first])
+        if len(fresh) % 2:
+            own[fresh[-1]] = torch.arange(len(own[fresh[-1]]))
+    own.update(state)
+    model.load_state_dict(own)
+    return len(new)
+
+
 def net_macs(net: ConvNet) -> float:
     k = 9
     width = net.conv_in.out_channels

@@ -1,0 +1,39 @@
+"""A model grown from a checkpoint (more couplings, more blocks) starts as the same function."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from iodfz.flow.model import FlowConfig, IntegerFlow, load_grown  # noqa: E402
+
+SMALL = FlowConfig(levels=2, couplings=2, width=16, blocks=1, prior_width=8, prior_blocks=1)
+
+
+def trained_looking(cfg: FlowConfig) -> IntegerFlow:
+    """A flow whose every conv is random (a fresh one's output convs are zero)."""
+    torch.manual_seed(0)
+    model = IntegerFlow(cfg)
+    for net in model.nets():
+        torch.nn.init.normal_(net.conv_out.weight, std=0.05)
+        torch.nn.init.normal_(net.conv_out.bias, std=1.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    "growth", [{"couplings": 3}, {"couplings": 4}, {"blocks": 2, "prior_blocks": 3}]
+)
+def test_a_grown_model_codes_exactly_as_the_one_it_grew_from(growth: dict) -> None:
+    small = trained_looking(SMALL)
+    grown = IntegerFlow(FlowConfig.from_dict({**SMALL.to_dict(), **growth})).eval()
+    assert load_grown(grown, small.state_dict()) > 0
+    x = torch.randint(0, 256, (3, 3, 16, 16)).float()
+    with torch.no_grad():
+        assert torch.equal(small(x), grown(x))
+
+
+def test_a_smaller_model_does_not_take_a_larger_checkpoint() -> None:
+    larger = IntegerFlow(FlowConfig.from_dict({**SMALL.to_dict(), "couplings": 3}))
+    with pytest.raises(ValueError, match="does not fit"):
+        load_grown(IntegerFlow(SMALL), larger.state_dict())
