@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from iodfz.cli import app
 
-_err = Console(stderr=True)
+if TYPE_CHECKING:  # rich is imported where a table is printed: other commands never load it
+    from rich.table import Table
 
 
 @app.command()
@@ -83,12 +83,16 @@ def bench(
     if as_json:
         typer.echo(json.dumps({"folder": str(folder), "rows": rows}, indent=1))
     else:
+        from rich.console import Console
+
         Console().print(rows_table(str(folder), rows))
     if plot:
         plot_rows({str(folder): rows}, plot)
 
 
 def rows_table(title: str, rows: list[dict]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for col in ("codec", "files", "bpsp", "encode MB/s", "decode MB/s", "notes"):
         table.add_column(col, justify="left" if col in ("codec", "notes") else "right")

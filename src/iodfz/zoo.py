@@ -23,6 +23,19 @@ def model_dirs() -> list[Path]:
     return [*dirs, _PACKAGE.parents[1] / "models", _PACKAGE / "models"]
 
 
+def cache_dir(kind: str) -> Path | None:
+    """Where iodfz keeps ``kind`` of what it can rebuild (coder tables, TensorRT engines):
+    ``$IODFZ_CACHE/KIND``, else ``$XDG_CACHE_HOME/iodfz/KIND``, else ``~/.cache/iodfz/KIND``;
+    None when there is no home directory to put it in."""
+    if os.environ.get("IODFZ_CACHE"):
+        return Path(os.environ["IODFZ_CACHE"]) / kind
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:  # no $HOME and no password entry
+        return None
+    return Path(base) / "iodfz" / kind
+
+
 @cache
 def cards() -> tuple[dict, ...]:
     """Every model card found, each with its ``path`` added."""

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import NamedTuple
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -67,12 +68,14 @@ _EXP_COEFFS = (
 )
 
 
-class Tables(NamedTuple):
+@dataclass(frozen=True, eq=False)
+class Tables:
     """A set of T integer tables, flattened for vectorized coding.
 
     ``freq``/``start`` hold the tables back to back (table t, symbol i at ``base[t] + i``,
     ``i == nsym[t]`` is the escape); ``lut[t * 2**precision + cf]`` is the symbol index whose
-    interval ``[start, start + freq)`` contains ``cf``.
+    interval ``[start, start + freq)`` contains ``cf``. Only decoding reads the lookup (2 bytes
+    per unit of frequency: 64 MiB for the logistic set), so it is built on first use.
     """
 
     precision: int
@@ -81,11 +84,16 @@ class Tables(NamedTuple):
     base: IntArray  # [T] offset of each table in the flat arrays
     freq: IntArray  # [F] frequencies, >= 1, each table sums to 2**precision
     start: IntArray  # [F] cumulative frequency before each symbol
-    lut: npt.NDArray[np.uint16]  # [T * 2**precision] cf -> symbol index within its table
 
     @property
     def count(self) -> int:
         return len(self.lo)
+
+    @cached_property
+    def lut(self) -> npt.NDArray[np.uint16]:
+        """[T * 2**precision] cf -> symbol index within its table."""
+        sym = np.arange(len(self.freq), dtype=np.int64) - np.repeat(self.base, self.nsym + 1)
+        return np.repeat(sym.astype(np.uint16), self.freq)
 
 
 # ----------------------------------------------------------------------------- float helpers
@@ -191,9 +199,7 @@ def tables_from_freqs(los: list[int], freqs: list[IntArray], precision: int) -> 
     freq = np.concatenate(freqs).astype(np.int64) if freqs else np.zeros(0, np.int64)
     cum = np.cumsum(freq) - freq
     start = cum - np.repeat(cum[base], sizes) if freqs else cum
-    sym = np.arange(len(freq), dtype=np.int64) - np.repeat(base, sizes)
-    lut = np.repeat(sym.astype(np.uint16), freq)
-    return Tables(precision, np.asarray(los, np.int64), nsym, base, freq, start, lut)
+    return Tables(precision, np.asarray(los, np.int64), nsym, base, freq, start)
 
 
 def concat_tables(*parts: Tables) -> Tables:
