@@ -14,13 +14,14 @@ import stat
 import struct
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from iodfz.codecs import (
+    ImageCodec,
     Options,
     describe,
     image_codec,
@@ -35,6 +36,7 @@ from iodfz.container import (
     ContainerWriter,
     Frame,
     Header,
+    Sections,
     check_frame,
     codec_name,
     content_digest,
@@ -42,10 +44,19 @@ from iodfz.container import (
     read_upto,
 )
 from iodfz.errors import IodfError
-from iodfz.limits import MAX_IMAGE_FILE, MAX_PIXELS, MAX_UNSIZED_IMAGE, MiB, max_side_bytes
+from iodfz.limits import (
+    MAX_AHEAD_BYTES,
+    MAX_AHEAD_FILE,
+    MAX_IMAGE_FILE,
+    MAX_PIXELS,
+    MAX_UNSIZED_IMAGE,
+    MiB,
+    max_side_bytes,
+)
 from iodfz.zstd_path import compress_stream, decode_frames
 
 Progress = Callable[[int], None]
+Encoded = tuple[Sections, bytes, bytes]  # an image codec's result: sections, payload, output
 _SNIFF = 32  # bytes read before deciding whether to try the image codecs
 _READ_STEP = 1 * MiB
 TEMP_SUFFIX = ".iodfz-tmp"  # temporary outputs: ``.NAME.XXXXXXXX.iodfz-tmp`` (see temp_name)
@@ -172,6 +183,148 @@ class _CountingReader(io.RawIOBase):
         return data
 
 
+class _Meter:
+    """One input's progress, passed on to ``progress`` in bytes and only as it moves forward:
+    an image codec reports the share of its work done, the zstd path and the frames written
+    their bytes; when the image codec declines, the zstd path's bytes count from where the
+    codec got to, not twice."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0  # bytes reported
+        self.position = 0  # bytes the zstd path (or the frames written) got to
+
+    def to(self, done: int) -> None:
+        if self.progress is not None and done > self.done:
+            self.progress(done - self.done)
+            self.done = done
+
+    def share(self, fraction: float) -> None:
+        self.to(int(self.total * min(fraction, 1.0)))
+
+    def add(self, n: int) -> None:
+        self.position += n
+        self.to(self.position)
+
+
+@dataclass
+class Ahead:
+    """Image results worked out for several inputs at once (:func:`compress_ahead`,
+    :func:`decompress_ahead`: the flow over a batch of small images), for :func:`compress` and
+    :func:`decompress` to take by content. A result is used only for the very bytes (and
+    options) it was worked out from, and the container's digest checks it as any other; an
+    input not found here is done as usual."""
+
+    options: Options | None = None
+    encoded: dict[tuple[int, bytes], Encoded | None] = field(default_factory=dict)
+    decoded: dict[tuple[int, tuple[tuple[int, bytes], ...], bytes], bytes] = field(
+        default_factory=dict
+    )
+
+    def encode(
+        self, codec: ImageCodec, data: bytes, options: Options, meter: _Meter
+    ) -> Encoded | None:
+        """``codec.try_compress(data, …)``, worked out ahead or now."""
+        key = (codec.id, data)
+        if options == self.options and key in self.encoded:
+            return self.encoded[key]
+        return codec.try_compress(data, options.level, options, meter.share)
+
+    def decode(self, codec: ImageCodec, header: Header, payload: bytes, meter: _Meter) -> bytes:
+        """``codec.decompress(header.sections, payload)``, worked out ahead or now."""
+        found = self.decoded.get(_decode_key(header, payload))
+        if found is not None:
+            return found
+        return codec.decompress(header.sections, payload, meter.share)
+
+
+def _decode_key(header: Header, payload: bytes) -> tuple[int, tuple[tuple[int, bytes], ...], bytes]:
+    return header.codec, tuple(header.sections), payload
+
+
+def _read_small(path: str | os.PathLike[str]) -> bytes | None:
+    """The whole of regular file ``path`` if it has at most ``MAX_AHEAD_FILE`` bytes, else
+    None (also when it cannot be read: doing it alone will say why). Never blocks on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_AHEAD_FILE:
+            return None
+        try:
+            data = f.read(MAX_AHEAD_FILE + 1)
+        except OSError:
+            return None
+    return data if len(data) <= MAX_AHEAD_FILE else None
+
+
+def _read_ahead(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[int, bytes]]:
+    """(position, contents) of the small files among ``paths``, up to ``MAX_AHEAD_BYTES`` in
+    all."""
+    total = 0
+    for i, path in enumerate(paths):
+        data = _read_small(path)
+        if data is None:
+            continue
+        total += len(data)
+        if total > MAX_AHEAD_BYTES:
+            return
+        yield i, data
+
+
+def compress_ahead(
+    paths: Sequence[str | os.PathLike[str]], options: Options | None = None
+) -> Ahead:
+    """What the image codec makes of those of ``paths`` that are small images, worked out at
+    once (see :class:`Ahead`); the files are then compressed one by one with ``ahead=``."""
+    options = options or Options()
+    ahead = Ahead(options)
+    codecs = image_codecs()
+    datas = [data for _, data in _read_ahead(paths) if _whole_image(data)]
+    if not codecs or len(datas) < 2:
+        return ahead
+    codec = codecs[0]
+    for i, result in codec.try_compress_many(datas, options.level, options).items():
+        ahead.encoded[(codec.id, datas[i])] = result
+    return ahead
+
+
+def _whole_image(data: bytes) -> bool:
+    """Whether :func:`compress` offers all of ``data``, a regular file's contents, to the image
+    codecs."""
+    head = data[:_SNIFF]
+    return looks_like_image(head) and 0 < len(data) <= image_bound(head, sized=True)
+
+
+def decompress_ahead(paths: Sequence[str | os.PathLike[str]]) -> Ahead:
+    """The decoded contents of those of ``paths`` that are containers of small images, worked
+    out at once (see :class:`Ahead`); the files are then decompressed one by one with
+    ``ahead=``, which checks each against its digest as usual."""
+    ahead = Ahead()
+    codec = image_codec(CODEC_IMAGE)
+    keys, items = [], []
+    for _, blob in _read_ahead(paths):
+        try:
+            reader = ContainerReader(io.BytesIO(blob))
+            if reader.header.codec != CODEC_IMAGE:
+                continue
+            frames = list(reader.frames())
+        except IodfError:
+            continue
+        if len(frames) == 1:
+            payload = bytes(frames[0].payload)
+            keys.append(_decode_key(reader.header, payload))
+            items.append((reader.header.sections, payload))
+    if codec is None or len(items) < 2:
+        return ahead
+    for i, data in codec.decompress_many(items).items():
+        ahead.decoded[keys[i]] = data
+    return ahead
+
+
 # --------------------------------------------------------------------------- compress
 
 
@@ -186,6 +339,7 @@ def compress(
     length: int | None = None,
     progress: Progress | None = None,
     frame_size: int = FRAME_SIZE,
+    ahead: Ahead | None = None,
 ) -> Result:
     """Compress all of ``src`` into one container on ``dst``.
 
@@ -194,9 +348,11 @@ def compress(
     (IodfError if the input changed). An input that starts like an image is read whole, up to
     what its header allows an image of at most ``MAX_PIXELS`` samples to take, and offered to
     the registered image codecs; otherwise, or when they decline, it goes through zstd frame
-    by frame in bounded memory.
+    by frame in bounded memory. ``ahead`` may hold the image codec's result for this input,
+    worked out with others (:func:`compress_ahead`).
     """
     options = options or Options()
+    meter = _Meter(progress, length or 0)
     header = Header(CODEC_ZSTD, original_length=length, mode=mode, mtime_ns=mtime_ns, name=name)
     prefix: bytes | bytearray = read_upto(src, _SNIFF)
     bound = image_bound(prefix, sized=length is not None)
@@ -204,7 +360,8 @@ def compress(
     if 0 < (length or 0) <= bound or (length is None and bound):
         prefix = _read_into(src, bytearray(prefix), bound + 1)
         if len(prefix) <= bound:
-            result = _try_image(bytes(prefix), dst, options, header, progress)
+            meter.total = len(prefix)
+            result = _try_image(bytes(prefix), dst, options, header, meter, ahead or Ahead())
             if result is not None:
                 return result
     writer = ContainerWriter(dst, header)
@@ -215,7 +372,7 @@ def compress(
         options.threads,
         prefix=prefix,
         frame_size=frame_size,
-        progress=progress,
+        progress=meter.add if progress else None,
     )
     digest = writer.finish()
     return Result(CODEC_ZSTD, writer.original_length, writer.bytes_written, digest)
@@ -276,10 +433,10 @@ def _declared_shape(fmt: str, head: bytes) -> tuple[int, int, int, int] | None:
 
 
 def _try_image(
-    data: bytes, dst: BinaryIO, options: Options, header: Header, progress: Progress | None
+    data: bytes, dst: BinaryIO, options: Options, header: Header, meter: _Meter, ahead: Ahead
 ) -> Result | None:
     for codec in image_codecs():
-        encoded = codec.try_compress(data, options.level, options)
+        encoded = ahead.encode(codec, data, options, meter)
         if encoded is None:
             continue
         sections, payload, produced = encoded
@@ -290,8 +447,7 @@ def _try_image(
         writer = ContainerWriter(dst, header)
         writer.write_frame(codec.id, len(produced), frame_digest(produced), payload)
         digest = writer.finish()
-        if progress:
-            progress(len(data))
+        meter.to(len(data))
         model_id = sections.model_id()
         return Result(
             codec.id,
@@ -313,11 +469,13 @@ def decompress(
     *,
     threads: int = 0,
     progress: Progress | None = None,
+    ahead: Ahead | None = None,
 ) -> ContainerInfo:
     """Decode the container on ``src`` to ``dst`` (None: only verify), checking every
     frame's checksum and the container's.
 
-    ``threads`` decoding threads (0: one per core).
+    ``threads`` decoding threads (0: one per core). ``ahead`` may hold this container's image,
+    decoded with others (:func:`decompress_ahead`).
 
     Raises IodfError on any damage. Output is written frame by frame, so on error ``dst`` may
     hold a prefix of the data; the ``*_file`` functions remove such partial output.
@@ -341,16 +499,17 @@ def decompress(
             info.frame_lengths.append(frame.raw_len)
             yield frame
 
+    meter = _Meter(progress, 0)
     if image is None:
         outputs = decode_frames(counted_frames(), threads)
     else:
-        outputs = (_decode_image(image, header, frame) for frame in counted_frames())
+        ahead = ahead or Ahead()
+        outputs = (_decode_image(image, header, frame, meter, ahead) for frame in counted_frames())
     with closing(outputs):  # stops the decoding threads early on error
         for data in outputs:
             if dst is not None:
                 dst.write(data)
-            if progress:
-                progress(len(data))
+            meter.add(len(data))
     end = reader.end
     assert end is not None  # frames() returns only after reading the end record
     info.original_size = end.original_length
@@ -360,9 +519,10 @@ def decompress(
     return info
 
 
-def _decode_image(image: Any, header: Header, frame: Frame) -> bytes:
+def _decode_image(image: Any, header: Header, frame: Frame, meter: _Meter, ahead: Ahead) -> bytes:
+    meter.total = frame.raw_len
     try:
-        data = image.decompress(header.sections, bytes(frame.payload))
+        data = ahead.decode(image, header, bytes(frame.payload), meter)
     except IodfError:
         raise
     except Exception as exc:  # a plug-in decoder fed a damaged payload may raise anything
@@ -371,9 +531,15 @@ def _decode_image(image: Any, header: Header, frame: Frame) -> bytes:
     return data
 
 
-def test(src: BinaryIO, *, threads: int = 0, progress: Progress | None = None) -> ContainerInfo:
+def test(
+    src: BinaryIO,
+    *,
+    threads: int = 0,
+    progress: Progress | None = None,
+    ahead: Ahead | None = None,
+) -> ContainerInfo:
     """Fully decode and verify without writing anything."""
-    return decompress(src, None, threads=threads, progress=progress)
+    return decompress(src, None, threads=threads, progress=progress, ahead=ahead)
 
 
 def info(src: BinaryIO) -> ContainerInfo:
@@ -522,18 +688,21 @@ def compress_file(
     force: bool = False,
     verify: bool = False,
     progress: Progress | None = None,
+    ahead: Ahead | None = None,
 ) -> Result:
     """Compress file ``src`` to ``dst``, keeping its permission bits and times on ``dst``.
 
     With ``verify`` the written container is decoded and its SHA-256 compared with the
-    input's before it is renamed into place (what ``--rm`` relies on).
+    input's before it is renamed into place (what ``--rm`` relies on). ``ahead``: see
+    :func:`compress`.
     """
     if _same_file(src, dst):
         raise IodfError("input and output are the same file")
     with open(src, "rb") as fin:
         st = os.fstat(fin.fileno())
         with atomic_output(dst, force) as out:
-            result = compress(fin, out, options, progress=progress, **file_metadata(fin, src))
+            meta = file_metadata(fin, src)
+            result = compress(fin, out, options, progress=progress, ahead=ahead, **meta)
             out.flush()
             _apply_metadata(out.fileno(), st.st_mode, st.st_atime_ns, st.st_mtime_ns)
             if verify:
@@ -551,10 +720,11 @@ def decompress_file(
     verify: bool = False,
     threads: int = 0,
     progress: Progress | None = None,
+    ahead: Ahead | None = None,
 ) -> ContainerInfo:
     """Decompress container ``src`` to ``dst``, restoring the stored mode and mtime (the
     container file's own when none are stored). ``verify`` re-reads the output and checks
-    its SHA-256 before it is renamed into place."""
+    its SHA-256 before it is renamed into place. ``ahead``: see :func:`decompress`."""
     if _same_file(src, dst):
         raise IodfError("input and output are the same file")
     with open(src, "rb") as fin:
@@ -566,6 +736,7 @@ def decompress_file(
             threads=threads,
             progress=progress,
             fallback=os.fstat(fin.fileno()),
+            ahead=ahead,
         )
 
 
@@ -578,12 +749,13 @@ def decompress_to_file(
     threads: int = 0,
     progress: Progress | None = None,
     fallback: os.stat_result | None = None,
+    ahead: Ahead | None = None,
 ) -> ContainerInfo:
     """Decompress the container on stream ``src`` to file ``dst`` with the stored mode and
     mtime; where none are stored, ``fallback``'s (the container file's), else a new file's
     mode (umask) and the current time."""
     with atomic_output(dst, force) as out:
-        result = decompress(src, out, threads=threads, progress=progress)
+        result = decompress(src, out, threads=threads, progress=progress, ahead=ahead)
         out.flush()
         header = result.header
         if header.mode is not None:

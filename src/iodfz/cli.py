@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
 import re
 import signal
@@ -20,24 +19,11 @@ import stat
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
-from rich.text import Text
 from typer.core import TyperGroup
 
 from iodfz import __version__, api
@@ -49,6 +35,10 @@ except ImportError:  # older typer uses click itself
 from iodfz.codecs import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL, Options
 from iodfz.container import CODEC_IMAGE, codec_name
 from iodfz.errors import IodfError
+from iodfz.limits import MAX_AHEAD_FILES
+
+if TYPE_CHECKING:  # imported where used: a run without a pool or a bar never loads them
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 SUFFIX = ".iodf"
 STDIO = "-"
@@ -60,8 +50,6 @@ _ALIASES |= {"-l": "info", "--list": "info", "-z": "compress", "--compress": "co
 _LEVEL_FLAG = re.compile(r"-(1[0-9]|[1-9])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
 
 def printable(text: str) -> str:
     """``text`` on one line: bytes that are not UTF-8 (file names decoded with surrogate
@@ -71,7 +59,7 @@ def printable(text: str) -> str:
 
 
 def _say(message: str) -> None:
-    err.print(f"iodfz: {printable(message)}", markup=False)
+    print(f"iodfz: {printable(message)}", file=sys.stderr)  # above a live progress bar
 
 
 class Interrupted(BaseException):
@@ -196,7 +184,7 @@ def _stdout() -> BinaryIO:
     return sys.stdout.buffer
 
 
-def _compress(job: Job, progress: Callable[[int], None] | None) -> api.Result:
+def _compress(job: Job, progress: Callable[[int], None] | None, ahead: api.Ahead) -> api.Result:
     if job.src == STDIO:
         if job.dst == STDIO:
             return api.compress(_stdin(), _stdout(), job.options, progress=progress)
@@ -216,17 +204,20 @@ def _compress(job: Job, progress: Callable[[int], None] | None) -> api.Result:
         force=job.force,
         verify=job.remove_src,
         progress=progress,
+        ahead=ahead,
     )
 
 
-def _decompress(job: Job, progress: Callable[[int], None] | None) -> api.ContainerInfo:
+def _decompress(
+    job: Job, progress: Callable[[int], None] | None, ahead: api.Ahead
+) -> api.ContainerInfo:
     threads = job.options.threads
     if job.action == "test" or job.dst == STDIO:
         dst = None if job.action == "test" else _stdout()
         if job.src == STDIO:
             return api.decompress(_stdin(), dst, threads=threads, progress=progress)
         with open(job.src, "rb") as fin:
-            return api.decompress(fin, dst, threads=threads, progress=progress)
+            return api.decompress(fin, dst, threads=threads, progress=progress, ahead=ahead)
     assert job.dst is not None
     if job.src == STDIO:
         return api.decompress_to_file(
@@ -239,22 +230,27 @@ def _decompress(job: Job, progress: Callable[[int], None] | None) -> api.Contain
         verify=job.remove_src,
         threads=threads,
         progress=progress,
+        ahead=ahead,
     )
 
 
-def run_job(job: Job, progress: Callable[[int], None] | None = None) -> Outcome:
+def run_job(
+    job: Job, progress: Callable[[int], None] | None = None, ahead: api.Ahead | None = None
+) -> Outcome:
     """Run one job, turning every failure into ``Outcome.error`` (never raises, but for an
-    interruption, so it can run in a worker process)."""
+    interruption, so it can run in a worker process). ``ahead``: image results worked out
+    for several jobs at once (:func:`_ahead`)."""
     outcome = Outcome(job.src, job.dst)
+    ahead = ahead or api.Ahead()
     try:
         if job.action == "compress":
-            result = _compress(job, progress)
+            result = _compress(job, progress, ahead)
             outcome.original, outcome.compressed = result.original_size, result.compressed_size
             outcome.how = _how(result.codec, result.model_id)
             if not result.exact:
                 outcome.kept = "decompression gives the same pixels, not the same bytes"
         else:
-            info = _decompress(job, progress)
+            info = _decompress(job, progress, ahead)
             outcome.original, outcome.compressed = info.original_size, info.compressed_size
             model_id = info.header.sections.model_id() if info.codec == CODEC_IMAGE else None
             outcome.how = _how(info.codec, None if model_id is None else model_id.hex())
@@ -333,7 +329,7 @@ class Batch:
     def fail(self, path: str, message: str, trace: str | None = None) -> None:
         self.failed += 1
         if self.debug and trace:
-            err.print(trace, markup=False, end="")
+            sys.stderr.write(trace)
         _say(f"{path}: {message}")
 
 
@@ -447,18 +443,18 @@ def _worker_signal(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
-def _worker_job(index: int, job: Job) -> Outcome:
+def _worker_jobs(start: int, jobs: list[Job]) -> list[Outcome]:
+    """In a worker: run ``jobs`` (numbered from ``start``) as a single process runs them."""
     global _WORKER_BUSY
-    done = 0
+    outcomes: list[Outcome] = []
 
-    def progress(n: int) -> None:
-        nonlocal done
-        done += n
-        _WORKER_QUEUE.put((index, done))
+    def advance(index: int, done: int) -> None:
+        _WORKER_QUEUE.put((start + index, done))
 
     _WORKER_BUSY = True
     try:
-        return run_job(job, progress)
+        execute(jobs, 1, advance, lambda index, outcome: outcomes.append(outcome))
+        return outcomes
     except (Interrupted, KeyboardInterrupt) as exc:
         os._exit(128 + getattr(exc, "signum", signal.SIGINT))  # clean-up already done
     finally:
@@ -473,18 +469,36 @@ def execute(jobs: list[Job], workers: int, advance: Advance, report: Report) -> 
     if workers > 1 and len(jobs) > 1 and all(job.dst != STDIO for job in jobs):
         _execute_pool(jobs, workers, advance, report)
         return
-    for index, job in enumerate(jobs):
-        done = 0
+    for start in range(0, len(jobs), MAX_AHEAD_FILES):
+        chunk = jobs[start : start + MAX_AHEAD_FILES]
+        ahead = _ahead(chunk)
+        for index, job in enumerate(chunk, start):
+            done = 0
 
-        def progress(n: int, index: int = index) -> None:
-            nonlocal done
-            done += n
-            advance(index, done)
+            def progress(n: int, index: int = index) -> None:
+                nonlocal done
+                done += n
+                advance(index, done)
 
-        report(index, run_job(job, progress))
+            report(index, run_job(job, progress, ahead))
+
+
+def _ahead(jobs: list[Job]) -> api.Ahead:
+    """The image results of ``jobs`` (one command's) worked out at once where that is faster:
+    the flow runs over their small images as one batch. Each job then takes its result by
+    content, and does everything else — and anything not worked out here — alone."""
+    paths = [job.src for job in jobs if job.src != STDIO]
+    if len(paths) < 2:
+        return api.Ahead()
+    if jobs[0].action == "compress":
+        return api.compress_ahead(paths, jobs[0].options)
+    return api.decompress_ahead(paths)
 
 
 def _execute_pool(jobs: list[Job], workers: int, advance: Advance, report: Report) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     context = multiprocessing.get_context("spawn")
     queue = context.SimpleQueue()
 
@@ -497,10 +511,15 @@ def _execute_pool(jobs: list[Job], workers: int, advance: Advance, report: Repor
         min(workers, len(jobs)), mp_context=context, initializer=_worker_init, initargs=(queue,)
     )
     _WORKER_POOL_RUNNING = True
+    # Jobs go out in runs, so that a worker works out its small images together (_ahead), and
+    # in several runs per worker, so that the workers finish together.
+    size = min(MAX_AHEAD_FILES, -(-len(jobs) // (2 * workers)))
+    starts = range(0, len(jobs), size)
     try:
-        futures = [pool.submit(_worker_job, i, job) for i, job in enumerate(jobs)]
-        for index, future in enumerate(futures):
-            report(index, _wait(future, drain))
+        futures = [pool.submit(_worker_jobs, i, jobs[i : i + size]) for i in starts]
+        for start, future in zip(starts, futures, strict=True):
+            for index, outcome in enumerate(_wait(future, drain), start):
+                report(index, outcome)
         drain()
     except BaseException:
         _stop_workers(pool)
@@ -510,7 +529,9 @@ def _execute_pool(jobs: list[Job], workers: int, advance: Advance, report: Repor
     pool.shutdown()
 
 
-def _wait(future: Future[Outcome], drain: Callable[[], None]) -> Outcome:
+def _wait(future: Future[list[Outcome]], drain: Callable[[], None]) -> list[Outcome]:
+    from concurrent.futures import TimeoutError as FutureTimeout
+
     while True:
         try:
             outcome = future.result(timeout=0.2)
@@ -536,28 +557,17 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 def _run_all(jobs: list[Job], batch: Batch, workers: int, verbose: bool) -> None:
     sizes = [_size(job.src) for job in jobs]
     show = (
-        err.is_terminal
+        sys.stderr.isatty()
         and not batch.quiet
         and not any(j.src == STDIO or j.dst == STDIO for j in jobs)
         and (len(jobs) > 1 or sum(sizes) >= _PROGRESS_MIN_BYTES)
     )
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not show,
-    )
     done = [0] * len(jobs)
-    with progress:
-        task = progress.add_task(jobs[0].action if jobs else "", total=sum(sizes))
+    with _bar(show, jobs[0].action if jobs else "", sum(sizes)) as update:
 
         def advance(index: int, amount: int) -> None:
             done[index] = min(amount, sizes[index])
-            progress.update(task, completed=sum(done))
+            update(sum(done))
 
         def report(index: int, outcome: Outcome) -> None:
             advance(index, sizes[index])
@@ -571,6 +581,31 @@ def _run_all(jobs: list[Job], batch: Batch, workers: int, verbose: bool) -> None
                 _report_ok(job, outcome)
 
         execute(jobs, workers, advance, report)
+
+
+@contextlib.contextmanager
+def _bar(show: bool, title: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (only if ``show``: rich is loaded only then), transient;
+    yields the function that sets how many of the ``total`` bytes are done."""
+    if not show:
+        yield lambda completed: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    text = TextColumn("{task.description}")
+    with Progress(text, *columns, console=console, transient=True) as progress:
+        task = progress.add_task(title, total=total)
+        yield lambda completed: progress.update(task, completed=completed)
 
 
 def _size(path: str) -> int:
@@ -880,6 +915,10 @@ def _print_info(rows: list[dict[str, Any]], verbose: bool) -> None:
     output is piped), else cells on two lines so that it stays within 80 columns."""
     if not rows:
         return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     piped = not sys.stdout.isatty()
     out = Console(highlight=False, width=1 << 16 if piped else None)
     cells = [_info_cells(row) for row in rows]

@@ -9,6 +9,7 @@ skipped, and images then go through zstd. Registering an image codec is one line
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol, runtime_checkable
@@ -19,6 +20,8 @@ IMAGE_CODEC_MODULES: tuple[str, ...] = ("iodfz.codec.image",)
 
 # Largest input offered to image codecs: the whole file is read into memory for them.
 MAX_IMAGE_INPUT = 512 << 20
+
+Share = Callable[[float], None]  # progress: the share of one input's work done (0 … 1)
 
 DEFAULT_LEVEL = 3
 MIN_LEVEL = 1
@@ -56,17 +59,30 @@ class ImageCodec(Protocol):
     ``options.pixels`` a re-encoded file with the same pixels — or None to let zstd handle the
     file (unsupported variant, no gain, ...). ``decompress`` gets them back and returns those
     bytes; the container checks their length and SHA-256 afterwards. Any exception it raises
-    on a damaged payload is reported as a damaged container.
+    on a damaged payload is reported as a damaged container. Both may call ``progress`` with
+    the share of the work done so far (0 … 1).
+
+    ``try_compress_many`` and ``decompress_many`` do the same for several inputs at once where
+    that is faster (many small images), giving results by position for the inputs they took —
+    each exactly what the single call gives — and leaving the rest to the single calls.
     """
 
     id: int
     name: str
 
     def try_compress(
-        self, data: bytes, level: int, options: Options
+        self, data: bytes, level: int, options: Options, progress: Share | None = None
     ) -> tuple[Sections, bytes, bytes] | None: ...
 
-    def decompress(self, sections: Sections, payload: bytes) -> bytes: ...
+    def try_compress_many(
+        self, datas: Sequence[bytes], level: int, options: Options
+    ) -> dict[int, tuple[Sections, bytes, bytes] | None]: ...
+
+    def decompress(
+        self, sections: Sections, payload: bytes, progress: Share | None = None
+    ) -> bytes: ...
+
+    def decompress_many(self, items: Sequence[tuple[Sections, bytes]]) -> dict[int, bytes]: ...
 
     def guarantee(self, sections: Sections) -> str:
         """``byte-exact``, or how the decoded file differs from the original (for ``info``)."""

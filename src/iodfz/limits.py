@@ -50,3 +50,16 @@ MAX_UNSIZED_IMAGE = 64 * MiB
 does not declare the image size (a TIFF: its directory may lie anywhere in the file). A longer
 stream goes through zstd in frames; a regular file of any size up to MAX_IMAGE_FILE is still
 tried, its length being known."""
+
+MAX_AHEAD_FILES = 256
+"""Most files a command works out at once (the image flow run over a batch of small images:
+``api.compress_ahead``, ``api.decompress_ahead``) before it writes them one by one."""
+
+MAX_AHEAD_FILE = 1 * MiB
+"""Largest file read for working out at once with others: a small image (one tile of the
+flow) or its container is far smaller."""
+
+MAX_AHEAD_BYTES = 64 * MiB
+"""Most bytes of files read for working out at once (they and their results are held until
+each file is written); the flow itself runs on at most ``codec.pixels.MAX_BATCH_PIXELS`` at a
+time."""

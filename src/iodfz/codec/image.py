@@ -10,15 +10,17 @@ Payload layout: docs/FORMAT.md §3.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import zstandard
 
 from iodfz import formats, limits, zoo
 from iodfz.codec import pixels as pixel_codec
-from iodfz.codecs import Options
+from iodfz.codecs import Options, Share
 from iodfz.coder import CoderError, ans
 from iodfz.container import (
     CODEC_IMAGE,
@@ -162,100 +164,160 @@ def _unpack_format(value: bytes) -> tuple[int, str, int]:
     return value[0], _FORMAT_NAMES[value[1]], tile
 
 
+Encoded = tuple[Sections, bytes, bytes]  # what try_compress gives: sections, payload, output
+
+
+@dataclass(frozen=True)
+class _Input:
+    """An input file taken apart for the flow (what encoding does before the flow)."""
+
+    data: bytes
+    parsed: formats.ParsedImage
+    rgb: np.ndarray
+    extra: np.ndarray | None
+    model: Model
+    backend: Backend
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a container's sections say about its image (decoding before the flow)."""
+
+    shape: ImageShape
+    model_id: bytes
+    flags: int
+    fmt: str
+    tile: int
+
+    @property
+    def rgb_width(self) -> int:
+        return self.shape.width if self.shape.channels >= 3 else -(-self.shape.width // 3)
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.shape.channels in (2, 4)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """A payload cut into its parts: side information (None: canonical PNM), extra plane,
+    one rANS stream per batch."""
+
+    side: bytes | None
+    alpha: bytes
+    streams: list[bytes]
+
+
 class NeuralImageCodec:
     id = CODEC_IMAGE
     name = "neural-image"
 
     def try_compress(
-        self, data: bytes, level: int, options: Options
-    ) -> tuple[Sections, bytes, bytes] | None:
-        parsed = formats.parse(data, allow_pixel_exact=options.pixels)
-        if parsed is None or parsed.pixels.dtype != np.uint8:
+        self, data: bytes, level: int, options: Options, progress: Share | None = None
+    ) -> Encoded | None:
+        taken = _take_apart(data, level, options)
+        if taken is None:
             return None
-        h, w, c = parsed.pixels.shape
-        rgb, extra = to_rgb(parsed.pixels)
-        if min(rgb.shape[:2]) < MIN_SIDE:
-            return None
-        engine = _engine_for_level(level)
-        if engine is None:
-            return None
-        model, backend = engine
-        if not fits(h, w, c, model.levels):
-            return None  # the decoder would refuse it
-        shape = ImageShape(h, w, c, 8)
-        streams = pixel_codec.encode(model, backend, rgb)
-        flags = FLAG_COMPACT | (FLAG_EXACT if parsed.exact else 0)
-        side: bytes | None = None
-        if parsed.exact and parsed.fmt == "pnm" and data == _canonical_pnm(shape, parsed.pixels):
-            flags |= FLAG_SIDE_NONE
-        else:
-            side = _zstd(parsed.side)
-            if len(side) < len(parsed.side):
-                flags |= FLAG_SIDE_ZSTD
-            else:
-                side = parsed.side
-        alpha = None if extra is None else _zstd(np.ascontiguousarray(extra).tobytes())
-        payload = _pack_compact(side, alpha, streams)
-        if len(payload) >= len(zstandard.ZstdCompressor(level=level).compress(data)):
-            return None  # never worse than the fallback
-        sections = Sections()
-        sections.set_shape(shape)
-        sections.set_model_id(bytes.fromhex(model.model_id)[:COMPACT_MODEL_ID])
-        sections.add(SECTION_IMAGE_FORMAT, _pack_format(flags, parsed.fmt, pixel_codec.TILE))
-        produced = data if parsed.exact else formats.rebuild(parsed.fmt, parsed.pixels, parsed.side)
-        return sections, payload, produced
+        streams = pixel_codec.encode(taken.model, taken.backend, taken.rgb, progress=progress)
+        return _put_together(taken, streams, level)
 
-    def decompress(self, sections: Sections, payload: bytes) -> bytes:
-        shape = sections.shape()
-        model_id = sections.model_id()
-        flags, fmt, tile = _unpack_format(sections.require(SECTION_IMAGE_FORMAT))
-        compact = bool(flags & FLAG_COMPACT)
-        id_size = COMPACT_MODEL_ID if compact else MODEL_ID_SIZE
-        if shape is None or model_id is None or len(model_id) != id_size:
-            raise IodfError("damaged container: image sections missing")
-        if shape.bit_depth != 8 or not 1 <= shape.channels <= 4:
-            raise IodfError("damaged container: bad image shape")
-        has_alpha = shape.channels in (2, 4)
-        h, w = shape.height, shape.width
-        rgb_w = w if shape.channels >= 3 else -(-w // 3)
+    def try_compress_many(
+        self, datas: Sequence[bytes], level: int, options: Options
+    ) -> dict[int, Encoded | None]:
+        """``try_compress`` of those of ``datas`` that are small images (one tile) sharing
+        their shape with another one, keyed by position: their flow runs as one batch and
+        their streams are coded in lockstep, each result the very one ``try_compress`` gives.
+        Inputs it declines are there as None. Anything else — other inputs, and any that
+        raised — is left out, for ``try_compress`` to do (and report) alone."""
+        results: dict[int, Encoded | None] = {}
+        groups: dict[tuple[str, tuple[int, ...]], list[tuple[int, _Input]]] = {}
+        for i, data in enumerate(datas):
+            try:
+                taken = _take_apart(data, level, options)
+            except Exception:  # found again, and reported, when this input is done alone
+                continue
+            if taken is None:
+                results[i] = None
+            elif pixel_codec.single_tile(*taken.rgb.shape[:2], taken.model.levels):
+                key = (taken.model.model_id, taken.rgb.shape)
+                groups.setdefault(key, []).append((i, taken))
+        for members in groups.values():
+            if len(members) < 2:  # alone, a stream codes faster through the coder itself
+                continue
+            first = members[0][1]
+            try:
+                rgbs = [taken.rgb for _, taken in members]
+                streams = pixel_codec.encode_many(first.model, first.backend, rgbs)
+                for (i, taken), image_streams in zip(members, streams, strict=True):
+                    results[i] = _put_together(taken, image_streams, level)
+            except Exception:  # found again, and reported, when each input is done alone
+                continue
+        return results
+
+    def decompress(
+        self, sections: Sections, payload: bytes, progress: Share | None = None
+    ) -> bytes:
+        layout = _layout(sections)
+        h, rgb_w = layout.shape.height, layout.rgb_width
         last_error: Exception | None = None
-        for model in _models(model_id.hex()):
-            if not fits(h, w, shape.channels, model.levels):
-                raise IodfError("damaged container: image too large")
-            plan = pixel_codec.batch_count(*_padded(h, rgb_w, model.levels), tile)
-            if plan * ans.HEAD_WORDS * 2 > len(payload):  # every stream holds its lane heads
-                raise IodfError("damaged container: image payload too short for its shape")
-            if compact:
-                present = (not flags & FLAG_SIDE_NONE) + has_alpha
-                parts = _unpack_compact(payload, present + plan)
-                side_blob = None if flags & FLAG_SIDE_NONE else parts.pop(0)
-                streams = parts
-            else:
-                side_blob, *streams = _unpack_parts(payload)
-            alpha_blob = streams.pop(0) if has_alpha and streams else b""
+        for model in _models(layout.model_id.hex()):
+            parts = _cut(layout, payload, model)
             try:
                 rgb = pixel_codec.decode(
-                    model, _backend(model), streams, h, rgb_w, tile, compact=compact
+                    model,
+                    _backend(model),
+                    parts.streams,
+                    h,
+                    rgb_w,
+                    layout.tile,
+                    compact=bool(layout.flags & FLAG_COMPACT),
+                    progress=progress,
                 )
                 break
             except (CoderError, pixel_codec.PixelCodecError) as exc:
                 last_error = exc  # a model whose id shares the prefix: try the next one
         else:
             raise IodfError(f"damaged container: image payload: {last_error}")
-        extra = None
-        if has_alpha:
-            extra = np.frombuffer(_unzstd(alpha_blob, h * w), np.uint8)
-            if extra.size != h * w:
-                raise IodfError("damaged container: alpha plane has the wrong size")
-            extra = extra.reshape(h, w)
-        pixels = from_rgb(rgb, extra, shape)
-        if side_blob is None:
-            return _canonical_pnm(shape, pixels)
-        if flags & FLAG_SIDE_ZSTD:
-            side = _unzstd(side_blob, formats.max_side_bytes(fmt, h, w, shape.channels))
-        else:
-            side = side_blob
-        return formats.rebuild(fmt, pixels, side)
+        return _rebuild(layout, rgb, parts)
+
+    def decompress_many(self, items: Sequence[tuple[Sections, bytes]]) -> dict[int, bytes]:
+        """``decompress`` of those of ``items`` (sections, payload) that hold small images (one
+        tile, compact payload) sharing their shape with another one, keyed by position: the
+        flow's inverse runs over them as one batch, their streams decoded in lockstep. Items
+        that are anything else, or fail here in any way, are left out, for ``decompress`` to
+        do (and report) alone; a result is the very bytes ``decompress`` gives."""
+        groups: dict[tuple[str, int, int, int], list[tuple[int, _Layout, _Parts]]] = {}
+        models: dict[str, Model] = {}
+        for i, (sections, payload) in enumerate(items):
+            try:
+                layout = _layout(sections)
+                model = next(_models(layout.model_id.hex()))
+                h, rgb_w = layout.shape.height, layout.rgb_width
+                if not layout.flags & FLAG_COMPACT or not pixel_codec.single_tile(
+                    h, rgb_w, model.levels, layout.tile
+                ):
+                    continue
+                parts = _cut(layout, payload, model)
+            except Exception:  # found again, and reported, when this item is done alone
+                continue
+            models[model.model_id] = model
+            key = (model.model_id, h, rgb_w, layout.tile)
+            groups.setdefault(key, []).append((i, layout, parts))
+        results: dict[int, bytes] = {}
+        for (model_id, h, rgb_w, _), members in groups.items():
+            if len(members) < 2:
+                continue
+            model = models[model_id]
+            try:
+                streams = [parts.streams[0] for _, _, parts in members]
+                rgbs = pixel_codec.decode_many(model, _backend(model), streams, h, rgb_w)
+            except Exception:  # found again, and reported, when each item is done alone
+                continue
+            for (i, layout, parts), rgb in zip(members, rgbs, strict=True):
+                with contextlib.suppress(Exception):  # idem
+                    if rgb is not None:
+                        results[i] = _rebuild(layout, rgb, parts)
+        return results
 
     def guarantee(self, sections: Sections) -> str:
         value = sections.get(SECTION_IMAGE_FORMAT)
@@ -273,6 +335,105 @@ class NeuralImageCodec:
         except IodfError:
             return None
         return Tiling(tile, tile)
+
+
+def _take_apart(data: bytes, level: int, options: Options) -> _Input | None:
+    """``data`` parsed into pixels ready for the flow, with the level's model and backend; None
+    when the neural path does not take it."""
+    parsed = formats.parse(data, allow_pixel_exact=options.pixels)
+    if parsed is None or parsed.pixels.dtype != np.uint8:
+        return None
+    h, w, c = parsed.pixels.shape
+    rgb, extra = to_rgb(parsed.pixels)
+    if min(rgb.shape[:2]) < MIN_SIDE:
+        return None
+    engine = _engine_for_level(level)
+    if engine is None:
+        return None
+    model, backend = engine
+    if not fits(h, w, c, model.levels):
+        return None  # the decoder would refuse it
+    return _Input(data, parsed, rgb, extra, model, backend)
+
+
+def _put_together(taken: _Input, streams: list[bytes], level: int) -> Encoded | None:
+    """The container sections, payload and output of ``taken`` coded as ``streams``; None when
+    that is not smaller than zstd at ``level``."""
+    data, parsed = taken.data, taken.parsed
+    shape = ImageShape(*parsed.pixels.shape, 8)
+    flags = FLAG_COMPACT | (FLAG_EXACT if parsed.exact else 0)
+    side: bytes | None = None
+    if parsed.exact and parsed.fmt == "pnm" and data == _canonical_pnm(shape, parsed.pixels):
+        flags |= FLAG_SIDE_NONE
+    else:
+        side = _zstd(parsed.side)
+        if len(side) < len(parsed.side):
+            flags |= FLAG_SIDE_ZSTD
+        else:
+            side = parsed.side
+    extra = taken.extra
+    alpha = None if extra is None else _zstd(np.ascontiguousarray(extra).tobytes())
+    payload = _pack_compact(side, alpha, streams)
+    if len(payload) >= len(zstandard.ZstdCompressor(level=level).compress(data)):
+        return None  # never worse than the fallback
+    sections = Sections()
+    sections.set_shape(shape)
+    sections.set_model_id(bytes.fromhex(taken.model.model_id)[:COMPACT_MODEL_ID])
+    sections.add(SECTION_IMAGE_FORMAT, _pack_format(flags, parsed.fmt, pixel_codec.TILE))
+    produced = data if parsed.exact else formats.rebuild(parsed.fmt, parsed.pixels, parsed.side)
+    return sections, payload, produced
+
+
+def _layout(sections: Sections) -> _Layout:
+    """The image fields of a container's sections; IodfError when they are damaged."""
+    shape = sections.shape()
+    model_id = sections.model_id()
+    flags, fmt, tile = _unpack_format(sections.require(SECTION_IMAGE_FORMAT))
+    id_size = COMPACT_MODEL_ID if flags & FLAG_COMPACT else MODEL_ID_SIZE
+    if shape is None or model_id is None or len(model_id) != id_size:
+        raise IodfError("damaged container: image sections missing")
+    if shape.bit_depth != 8 or not 1 <= shape.channels <= 4:
+        raise IodfError("damaged container: bad image shape")
+    return _Layout(shape, model_id, flags, fmt, tile)
+
+
+def _cut(layout: _Layout, payload: bytes, model: Model) -> _Parts:
+    """``payload`` cut into its parts, for ``model``'s number of streams; IodfError when it
+    cannot be."""
+    h, rgb_w, flags = layout.shape.height, layout.rgb_width, layout.flags
+    if not fits(h, layout.shape.width, layout.shape.channels, model.levels):
+        raise IodfError("damaged container: image too large")
+    plan = pixel_codec.batch_count(*_padded(h, rgb_w, model.levels), layout.tile)
+    if plan * ans.HEAD_WORDS * 2 > len(payload):  # every stream holds its lane heads
+        raise IodfError("damaged container: image payload too short for its shape")
+    if flags & FLAG_COMPACT:
+        present = (not flags & FLAG_SIDE_NONE) + layout.has_alpha
+        streams = _unpack_compact(payload, present + plan)
+        side = None if flags & FLAG_SIDE_NONE else streams.pop(0)
+    else:
+        side, *streams = _unpack_parts(payload)
+    alpha = streams.pop(0) if layout.has_alpha and streams else b""
+    return _Parts(side, alpha, streams)
+
+
+def _rebuild(layout: _Layout, rgb: np.ndarray, parts: _Parts) -> bytes:
+    """The decoded file from the flow's pixels and the payload's other parts."""
+    shape = layout.shape
+    h, w = shape.height, shape.width
+    extra = None
+    if layout.has_alpha:
+        extra = np.frombuffer(_unzstd(parts.alpha, h * w), np.uint8)
+        if extra.size != h * w:
+            raise IodfError("damaged container: alpha plane has the wrong size")
+        extra = extra.reshape(h, w)
+    pixels = from_rgb(rgb, extra, shape)
+    if parts.side is None:
+        return _canonical_pnm(shape, pixels)
+    if layout.flags & FLAG_SIDE_ZSTD:
+        side = _unzstd(parts.side, formats.max_side_bytes(layout.fmt, h, w, shape.channels))
+    else:
+        side = parts.side
+    return formats.rebuild(layout.fmt, pixels, side)
 
 
 _WARNED: set[str] = set()
