@@ -1,7 +1,8 @@
 """The ratio and speed bar as a user meets it: a set's pixels as binary PPM files, compressed
 and decompressed by ONE `iodfz` command each (all files in one call), whole `.iodf` files,
 every file checked byte-exact; JPEG-XL lossless e7 (imagecodecs) on the same pixels, timed in
-the same run, beside it.
+the same run, beside it. Besides wall-clock MB/s, the CPU seconds (user + system) each call
+took: on a shared machine they move less than the wall clock.
 
     python scripts/bench_cli.py [--sets kodak dev/imagenet32 dev/imagenet64] [--level 3 ...]
         [--json out.json]
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +33,16 @@ SETS = {
 }
 
 
-def iodfz(*args: str) -> float:
-    """Run the CLI; wall seconds. Raises CalledProcessError if it fails."""
-    t = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def iodfz(*args: str) -> tuple[float, float]:
+    """Run the CLI; (wall, CPU) seconds. Raises CalledProcessError if it fails."""
+    t, cpu = time.perf_counter(), _children_cpu()
     subprocess.run([sys.executable, "-m", "iodfz", *args], check=True)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, _children_cpu() - cpu
 
 
 def bench_set(folder: Path, levels: list[int]) -> list[dict]:
@@ -62,14 +70,17 @@ def bench_set(folder: Path, levels: list[int]) -> list[dict]:
         import imagecodecs as ic
     except ImportError:
         return rows
-    size = enc = dec = 0.0
+    size = 0.0
+    enc, dec = [0.0, 0.0], [0.0, 0.0]
     for a in images:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         blob = ic.jpegxl_encode(a, lossless=True, effort=7)
-        enc += time.perf_counter() - t
-        t = time.perf_counter()
+        enc[0] += time.perf_counter() - t
+        enc[1] += time.process_time() - cpu
+        t, cpu = time.perf_counter(), time.process_time()
         back = ic.jpegxl_decode(blob)
-        dec += time.perf_counter() - t
+        dec[0] += time.perf_counter() - t
+        dec[1] += time.process_time() - cpu
         if not np.array_equal(np.asarray(back).reshape(a.shape), a):
             raise SystemExit("bench_cli: JPEG-XL was not lossless")
         size += len(blob)
@@ -77,14 +88,19 @@ def bench_set(folder: Path, levels: list[int]) -> list[dict]:
     return rows
 
 
-def _row(codec: str, size: float, subpixels: int, enc: float, dec: float, files: int) -> dict:
+def _row(
+    codec: str, size: float, subpixels: int, enc: Sequence[float], dec: Sequence[float], files: int
+) -> dict:
+    """A table row from (wall, CPU) seconds of encoding and decoding."""
     mb = subpixels / 1e6
     return {
         "codec": codec,
         "files": files,
         "bpsp": round(8 * size / subpixels, 4),
-        "encode_mb_s": round(mb / enc, 3),
-        "decode_mb_s": round(mb / dec, 3),
+        "encode_mb_s": round(mb / enc[0], 3),
+        "decode_mb_s": round(mb / dec[0], 3),
+        "encode_cpu_s": round(enc[1], 3),
+        "decode_cpu_s": round(dec[1], 3),
     }
 
 
@@ -103,12 +119,13 @@ def main() -> None:
             continue
         results[name] = bench_set(SETS[name], args.levels)
     table = Table(title="through the CLI, one call per set and direction (MB/s of pixels)")
-    for col in ("set", "codec", "files", "bpsp", "encode MB/s", "decode MB/s"):
+    columns = ("encode MB/s", "decode MB/s", "encode CPU s", "decode CPU s")
+    for col in ("set", "codec", "files", "bpsp", *columns):
         table.add_column(col, justify="left" if col in ("set", "codec") else "right")
     for name, rows in results.items():
         for r in rows:
             table.add_row(name, r["codec"], *(str(r[k]) for k in list(r)[1:]))
-    Console(width=max(100, Console().width)).print(table)
+    Console(width=max(130, Console().width)).print(table)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
 

@@ -32,6 +32,7 @@ from iodfz.container import (
     CODEC_IMAGE,
     CODEC_ZSTD,
     FRAME_SIZE,
+    MAGIC,
     ContainerReader,
     ContainerWriter,
     Frame,
@@ -243,36 +244,42 @@ def _decode_key(header: Header, payload: bytes) -> tuple[int, tuple[tuple[int, b
     return header.codec, tuple(header.sections), payload
 
 
-def _read_small(path: str | os.PathLike[str]) -> bytes | None:
-    """The whole of regular file ``path`` if it has at most ``MAX_AHEAD_FILE`` bytes, else
-    None (also when it cannot be read: doing it alone will say why). Never blocks on a FIFO."""
+def _read_small(path: str | os.PathLike[str], wanted: Callable[[bytes], bool]) -> bytes | None:
+    """The whole of regular file ``path`` if it has at most ``MAX_AHEAD_FILE`` bytes and its
+    first bytes are ``wanted``, else None (also when it cannot be read: doing it alone will
+    say why). Never blocks on a FIFO."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
     with open(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_AHEAD_FILE:
-            return None
         try:
-            data = f.read(MAX_AHEAD_FILE + 1)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_AHEAD_FILE:
+                return None
+            head = f.read(_SNIFF)
+            if not wanted(head):
+                return None
+            data = head + f.read(MAX_AHEAD_FILE + 1 - len(head))
         except OSError:
             return None
     return data if len(data) <= MAX_AHEAD_FILE else None
 
 
-def _read_ahead(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[int, bytes]]:
-    """(position, contents) of the small files among ``paths``, up to ``MAX_AHEAD_BYTES`` in
-    all."""
+def _read_ahead(
+    paths: Iterable[str | os.PathLike[str]], wanted: Callable[[bytes], bool]
+) -> Iterator[bytes]:
+    """The contents of the small files among ``paths`` that start as ``wanted``, up to
+    ``MAX_AHEAD_BYTES`` in all."""
     total = 0
-    for i, path in enumerate(paths):
-        data = _read_small(path)
+    for path in paths:
+        data = _read_small(path, wanted)
         if data is None:
             continue
         total += len(data)
         if total > MAX_AHEAD_BYTES:
             return
-        yield i, data
+        yield data
 
 
 def compress_ahead(
@@ -283,7 +290,7 @@ def compress_ahead(
     options = options or Options()
     ahead = Ahead(options)
     codecs = image_codecs()
-    datas = [data for _, data in _read_ahead(paths) if _whole_image(data)]
+    datas = [data for data in _read_ahead(paths, looks_like_image) if _whole_image(data)]
     if not codecs or len(datas) < 2:
         return ahead
     codec = codecs[0]
@@ -306,7 +313,7 @@ def decompress_ahead(paths: Sequence[str | os.PathLike[str]]) -> Ahead:
     ahead = Ahead()
     codec = image_codec(CODEC_IMAGE)
     keys, items = [], []
-    for _, blob in _read_ahead(paths):
+    for blob in _read_ahead(paths, lambda head: head.startswith(MAGIC)):
         try:
             reader = ContainerReader(io.BytesIO(blob))
             if reader.header.codec != CODEC_IMAGE:

@@ -41,10 +41,10 @@ def _last_lanes(n: int, lanes: int) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _starts(tables: Tables) -> np.ndarray:
-    """Every symbol's cumulative frequency counted from the first table: table t's symbols
-    cover ``[t·2^precision, (t+1)·2^precision)`` in order (each table sums to 2^precision)."""
-    return np.cumsum(tables.freq) - tables.freq
+def _ends(tables: Tables) -> np.ndarray:
+    """Where each symbol's interval ends, counted from the first table's start: table t's
+    symbols cover ``[t·2^precision, (t+1)·2^precision)`` in order (each sums to 2^precision)."""
+    return np.cumsum(tables.freq)
 
 
 def _table_rows(tables: Tables, table_index: np.ndarray) -> np.ndarray:
@@ -63,8 +63,9 @@ class Encoder:
             raise CoderError(f"lanes must be in 1..{ans.MAX_LANES}")
         self.lanes = lanes
         self.x = np.full((streams, lanes), float(ans.L))
-        self._words: list[np.ndarray] = []  # per step: the renormalization words, lane order
-        self._owners: list[np.ndarray] = []  # per step: the flat lane (stream·lanes + lane) of each
+        # per push, (steps, streams, lanes): each lane's state before a step, and whether it
+        # wrote that state's low word out (renormalized) there
+        self._records: list[tuple[np.ndarray, np.ndarray]] = []
         self._escapes: list[list[bytes]] = [[] for _ in range(streams)]  # per stream, per push
 
     def push(
@@ -105,30 +106,37 @@ class Encoder:
         self, f: np.ndarray, c: np.ndarray, xmax: np.ndarray, mf: np.ndarray, last: int
     ) -> None:
         """The step loop of ``ans.push`` over every stream's lanes, last step first."""
-        flat = np.arange(self.x.size).reshape(self.x.shape)
+        states, emitted = np.empty(f.shape), np.zeros(f.shape, bool)
+        q = np.empty(self.x.shape)
         for s in range(len(f) - 1, -1, -1):
             m = last if s == len(f) - 1 else self.lanes
-            xs = self.x[:, :m]
-            emit = xs >= xmax[s, :, :m]
-            self._words.append(xs[emit])
-            self._owners.append(flat[:, :m][emit])
-            xs[emit] = np.floor(xs[emit] * _INV_WORD)
-            q = np.floor(xs / f[s, :, :m])
-            q *= mf[s, :, :m]
-            xs += q
+            xs, qs, emit = self.x[:, :m], q[:, :m], emitted[s, :, :m]
+            np.greater_equal(xs, xmax[s, :, :m], out=emit)
+            states[s, :, :m] = xs
+            np.multiply(xs, _INV_WORD, out=qs)
+            np.floor(qs, out=qs)
+            np.copyto(xs, qs, where=emit)
+            np.divide(xs, f[s, :, :m], out=qs)
+            np.floor(qs, out=qs)
+            qs *= mf[s, :, :m]
+            xs += qs
             xs += c[s, :, :m]
+        self._records.append((states, emitted))
 
     def finish(self) -> list[bytes]:
         """Each stream as ``ans.finish(…, compact=True)`` writes it."""
-        words = np.concatenate([np.zeros(0), *self._words[::-1]])
-        owner = np.concatenate([np.zeros(0, np.int64), *self._owners[::-1]]) // self.lanes
-        order = np.argsort(owner, kind="stable")  # per stream: steps, then lanes, ascending
-        counts = np.bincount(owner, minlength=self.x.shape[0])
-        per_stream = np.split(words[order], np.cumsum(counts)[:-1])
+        parts: list[list[np.ndarray]] = [[] for _ in range(len(self.x))]
+        for states, emitted in self._records[::-1]:  # a later push's words come first
+            mask = emitted.transpose(1, 0, 2)  # per stream: steps, then lanes, ascending
+            words = states.transpose(1, 0, 2)[mask]
+            counts = mask.sum(axis=(1, 2))
+            for k, part in enumerate(np.split(words, np.cumsum(counts)[:-1])):
+                parts[k].append(part)
         out = []
-        for k, stream_words in enumerate(per_stream):
+        for k, stream_parts in enumerate(parts):
             escapes = b"".join(self._escapes[k][::-1])
-            enc = ans.Encoder(self.lanes, self.x[k].copy(), [stream_words], [])
+            words = np.concatenate([np.zeros(0), *stream_parts])
+            enc = ans.Encoder(self.lanes, self.x[k].copy(), [words], [])
             if escapes:
                 enc.escapes.append(np.frombuffer(escapes, np.uint8))
             out.append(ans.finish(enc, compact=True))
@@ -173,32 +181,41 @@ class Decoder:
 
     def _steps(self, tables: Tables, t: np.ndarray) -> np.ndarray:
         """The step loop of ``ans.pop`` over every stream's lanes: symbol indices in tables.
-        A symbol is found by bisection in the tables' running frequency (:func:`_starts`),
-        which picks the symbol that ``tables.lut`` names without building that 2-byte-per-
-        frequency-unit lookup (64 MiB for the logistic set)."""
+        A symbol is found by bisection where its interval ends (:func:`_ends`), which picks
+        the symbol that ``tables.lut`` names without building that 2-byte-per-frequency-unit
+        lookup (64 MiB for the logistic set)."""
         precision, lanes = tables.precision, self.lanes
         cf_mask = (1 << precision) - 1
-        starts = _starts(tables)
-        tm, bt = _by_step(t << precision, lanes), _by_step(tables.base[t], lanes)
+        ends = _ends(tables)
+        tm = _by_step(t << precision, lanes)
         last = _last_lanes(t.shape[1], lanes)
-        jout = np.zeros(tm.shape, np.int64)
+        found = np.zeros(tm.shape, np.int64)
+        cf, shifted = np.empty_like(self.x), np.empty_like(self.x)
+        need = np.empty(self.x.shape, bool)
         for s in range(len(tm)):
             m = last if s == len(tm) - 1 else lanes
-            xs = self.x[:, :m]
-            cf = xs & cf_mask
-            g = np.searchsorted(starts, tm[s, :, :m] + cf, side="right") - 1
-            jout[s, :, :m] = g - bt[s, :, :m]
+            xs, cfs, more, needs = self.x[:, :m], cf[:, :m], shifted[:, :m], need[:, :m]
+            np.bitwise_and(xs, cf_mask, out=cfs)
+            g = np.searchsorted(ends, tm[s, :, :m] + cfs, side="right")
+            found[s, :, :m] = g
             xs >>= precision
             xs *= tables.freq[g]
-            xs += cf - tables.start[g]
-            need = xs < ans.L
-            if need.any():
-                rank = np.cumsum(need, axis=1) - 1  # each stream's lanes read its words in order
-                where = (self.pos[:, None] + rank)[need]
-                xs[need] = (xs[need] << ans.WORD_BITS) | self.words.take(where, mode="clip")
-                self.pos += need.sum(axis=1)
+            xs += cfs
+            xs -= tables.start[g]
+            # lanes below L read their stream's next words, in lane order (every lane fetches
+            # one; those that need none keep their state)
+            np.less(xs, ans.L, out=needs)
+            if m == 1:
+                where, taken = self.pos[:, None], needs[:, 0]
+            else:
+                where, taken = self.pos[:, None] + np.cumsum(needs, axis=1) - 1, needs.sum(axis=1)
+            np.left_shift(xs, ans.WORD_BITS, out=more)
+            more |= self.words.take(where, mode="clip")
+            np.copyto(xs, more, where=needs)
+            self.pos += taken
         self.failed |= self.pos > self.end
-        return jout.transpose(1, 0, 2).reshape(len(self.x), -1)[:, : t.shape[1]]
+        by_stream = found.transpose(1, 0, 2).reshape(len(self.x), -1)[:, : t.shape[1]]
+        return by_stream - tables.base[t]
 
     def _unescape(self, k: int, vals: np.ndarray, esc: np.ndarray, nsym: np.ndarray) -> None:
         """Stream ``k``'s escaped values, read as ``ans.pop`` reads them."""

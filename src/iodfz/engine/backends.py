@@ -13,6 +13,7 @@ reason, and :func:`skipped` keeps the reasons.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -155,8 +156,10 @@ def _verified(model: Model, name: str) -> flow.Backend:
     return _VERIFIED[key]
 
 
+@functools.cache
 def nvidia_driver_loaded() -> bool:
-    """An NVIDIA kernel driver is loaded (no CUDA library is touched)."""
+    """An NVIDIA kernel driver is loaded (no CUDA library is touched); looked at once per
+    process (listing /dev for every image cost more than coding a small one)."""
     return Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
