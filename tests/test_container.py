@@ -306,7 +306,7 @@ class FakeImageCodec:
     def __init__(self) -> None:
         self.seen_options: list[Options] = []
 
-    def try_compress(self, data: bytes, level: int, options: Options):  # type: ignore[no-untyped-def]
+    def try_compress(self, data: bytes, level: int, options: Options, progress=None):  # type: ignore[no-untyped-def]
         self.seen_options.append(options)
         if not data.startswith(PNG) or b"decline" in data:
             return None
@@ -318,11 +318,17 @@ class FakeImageCodec:
     def guarantee(self, sections: Sections) -> str:
         return "byte-exact"
 
-    def decompress(self, sections: Sections, payload: bytes) -> bytes:
+    def try_compress_many(self, datas, level, options):  # type: ignore[no-untyped-def]
+        return {}  # nothing done together: try_compress does each
+
+    def decompress(self, sections: Sections, payload: bytes, progress=None) -> bytes:  # type: ignore[no-untyped-def]
         assert sections.shape() == ImageShape(2, 3, 4, 8)
         if payload.endswith(b"boom"):
             raise IndexError("decoder tripped")
         return payload[::-1]
+
+    def decompress_many(self, items):  # type: ignore[no-untyped-def]
+        return {}
 
 
 @pytest.fixture
