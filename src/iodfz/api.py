@@ -48,6 +48,7 @@ from iodfz.errors import IodfError
 from iodfz.limits import (
     MAX_AHEAD_BYTES,
     MAX_AHEAD_FILE,
+    MAX_AHEAD_SAMPLES,
     MAX_IMAGE_FILE,
     MAX_PIXELS,
     MAX_UNSIZED_IMAGE,
@@ -290,7 +291,7 @@ def compress_ahead(
     options = options or Options()
     ahead = Ahead(options)
     codecs = image_codecs()
-    datas = [data for data in _read_ahead(paths, looks_like_image) if _whole_image(data)]
+    datas = [data for data in _read_ahead(paths, looks_like_image) if _small_image(data)]
     if not codecs or len(datas) < 2:
         return ahead
     codec = codecs[0]
@@ -299,10 +300,17 @@ def compress_ahead(
     return ahead
 
 
-def _whole_image(data: bytes) -> bool:
-    """Whether :func:`compress` offers all of ``data``, a regular file's contents, to the image
-    codecs."""
+def _small_image(data: bytes) -> bool:
+    """Whether ``data``, a regular file's contents, is an image that :func:`compress` offers
+    whole to the image codecs, and whose header declares at most ``MAX_AHEAD_SAMPLES``: larger
+    ones are not parsed twice for nothing (their flow is batched within them, tile by tile)."""
+    from iodfz import formats
+
     head = data[:_SNIFF]
+    fmt = formats.sniff(head)
+    shape = None if fmt is None else _declared_shape(fmt, head)
+    if shape is None or shape[0] * shape[1] * shape[2] > MAX_AHEAD_SAMPLES:
+        return False
     return looks_like_image(head) and 0 < len(data) <= image_bound(head, sized=True)
 
 

@@ -59,6 +59,10 @@ MAX_AHEAD_FILE = 1 * MiB
 """Largest file read for working out at once with others: a small image (one tile of the
 flow) or its container is far smaller."""
 
+MAX_AHEAD_SAMPLES = 256 * 256 * 4
+"""Most samples (height × width × channels, as its header declares them) of an image worked
+out with others: one tile of the flow at most (a larger image is batched within itself)."""
+
 MAX_AHEAD_BYTES = 64 * MiB
 """Most bytes of files read for working out at once (they and their results are held until
 each file is written); the flow itself runs on at most ``codec.pixels.MAX_BATCH_PIXELS`` at a
