@@ -31,7 +31,7 @@ from iodfz.coder import (
     logistic_index,
     scale_grid,
 )
-from iodfz.coder.ans import _varint_encode
+from iodfz.coder.ans import escape_bytes
 from iodfz.coder.tables import symbol_bits
 
 SCALE_IDX_RANGE = (8, 59)  # s = 0.25 .. 90
@@ -67,7 +67,7 @@ def iodfz_ideal_bits(z: np.ndarray, sidx: np.ndarray, mu_fp: np.ndarray) -> tupl
     ne = tables.nsym[t][esc]
     k = (z.astype(np.int64) - off - tables.lo[t])[esc]
     ex = np.where(k >= 0, 2 * (k - ne), -2 * k - 1).astype(np.uint64)
-    payload = 8 * _varint_encode(ex).size if ex.size else 0
+    payload = 8 * escape_bytes(ex).size if ex.size else 0
     info = {
         "escapes": int(esc.sum()),
         "escape_symbol_bits": float(bits[esc].sum()),

@@ -100,7 +100,7 @@ class Encoder:
                 continue
             je, ns = j[k][esc[k]], nsym[k][esc[k]]
             ex = np.where(je >= 0, 2 * (je - ns), -2 * je - 1).astype(np.uint64)
-            self._escapes[k].append(ans._varint_encode(ex).tobytes())
+            self._escapes[k].append(ans.escape_bytes(ex).tobytes())
 
     def _steps(
         self, f: np.ndarray, c: np.ndarray, xmax: np.ndarray, mf: np.ndarray, last: int
@@ -223,7 +223,7 @@ class Decoder:
         if dec is None or self.failed[k]:
             return
         try:
-            ex = ans._varint_decode(dec, int(np.count_nonzero(esc))).astype(np.int64)
+            ex = ans.read_escapes(dec, int(np.count_nonzero(esc))).astype(np.int64)
             if int(ex.min()) < 0 or int(ex.max()) >= 4 * ans.VALUE_LIMIT:
                 raise CoderError("rANS stream corrupted (escape value)")
         except CoderError:

@@ -115,7 +115,8 @@ def _inputs(
     return t, o, v
 
 
-def _varint_encode(e: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
+def escape_bytes(e: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
+    """Escaped values as LEB128 varints, vectorised: the bytes of a stream's escape section."""
     nb = np.ones(e.shape, np.int64)
     for i in range(1, _MAX_VARINT):
         nb += e >= np.uint64(1 << (7 * i))
@@ -126,7 +127,8 @@ def _varint_encode(e: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
     return (val | more).astype(np.uint8)
 
 
-def _varint_decode(dec: Decoder, count: int) -> npt.NDArray[np.uint64]:
+def read_escapes(dec: Decoder, count: int) -> npt.NDArray[np.uint64]:
+    """The next ``count`` escaped values of ``dec``'s escape section (inverse of escape_bytes)."""
     b = dec.esc[dec.esc_pos : dec.esc_pos + _MAX_VARINT * count]
     ends = np.flatnonzero(b < 0x80)[:count]
     if len(ends) < count:
@@ -184,7 +186,7 @@ def push(
         if esc.any():
             je, ns_e = np.compress(esc, j), np.compress(esc, nsym)  # je < 0 or je >= nsym
             ex = np.where(je >= 0, 2 * (je - ns_e), -2 * je - 1).astype(np.uint64)
-            enc.escapes.append(_varint_encode(ex))
+            enc.escapes.append(escape_bytes(ex))
             np.copyto(j, nsym, where=esc)
         j += base_t[t]
         f = freq_f.take(j)
@@ -369,7 +371,7 @@ def pop(
         nsym = tables.nsym[t]
         esc = jout == nsym
         if esc.any():
-            ex = _varint_decode(dec, int(np.count_nonzero(esc))).astype(np.int64)
+            ex = read_escapes(dec, int(np.count_nonzero(esc))).astype(np.int64)
             if int(ex.min()) < 0 or int(ex.max()) >= 4 * VALUE_LIMIT:
                 raise CoderError("rANS stream corrupted (escape value)")
             hi_e = np.compress(esc, vals) - 1  # escape index nsym -> lo + nsym = hi + 1
