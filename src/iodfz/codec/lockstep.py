@@ -98,9 +98,8 @@ class Encoder:
             if not esc[k].any():
                 self._escapes[k].append(b"")
                 continue
-            je, ns = j[k][esc[k]], nsym[k][esc[k]]
-            ex = np.where(je >= 0, 2 * (je - ns), -2 * je - 1).astype(np.uint64)
-            self._escapes[k].append(ans.escape_bytes(ex).tobytes())
+            codes = ans.escape_codes(j[k][esc[k]], nsym[k][esc[k]])
+            self._escapes[k].append(ans.escape_bytes(codes).tobytes())
 
     def _steps(
         self, f: np.ndarray, c: np.ndarray, xmax: np.ndarray, mf: np.ndarray, last: int
@@ -223,15 +222,9 @@ class Decoder:
         if dec is None or self.failed[k]:
             return
         try:
-            ex = ans.read_escapes(dec, int(np.count_nonzero(esc))).astype(np.int64)
-            if int(ex.min()) < 0 or int(ex.max()) >= 4 * ans.VALUE_LIMIT:
-                raise CoderError("rANS stream corrupted (escape value)")
+            vals[esc] = ans.read_escaped_values(dec, vals[esc], nsym[esc])
         except CoderError:
             self.failed[k] = True
-            return
-        hi = vals[esc] - 1  # escape index nsym -> lo + nsym = hi + 1
-        lo = hi + 1 - nsym[esc]
-        vals[esc] = np.where(ex & 1 == 0, hi + 1 + (ex >> 1), lo - 1 - (ex >> 1))
 
     def finish(self) -> np.ndarray:
         """Which streams decoded whole: every word and escape byte used, every lane back at

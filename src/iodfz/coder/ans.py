@@ -127,6 +127,24 @@ def escape_bytes(e: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
     return (val | more).astype(np.uint8)
 
 
+def escape_codes(j: npt.NDArray[np.int64], nsym: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """The escape code of each symbol index outside its table (``j < 0`` or ``j >= nsym``):
+    even codes count up past the table, odd ones down below it (FORMAT.md 2.3)."""
+    return np.where(j >= 0, 2 * (j - nsym), -2 * j - 1).astype(np.uint64)
+
+
+def read_escaped_values(
+    dec: Decoder, at_escape: npt.NDArray[np.int64], nsym: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """The values of escaped symbols from ``dec``'s escape section, inverse of
+    :func:`escape_codes`; ``at_escape`` is what each escape symbol decodes to (its table's
+    ``lo + nsym``)."""
+    ex = read_escapes(dec, len(at_escape)).astype(np.int64)
+    if int(ex.min()) < 0 or int(ex.max()) >= 4 * VALUE_LIMIT:
+        raise CoderError("rANS stream corrupted (escape value)")
+    return np.where(ex & 1 == 0, at_escape + (ex >> 1), at_escape - nsym - 1 - (ex >> 1))
+
+
 def read_escapes(dec: Decoder, count: int) -> npt.NDArray[np.uint64]:
     """The next ``count`` escaped values of ``dec``'s escape section (inverse of escape_bytes)."""
     b = dec.esc[dec.esc_pos : dec.esc_pos + _MAX_VARINT * count]
@@ -185,8 +203,7 @@ def push(
         esc = j.view(np.uint64) >= nsym.view(np.uint64)
         if esc.any():
             je, ns_e = np.compress(esc, j), np.compress(esc, nsym)  # je < 0 or je >= nsym
-            ex = np.where(je >= 0, 2 * (je - ns_e), -2 * je - 1).astype(np.uint64)
-            enc.escapes.append(escape_bytes(ex))
+            enc.escapes.append(escape_bytes(escape_codes(je, ns_e)))
             np.copyto(j, nsym, where=esc)
         j += base_t[t]
         f = freq_f.take(j)
@@ -371,12 +388,8 @@ def pop(
         nsym = tables.nsym[t]
         esc = jout == nsym
         if esc.any():
-            ex = read_escapes(dec, int(np.count_nonzero(esc))).astype(np.int64)
-            if int(ex.min()) < 0 or int(ex.max()) >= 4 * VALUE_LIMIT:
-                raise CoderError("rANS stream corrupted (escape value)")
-            hi_e = np.compress(esc, vals) - 1  # escape index nsym -> lo + nsym = hi + 1
-            lo_e = hi_e + 1 - np.compress(esc, nsym)
-            np.place(vals, esc, np.where(ex & 1 == 0, hi_e + 1 + (ex >> 1), lo_e - 1 - (ex >> 1)))
+            at_escape, ns_e = np.compress(esc, vals), np.compress(esc, nsym)
+            np.place(vals, esc, read_escaped_values(dec, at_escape, ns_e))
         vals += o_all[a0:b0]
     return out
 
