@@ -67,3 +67,7 @@ MAX_AHEAD_BYTES = 64 * MiB
 """Most bytes of files read for working out at once (they and their results are held until
 each file is written); the flow itself runs on at most ``codec.pixels.MAX_BATCH_PIXELS`` at a
 time."""
+
+MAX_TABLE_CACHE_FILE = 16 * MiB
+"""Largest coder-table cache file read back (``engine.tables``): a table set's frequencies are
+well below this (the logistic set: 1.4 MB); a larger file is ignored and rebuilt."""

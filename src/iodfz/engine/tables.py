@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from iodfz import zoo
+from iodfz import limits, zoo
 from iodfz.coder import tables as coder_tables
 from iodfz.coder.errors import CoderError
 from iodfz.engine.model import Model
 
-_MAX_CACHE_FILE = 16 << 20  # a table set's frequencies are well below this (logistic: 1.4 MB)
 _BY_HASH: dict[str, coder_tables.Tables] = {}
 
 
@@ -70,7 +69,7 @@ def read_cached(path: Path, expected: str) -> coder_tables.Tables | None:
     """The tables in cache file ``path`` if it holds tables whose hash is ``expected``; None
     when it is missing, unreadable, malformed or holds other tables."""
     try:
-        if path.stat().st_size > _MAX_CACHE_FILE:
+        if path.stat().st_size > limits.MAX_TABLE_CACHE_FILE:
             return None
         flat = np.load(path, allow_pickle=False)
         if flat.dtype != np.dtype("<i8") or flat.ndim != 1 or flat.size < 2:
