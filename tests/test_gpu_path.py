@@ -129,9 +129,9 @@ def test_cache_key_changes_with_gpu_version_and_graph() -> None:
 def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.delenv("IODFZ_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert trt_backend.cache_dir() == tmp_path / "xdg" / "iodfz" / "tensorrt"
+    assert zoo.cache_dir("tensorrt") == tmp_path / "xdg" / "iodfz" / "tensorrt"
     monkeypatch.setenv("IODFZ_CACHE", str(tmp_path / "mine"))
-    assert trt_backend.cache_dir() == tmp_path / "mine" / "tensorrt"
+    assert zoo.cache_dir("tensorrt") == tmp_path / "mine" / "tensorrt"
 
 
 class NoDevice:

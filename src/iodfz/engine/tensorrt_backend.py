@@ -7,11 +7,12 @@ importing TensorRT on a machine without a CUDA device can crash the process.
 The engines come from :func:`iodfz.engine.onnx_backend.net_to_onnx` — integer arithmetic
 only, with convolutions TensorRT runs in INT8 whose int32 sums are exact in float32 by the 2^24
 bound — built as strongly typed networks with TF32 off. An engine is built once and cached
-under :func:`cache_dir`, keyed by :func:`cache_key` (GPU, TensorRT version, and the SHA-256 of
-the graph, which covers the model's weights and the graph's own version). Every engine, freshly
-built or loaded from the cache, must give the numpy reference's integers on a probe input
-before use (a loaded one that does not is deleted and rebuilt); the backend as a whole must
-then reproduce the model's test vectors like any other (:mod:`iodfz.engine.backends`).
+under ``zoo.cache_dir("tensorrt")``, keyed by :func:`cache_key` (GPU, TensorRT version, and
+the SHA-256 of the graph, which covers the model's weights and the graph's own version).
+Every engine, freshly built or loaded from the cache, must give the numpy reference's integers
+on a probe input before use (a loaded one that does not is deleted and rebuilt); the backend
+as a whole must then reproduce the model's test vectors like any other
+(:mod:`iodfz.engine.backends`).
 
 Nothing here has run on a machine with TensorRT: none of the project's machines can install it
 (docs/GPU.md). The code around the engines — device check, cache keys, build/load/verify,
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from iodfz import zoo
 from iodfz.engine.backends import BackendUnavailable, IdentityCache
 from iodfz.engine.model import Net
 from iodfz.engine.onnx_backend import latents_to_int32, net_to_onnx
@@ -95,15 +97,6 @@ def cuda_gpu() -> GpuInfo:
     return GpuInfo(name.rstrip("\0"), (int(props.major), int(props.minor)))
 
 
-def cache_dir() -> Path:
-    """``$IODFZ_CACHE/tensorrt``, else ``$XDG_CACHE_HOME/iodfz/tensorrt``, else
-    ``~/.cache/iodfz/tensorrt``."""
-    if os.environ.get("IODFZ_CACHE"):
-        return Path(os.environ["IODFZ_CACHE"]) / "tensorrt"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "iodfz" / "tensorrt"
-
-
 def cache_key(gpu: GpuInfo, trt_version: str, graph: bytes) -> str:
     """Name of a cached engine: anything that may change the engine changes the key."""
     fields = [
@@ -135,7 +128,10 @@ class TensorRTBackend:
     ) -> None:
         self.gpu = gpu or cuda_gpu()  # before TensorRT is imported
         self.engines = engines or TensorRTEngines()
-        self.folder = folder or cache_dir()
+        folder = folder or zoo.cache_dir("tensorrt")
+        if folder is None:
+            raise BackendUnavailable("no cache directory for engines (set IODFZ_CACHE)")
+        self.folder = folder
         self.reference = NumpyBackend(threads=1)
         self._runners: IdentityCache[Net, Runner] = IdentityCache()
 
