@@ -35,14 +35,32 @@ class _Config:
         self.config = {"colour": colour, "wavelet": wavelet}
 
 
+def test_legall53_inverts_on_tiles_of_every_even_shape() -> None:
+    rng = np.random.default_rng(5)
+    for h, w in [(2, 2), (2, 8), (6, 4), (16, 10)]:
+        x = rng.integers(-600, 600, (3, 2, h, w))
+        bands = transforms.legall53(x)
+        assert all(band.shape == (3, 2, h // 2, w // 2) for band in bands)
+        assert np.array_equal(transforms.legall53_inverse(*bands), x)
+
+
+def test_legall53_high_bands_vanish_on_a_ramp_and_low_band_keeps_it() -> None:
+    ramp = np.add.outer(np.arange(16) * 3, np.arange(16) * 5)
+    ll, hl, lh, hh = transforms.legall53(ramp)
+    assert not hl[:, :-1].any() and not lh[:-1].any() and not hh[:-1, :-1].any()
+    # the last row and column see the mirror
+    assert np.array_equal(ll[:-1, :-1], ramp[0:-2:2, 0:-2:2])
+
+
+@pytest.mark.parametrize("wavelet", transforms.WAVELETS)
 @pytest.mark.parametrize("colour", transforms.COLOUR_TRANSFORMS)
-def test_input_map_inverts(colour: str) -> None:
+def test_input_map_inverts(colour: str, wavelet: str) -> None:
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
-    model = _Config(colour, "haar")
+    model = _Config(colour, wavelet)
     z = flow.input_map(model, x)  # type: ignore[arg-type]
     assert np.array_equal(flow.output_map(model, z), x)  # type: ignore[arg-type]
-    assert np.array_equal(flow.haar_unsqueeze(flow.haar_squeeze(z)), z)
+    assert np.array_equal(flow.wavelet_unsqueeze(flow.wavelet_squeeze(z, wavelet), wavelet), z)
 
 
 torch = pytest.importorskip("torch")
@@ -51,19 +69,22 @@ from iodfz.engine.export import export_model  # noqa: E402
 from iodfz.flow import model as flow_model  # noqa: E402
 
 
-def test_training_and_engine_apply_the_same_map() -> None:
+@pytest.mark.parametrize("wavelet", transforms.WAVELETS)
+def test_training_and_engine_apply_the_same_map(wavelet: str) -> None:
     rng = np.random.default_rng(3)
-    x = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
-    engine = flow.haar_squeeze(flow.input_map(_Config("ycocg-r", "haar"), x))  # type: ignore[arg-type]
+    x = rng.integers(0, 256, (2, 16, 12, 3), dtype=np.uint8)
+    engine = flow.wavelet_squeeze(flow.input_map(_Config("ycocg-r", wavelet), x), wavelet)  # type: ignore[arg-type]
     xt = torch.from_numpy(x).permute(0, 3, 1, 2)
-    trained = flow_model.haar_squeeze(flow_model.input_map(xt, "ycocg-r"))
+    trained = flow_model.wavelet_squeeze(flow_model.input_map(xt, "ycocg-r"), wavelet)
     assert np.array_equal(trained.permute(0, 2, 3, 1).numpy().astype(np.int64), engine)
 
 
-@pytest.fixture(scope="module")
-def transformed_model(tmp_path_factory: pytest.TempPathFactory) -> Model:
+@pytest.fixture(scope="module", params=["haar", "legall53"])
+def transformed_model(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Model:
     cfg = flow_model.FlowConfig(
-        levels=3, couplings=2, width=16, prior_width=8, colour="ycocg-r", wavelet="haar"
+        levels=3, couplings=2, width=16, prior_width=8, colour="ycocg-r", wavelet=request.param
     )
     torch.manual_seed(0)
     net = flow_model.IntegerFlow(cfg)

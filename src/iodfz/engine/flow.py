@@ -62,24 +62,36 @@ def output_map(model: Model, z: np.ndarray) -> np.ndarray:
     return (z + 128).astype(np.uint8)
 
 
-def _haar_level(model: Model, level: int) -> bool:
-    return level == 0 and model.config.get("wavelet", "none") == "haar"
+def _wavelet(model: Model, level: int) -> str:
+    """The fixed wavelet of this level's squeeze: the model's, at the first level only."""
+    return model.config.get("wavelet", "none") if level == 0 else "none"
 
 
-def haar_squeeze(z: np.ndarray) -> np.ndarray:
-    """squeeze, then each channel's four (dy, dx) values → (LL, HL, LH, HH) in their slots."""
-    z = squeeze(z)
+def wavelet_squeeze(z: np.ndarray, wavelet: str) -> np.ndarray:
+    """squeeze, then each channel's four slots hold its (LL, HL, LH, HH) bands instead of its
+    (dy, dx) samples ("haar": per 2×2 block; "legall53": over the whole tile)."""
+    if wavelet == "none":
+        return squeeze(z)
+    b, h, w, c = z.shape
+    if wavelet == "haar":
+        groups = squeeze(z).reshape(b, h // 2, w // 2, c, 4)
+        bands = transforms.haar(*(groups[..., k] for k in range(4)))
+    else:
+        bands = transforms.legall53(z.transpose(0, 3, 1, 2))
+        bands = tuple(band.transpose(0, 2, 3, 1) for band in bands)
+    return np.stack(bands, axis=-1).reshape(b, h // 2, w // 2, 4 * c)
+
+
+def wavelet_unsqueeze(z: np.ndarray, wavelet: str) -> np.ndarray:
+    if wavelet == "none":
+        return unsqueeze(z)
     b, h, w, c4 = z.shape
     groups = z.reshape(b, h, w, c4 // 4, 4)
-    bands = transforms.haar(*(groups[..., k] for k in range(4)))
-    return np.stack(bands, axis=-1).reshape(b, h, w, c4)
-
-
-def haar_unsqueeze(z: np.ndarray) -> np.ndarray:
-    b, h, w, c4 = z.shape
-    groups = z.reshape(b, h, w, c4 // 4, 4)
-    blocks = transforms.haar_inverse(*(groups[..., k] for k in range(4)))
-    return unsqueeze(np.stack(blocks, axis=-1).reshape(b, h, w, c4))
+    if wavelet == "haar":
+        blocks = transforms.haar_inverse(*(groups[..., k] for k in range(4)))
+        return unsqueeze(np.stack(blocks, axis=-1).reshape(b, h, w, c4))
+    bands = (groups[..., k].transpose(0, 3, 1, 2) for k in range(4))
+    return np.ascontiguousarray(transforms.legall53_inverse(*bands).transpose(0, 2, 3, 1))
 
 
 def split_prior(
@@ -97,7 +109,7 @@ def forward(model: Model, backend: Backend, x: np.ndarray) -> tuple[list[SplitLa
     z = input_map(model, x)
     splits = []
     for level in range(model.levels):
-        z = haar_squeeze(z) if _haar_level(model, level) else squeeze(z)
+        z = wavelet_squeeze(z, _wavelet(model, level))
         for perm, net in zip(model.perms[level], model.couplings[level], strict=True):
             z = z[..., perm]
             n = z.shape[-1] // 2
@@ -132,7 +144,7 @@ def inverse(
             restored = np.empty_like(z)
             restored[..., perm] = z
             z = restored
-        z = haar_unsqueeze(z) if _haar_level(model, level) else unsqueeze(z)
+        z = wavelet_unsqueeze(z, _wavelet(model, level))
     return output_map(model, z)
 
 

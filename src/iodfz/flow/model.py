@@ -74,13 +74,18 @@ def input_map(x: torch.Tensor, colour: str) -> torch.Tensor:
     return z - 128.0
 
 
-def haar_squeeze(z: torch.Tensor) -> torch.Tensor:
-    """squeeze, then each channel's four (dy, dx) values → (LL, HL, LH, HH) in their slots."""
-    z = squeeze(z)
-    b, c4, h, w = z.shape
-    groups = z.reshape(b, c4 // 4, 4, h, w)
-    bands = transforms.haar(*(groups[:, :, k] for k in range(4)))
-    return torch.stack(bands, dim=2).reshape(b, c4, h, w)
+def wavelet_squeeze(z: torch.Tensor, wavelet: str) -> torch.Tensor:
+    """squeeze, then each channel's four slots hold its (LL, HL, LH, HH) bands (as the engine's
+    ``flow.wavelet_squeeze``)."""
+    if wavelet == "none":
+        return squeeze(z)
+    b, c, h, w = z.shape
+    if wavelet == "haar":
+        groups = squeeze(z).reshape(b, c, 4, h // 2, w // 2)
+        bands = transforms.haar(*(groups[:, :, k] for k in range(4)))
+    else:
+        bands = transforms.legall53(z)
+    return torch.stack(bands, dim=2).reshape(b, 4 * c, h // 2, w // 2)
 
 
 def log_discretized_logistic(
@@ -190,7 +195,7 @@ class IntegerFlow(nn.Module):
         z = input_map(x, self.cfg.colour)
         logp = torch.zeros(x.shape[0], device=x.device)
         for level, couplings in enumerate(self.levels):
-            z = haar_squeeze(z) if level == 0 and self.cfg.wavelet == "haar" else squeeze(z)
+            z = wavelet_squeeze(z, self.cfg.wavelet if level == 0 else "none")
             for coupling in couplings:
                 z = coupling(z)
             if level < len(self.priors):
@@ -222,21 +227,26 @@ class IntegerFlow(nn.Module):
 
 
 def load_grown(model: IntegerFlow, state: dict[str, torch.Tensor]) -> int:
-    """Load ``state`` into ``model``, which may have more couplings per level or more blocks
-    per network than the checkpoint: the new parts start as the identity, so a grown model
-    codes exactly as well as the one it grew from. A new coupling's output conv is
-    zero-initialised; new couplings come in pairs whose channel permutations undo each other
-    (a lone one keeps the order), so the split priors see the channels they were trained on;
-    a new residual block's second conv is zeroed. Returns the number of new tensors."""
+    """Load ``state`` into ``model``, which may have more couplings per level, more blocks per
+    network or more levels than the checkpoint. New couplings and blocks start as the identity,
+    so a model grown that way codes exactly as well as the one it grew from: a new coupling's
+    output conv is zero-initialised; new couplings of an existing level come in pairs whose
+    channel permutations undo each other (a lone one keeps the order), so the split priors see
+    the channels they were trained on; a new residual block's second conv is zeroed. New levels
+    start fresh, and the top prior with them (its channels change). Returns the number of new
+    tensors."""
     own = model.state_dict()
     unexpected = sorted(set(state) - set(own))
     if unexpected:
         raise ValueError(f"checkpoint does not fit the model: {unexpected[:3]} ...")
+    old_levels = len({k.split(".")[1] for k in state if k.startswith("levels.")})
+    if old_levels < len(model.levels):
+        state = {k: v for k, v in state.items() if not k.startswith("top.")}
     new = [k for k in own if k not in state]
     for key in new:
         if ".blocks." in key and ".conv2." in key:
             own[key] = torch.zeros_like(own[key])
-    for level in range(len(model.levels)):
+    for level in range(old_levels):
         fresh = [k for k in new if k.startswith(f"levels.{level}.") and k.endswith(".perm")]
         for first, second in zip(fresh[0::2], fresh[1::2], strict=False):
             own[second] = torch.argsort(own[first])
