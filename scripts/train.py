@@ -109,6 +109,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pack", type=Path, default=Path("runs/pack"), help="scripts/pack_data.py")
     ap.add_argument("--slim", action="store_true", help="checkpoints without optimizer state")
+    ap.add_argument(
+        "--area-power",
+        type=float,
+        default=0.5,
+        help="a photo is drawn with weight area**POWER (0.5: √area; 1: large photos by area)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -145,6 +151,8 @@ def main() -> None:
     if pack_recipe(args.pack) != PACK_RECIPE:
         save_pack(build_pack(SHARED, max_regions=12000), args.pack)
     pack = pack_to_device(load_pack(args.pack), device)
+    # Pack weights draw each photo by √area; (1/√area)^(2 - 2·POWER) draws it by area^POWER.
+    pack["region_weights"] = pack["region_weights"] ** (2 - 2 * args.area_power)
     dev = load_dev_sets(SHARED)  # empty where ../shared is absent (e.g. on a GPU machine)
     log_path = args.run / "log.csv"
     new_log = not log_path.exists()

@@ -1,4 +1,5 @@
-"""A model grown from a checkpoint (more couplings, more blocks) starts as the same function."""
+"""A model grown from a checkpoint (more couplings, more blocks) starts as the same function;
+one grown by a level keeps what it had learnt."""
 
 from __future__ import annotations
 
@@ -37,3 +38,14 @@ def test_a_smaller_model_does_not_take_a_larger_checkpoint() -> None:
     larger = IntegerFlow(FlowConfig.from_dict({**SMALL.to_dict(), "couplings": 3}))
     with pytest.raises(ValueError, match="does not fit"):
         load_grown(IntegerFlow(SMALL), larger.state_dict())
+
+
+def test_a_model_grown_by_a_level_keeps_every_trained_coupling() -> None:
+    small = trained_looking(SMALL)
+    grown = IntegerFlow(FlowConfig.from_dict({**SMALL.to_dict(), "levels": 3}))
+    assert load_grown(grown, small.state_dict()) > 0
+    kept = grown.state_dict()
+    for key, value in small.state_dict().items():
+        if not key.startswith("top."):
+            assert torch.equal(kept[key], value), key
+    assert kept["top.means"].shape != small.state_dict()["top.means"].shape
