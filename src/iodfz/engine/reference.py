@@ -2,13 +2,16 @@
 
 Activations and accumulators travel as float32 arrays holding integers; by the overflow bound
 every value is < 2^24 and therefore exact (docs/INTEGER.md, "Backends"). Inside a network the
-activations stay in a zero-bordered layout (B, H+2, W+2, C) flattened to rows, so each of a
-3×3 conv's nine taps is one contiguous slice of rows, with no copies between layers.
+activations stay zero-bordered, (B, H+2, W+2, C), so a 3×3 conv's taps are views of them.
+Each conv computes its output at the interior positions only, in pieces of about
+``_PIECE_ROWS`` positions (the pieces' buffers stay in cache), and writes it into a fresh
+zero-bordered array: borders are never computed, nor cleared afterwards.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -19,113 +22,103 @@ from iodfz.engine.model import Conv, Net
 from iodfz.threads import block_termination_signals
 
 TAPS = [(dy, dx) for dy in range(3) for dx in range(3)]
-
-
-class Padded:
-    """Geometry of a batch of zero-bordered tiles flattened to rows."""
-
-    def __init__(self, b: int, h: int, w: int) -> None:
-        self.shape = (b, h + 2, w + 2)
-        self.rows = b * (h + 2) * (w + 2)
-        self.wp = w + 2
-        self.span = self.rows - 2 * self.wp - 2  # rows from the first to the last interior one
-        self.first = self.wp + 1
-
-    def pad(self, x: np.ndarray) -> np.ndarray:
-        out = np.zeros((*self.shape, x.shape[-1]), np.float32)
-        out[:, 1:-1, 1:-1] = x
-        return out.reshape(self.rows, x.shape[-1])
-
-    def interior(self, flat: np.ndarray) -> np.ndarray:
-        return flat.reshape(*self.shape, flat.shape[-1])[:, 1:-1, 1:-1]
-
-    def zero_border(self, flat: np.ndarray) -> np.ndarray:
-        grid = flat.reshape(*self.shape, flat.shape[-1])
-        grid[:, 0] = grid[:, -1] = 0
-        grid[:, :, 0] = grid[:, :, -1] = 0
-        return flat
-
-
-_CHUNK_ROWS = 2048  # rows per block: the im2col gather and the requantization stay in cache
+_PIECE_ROWS = 512  # output positions per GEMM: measured best on 32×32 tiles (256 … 4096 tried)
 _IM2COL_MIN_OUT = 32
 
 
+def pad(x: np.ndarray) -> np.ndarray:
+    """(B, H, W, C) → float32 (B, H+2, W+2, C) with a zero border."""
+    out = np.zeros((x.shape[0], x.shape[1] + 2, x.shape[2] + 2, x.shape[3]), np.float32)
+    out[:, 1:-1, 1:-1] = x
+    return out
+
+
+def pieces(b: int, h: int, w: int) -> Iterator[tuple[int, int, int, int]]:
+    """(first tile, end tile, first row, end row) of each piece of the output: whole tiles
+    grouped up to ``_PIECE_ROWS`` positions, or bands of rows of one large tile."""
+    if h * w <= _PIECE_ROWS:
+        per = _PIECE_ROWS // (h * w)
+        for t in range(0, b, per):
+            yield t, min(b, t + per), 0, h
+        return
+    band = max(1, _PIECE_ROWS // w)
+    for t in range(b):
+        for y in range(0, h, band):
+            yield t, t + 1, y, min(h, y + band)
+
+
+def _requant(acc: np.ndarray, conv: Conv, lo: float, hi: float, y: np.ndarray) -> np.ndarray:
+    """clamp(floor((acc + b) · M·2^-s + 1/2), lo, hi) into float64 ``y``, exact: acc + b is
+    an integer < 2^24, M has 16 bits and the scale is a power of two."""
+    acc += conv.bias.astype(np.float32)
+    np.multiply(acc, conv.scale, out=y)
+    y += 0.5
+    np.floor(y, out=y)
+    if lo > -np.inf or hi < np.inf:
+        np.clip(y, lo, hi, out=y)
+    return y
+
+
 def conv_requant(
-    geo: Padded,
-    flat: np.ndarray,
+    x: np.ndarray,
     conv: Conv,
     lo: float = -np.inf,
     hi: float = np.inf,
     dtype: type = np.float32,
 ) -> np.ndarray:
-    """clamp(requant(conv(x) + b), lo, hi) at every row of the padded layout (border rows hold
-    junk), as ``dtype``.
+    """clamp(requant(conv(x) + b), lo, hi) of zero-bordered ``x`` (B, H+2, W+2, C_in), as a
+    zero-bordered ``dtype`` array (B, H+2, W+2, C_out).
 
-    Wide outputs gather the nine taps of a block of rows side by side and do one GEMM per
-    block (im2col); narrow ones multiply a block of rows by all nine taps' weights at once and
-    add the nine shifted column groups. Both sum the same integer products, exactly
-    (docs/INTEGER.md). The requantization runs block by block in float64:
-    clamp(floor((acc + b) · M·2^-s + 1/2), lo, hi), exact; float32 holds the result exactly
+    Wide outputs gather the nine taps of a piece side by side and do one GEMM (im2col);
+    narrow ones multiply the piece's bordered rows by all nine taps' weights at once and add
+    the nine shifted column groups. Both sum the same integer products, exactly
+    (docs/INTEGER.md). The requantization runs in float64; float32 holds its result exactly
     when it is clamped to int8 range, and a value beyond 2^24 only ever meets another clamp.
     """
     weight = conv.float_weight
     c_in, c_out = weight.shape[1], weight.shape[2]
-    out = np.empty((geo.rows, c_out), dtype)
-    out[: geo.first] = 0
-    out[geo.first + geo.span :] = 0
-    result = out[geo.first : geo.first + geo.span]
-    offsets = [dy * geo.wp + dx for dy, dx in TAPS]
-    bias = conv.bias.astype(np.float32)
-    wide = np.empty((_CHUNK_ROWS, c_out), np.float64)
-
-    def finish(acc: np.ndarray, start: int) -> None:
-        acc += bias
-        y = wide[: len(acc)]
-        np.multiply(acc, conv.scale, out=y)
-        y += 0.5
-        np.floor(y, out=y)
-        if lo > -np.inf or hi < np.inf:
-            np.clip(y, lo, hi, out=y)
-        result[start : start + len(acc)] = y
-
-    if c_out >= _IM2COL_MIN_OUT:
+    b, hp, wp, _ = x.shape
+    h, w = hp - 2, wp - 2
+    out = np.zeros((b, hp, wp, c_out), dtype)
+    most = min(b * h * w, max(_PIECE_ROWS, w))
+    y = np.empty((most, c_out), np.float64)
+    wide = c_out >= _IM2COL_MIN_OUT
+    if wide:
         stacked = weight.reshape(9 * c_in, c_out)
-        block = np.empty((_CHUNK_ROWS, 9 * c_in), np.float32)
-        acc = np.empty((_CHUNK_ROWS, c_out), np.float32)
-        for start in range(0, geo.span, _CHUNK_ROWS):
-            n = min(_CHUNK_ROWS, geo.span - start)
-            for k, off in enumerate(offsets):
-                block[:n, k * c_in : (k + 1) * c_in] = flat[start + off : start + off + n]
-            np.matmul(block[:n], stacked, out=acc[:n])
-            finish(acc[:n], start)
-    else:
-        side_by_side = conv.float_weight_by_tap
-        halo = offsets[-1]
-        acc = np.empty((_CHUNK_ROWS, c_out), np.float32)
-        for start in range(0, geo.span, _CHUNK_ROWS):
-            n = min(_CHUNK_ROWS, geo.span - start)
-            taps = flat[start : start + n + halo] @ side_by_side
-            np.copyto(acc[:n], taps[:n, :c_out])
-            for k, off in enumerate(offsets[1:], start=1):
-                acc[:n] += taps[off : off + n, k * c_out : (k + 1) * c_out]
-            finish(acc[:n], start)
+        block = np.empty((most, 9, c_in), np.float32)
+        acc = np.empty((most, c_out), np.float32)
+    for t0, t1, y0, y1 in pieces(b, h, w):
+        shape = (t1 - t0, y1 - y0, w)
+        n = shape[0] * shape[1] * w
+        if wide:
+            grid = block[:n].reshape(*shape, 9, c_in)
+            for k, (dy, dx) in enumerate(TAPS):
+                grid[..., k, :] = x[t0:t1, y0 + dy : y1 + dy, dx : dx + w]
+            part = np.matmul(block[:n].reshape(n, 9 * c_in), stacked, out=acc[:n])
+        else:
+            bordered = (shape[0], shape[1] + 2, wp)  # the piece's rows with their halo
+            rows = x[t0:t1, y0 : y1 + 2].reshape(np.prod(bordered), c_in)
+            taps = (rows @ conv.float_weight_by_tap).reshape(*bordered, 9, c_out)
+            part4 = taps[:, :-2, :w, 0].copy()
+            for k, (dy, dx) in enumerate(TAPS[1:], start=1):
+                part4 += taps[:, dy : dy + shape[1], dx : dx + w, k]
+            part = part4.reshape(n, c_out)
+        _requant(part, conv, lo, hi, y[:n])
+        out[t0:t1, 1 + y0 : 1 + y1, 1:-1] = y[:n].reshape(*shape, c_out)
     return out
 
 
 def run_net(net: Net, a: np.ndarray) -> np.ndarray:
     """Network output (int64) for integer latents a (B, H, W, C)."""
-    geo = Padded(*a.shape[:3])
-    s = geo.pad(np.clip(a, -128, 127))
-    s = geo.zero_border(conv_requant(geo, s, net.conv_in, 0, 127))
+    s = conv_requant(pad(np.clip(a, -128, 127)), net.conv_in, 0, 127)
     for c1, c2 in net.blocks:
-        h = geo.zero_border(conv_requant(geo, s, c1, 0, 127))
-        r = conv_requant(geo, h, c2)
+        r = conv_requant(conv_requant(s, c1, 0, 127), c2)
         r += s
         np.clip(r, -128, 127, out=r)
-        s = geo.zero_border(r)
+        s = r
     np.maximum(s, 0, out=s)
-    out = conv_requant(geo, s, net.conv_out, dtype=np.float64)
-    return geo.interior(out).astype(np.int64)
+    out = conv_requant(s, net.conv_out, dtype=np.float64)
+    return out[:, 1:-1, 1:-1].astype(np.int64)
 
 
 def available_cores() -> int:
