@@ -341,3 +341,19 @@ def test_python_m_and_script_agree(run_iodfz) -> None:  # type: ignore[no-untype
     script = shutil.which("iodfz", path=str(Path(sys.executable).parent))
     if script:
         assert subprocess.run([script, "--version"], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("preset", [None, "10"])
+def test_idle_blas_threads_sleep_unless_the_user_says(preset: str | None) -> None:
+    """The command sets OpenBLAS's idle spin to its least before numpy loads (its spin is
+    wasted CPU), and leaves a user's own setting alone."""
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env.pop(cli.BLAS_SPIN_ENV, None)
+    if preset is not None:
+        env[cli.BLAS_SPIN_ENV] = preset
+    code = (
+        "import os, sys; from iodfz import cli; cli._blas_threads_sleep_when_idle(); "
+        f"print('numpy' in sys.modules, os.environ.get({cli.BLAS_SPIN_ENV!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["False", preset or "4"]

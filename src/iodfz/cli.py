@@ -988,8 +988,23 @@ def _main(
     """Lossless file compressor: neural codec for images, zstd for everything else."""
 
 
+BLAS_SPIN_ENV = "OPENBLAS_THREAD_TIMEOUT"
+_BLAS_SPIN = "4"  # its least: idle threads wait 2^4 cycles, then sleep
+
+
+def _blas_threads_sleep_when_idle() -> None:
+    """Idle OpenBLAS threads spin 2^28 cycles (~0.1 s of a core each) before they sleep: once
+    when numpy loads, and after every multithreaded GEMM. A command is short, and the engine
+    shares work out over its own threads with a one-thread BLAS, so that spin is waste (at
+    numpy's import alone 0.05-0.1 s of CPU on 2 cores): let them sleep at once, unless the
+    user set it. This must come before numpy is loaded; worker processes inherit it."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault(BLAS_SPIN_ENV, _BLAS_SPIN)
+
+
 def main() -> None:
     """Console-script entry point."""
+    _blas_threads_sleep_when_idle()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     try:
