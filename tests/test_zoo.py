@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from iodfz import zoo
 
 
@@ -11,11 +13,28 @@ def test_served_levels() -> None:
     assert not zoo.served_levels({"levels": []})  # kept to decode older files only
 
 
-def test_every_level_has_one_model_and_decode_only_models_serve_none() -> None:
-    owners: dict[int, str] = {}
+def test_every_level_has_a_model_and_models_sharing_a_level_differ_in_depth() -> None:
+    owners: dict[int, dict[int, str]] = {}
     for card in zoo.cards():
+        depth = card["config"]["levels"]
         for level in zoo.served_levels(card):
-            assert level not in owners, f"--level {level}: {owners[level]} and {card['name']}"
-            owners[level] = card["name"]
+            by_depth = owners.setdefault(level, {})
+            assert depth not in by_depth, f"--level {level}: {by_depth[depth]} and {card['name']}"
+            by_depth[depth] = card["name"]
     if zoo.cards():
         assert sorted(owners) == list(range(1, 20))
+
+
+def test_a_level_served_twice_gives_each_image_the_model_that_pads_it_least(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deep = {"name": "deep", "model_id": "d" * 64, "levels": [3, 8], "config": {"levels": 5}}
+    shallow = {"name": "shallow", "model_id": "5" * 64, "levels": [3, 8], "config": {"levels": 4}}
+    monkeypatch.setattr(zoo, "cards", lambda: (shallow, deep))
+    monkeypatch.setattr(zoo, "load_by_id", lambda model_id: model_id[0])
+    assert zoo.for_level(3) == "d"  # no size given: the deepest
+    assert zoo.for_level(3, 512, 768) == "d"  # both pad nothing
+    assert zoo.for_level(3, 375, 500) == "d"  # both pad to 384 × 512
+    assert zoo.for_level(3, 16, 16) == "5"  # 16 × 16 against 32 × 32
+    assert zoo.for_level(3, 40, 64) == "5"  # 48 × 64 against 64 × 64
+    assert zoo.for_level(9, 64, 64) is None  # no model serves --level 9

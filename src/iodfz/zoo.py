@@ -1,7 +1,8 @@
 """The shipped models: ``models/NAME.iodfm`` with a card ``models/NAME.json`` beside it.
 
 Containers name their model by a prefix of its id (the file's SHA-256); ``--level`` picks a
-model through the cards' ``levels`` ranges. Models are looked up in ``$IODFZ_MODELS``, then the
+model through the cards' ``levels`` ranges, and where two models serve a level, the image's size
+picks between them (:func:`for_level`). Models are looked up in ``$IODFZ_MODELS``, then the
 repository's ``models/`` folder, then the copy installed inside the package.
 """
 
@@ -83,8 +84,8 @@ def served_levels(card: dict) -> range:
 
 
 def first_levels() -> list[int]:
-    """The lowest ``--level`` each installed model serves, ascending (one level per model)."""
-    return sorted(levels[0] for card in cards() if (levels := served_levels(card))) or [3]
+    """The lowest ``--level`` each installed model serves, ascending, each level once."""
+    return sorted({levels[0] for card in cards() if (levels := served_levels(card))}) or [3]
 
 
 _WARNED: set[str] = set()
@@ -97,22 +98,37 @@ def warn_once(message: str) -> None:
         print(f"iodfz: warning: {message}", file=sys.stderr)
 
 
-def for_level(level: int) -> Model | None:
-    """The model whose card's ``levels`` range holds ``level``; None, with a warning once per
-    process, when no model is installed for it or its card is stale (names a model id that
-    its file no longer has): images then go through zstd."""
-    for card in cards():
-        if level in served_levels(card):
-            try:
-                return load_by_id(card["model_id"])
-            except LookupError:
-                warn_once(
-                    f"model card {card['name']} does not match its model file {card['path']}:"
-                    " images go through zstd"
-                )
-                return None
-    searched = ", ".join(map(str, model_dirs()))
-    warn_once(
-        f"no model installed for --level {level} (searched {searched}): images go through zstd"
-    )
-    return None
+def _serving(level: int) -> list[dict]:
+    """The cards whose ``levels`` range holds ``level``, deepest model (most flow levels) first."""
+    serving = [card for card in cards() if level in served_levels(card)]
+    return sorted(serving, key=lambda card: -int(card.get("config", {}).get("levels", 0)))
+
+
+def _padded_area(card: dict, height: int, width: int) -> int:
+    unit = 1 << int(card.get("config", {}).get("levels", 0))
+    return -(-height // unit) * unit * (-(-width // unit) * unit)
+
+
+def for_level(level: int, height: int = 0, width: int = 0) -> Model | None:
+    """The model that codes a ``height`` × ``width`` image at ``level``: of the models whose
+    cards' ``levels`` range holds it, the one that edge-pads the image least (to multiples of
+    2^levels, docs/INTEGER.md), the deepest when they pad it alike (so a small image need not
+    grow to a deeper model's unit). None, with a warning once per process, when no model is
+    installed for it or its card is stale (names a model id that its file no longer has):
+    images then go through zstd."""
+    serving = _serving(level)
+    if not serving:
+        searched = ", ".join(map(str, model_dirs()))
+        warn_once(
+            f"no model installed for --level {level} (searched {searched}): images go through zstd"
+        )
+        return None
+    card = min(serving, key=lambda card: _padded_area(card, height, width))
+    try:
+        return load_by_id(card["model_id"])
+    except LookupError:
+        warn_once(
+            f"model card {card['name']} does not match its model file {card['path']}:"
+            " images go through zstd"
+        )
+        return None

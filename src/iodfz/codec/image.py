@@ -347,7 +347,7 @@ def _take_apart(data: bytes, level: int, options: Options) -> _Input | None:
     rgb, extra = to_rgb(parsed.pixels)
     if min(rgb.shape[:2]) < MIN_SIDE:
         return None
-    engine = _engine_for_level(level)
+    engine = _engine_for(level, *rgb.shape[:2])
     if engine is None:
         return None
     model, backend = engine
@@ -439,11 +439,12 @@ def _rebuild(layout: _Layout, rgb: np.ndarray, parts: _Parts) -> bytes:
 _WARNED: set[str] = set()
 
 
-def _engine_for_level(level: int) -> tuple[Model, Backend] | None:
-    """The level's model and a backend that passed its test vectors, or None — then images go
-    through zstd, with one warning per process (``iodfz selftest`` tells more)."""
+def _engine_for(level: int, height: int, width: int) -> tuple[Model, Backend] | None:
+    """The level's model for an image of this size and a backend that passed its test vectors,
+    or None — then images go through zstd, with one warning per process (``iodfz selftest``
+    tells more)."""
     try:
-        model = zoo.for_level(level)
+        model = zoo.for_level(level, height, width)
         if model is None:
             return None
         model_tables(model)
