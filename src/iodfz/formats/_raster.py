@@ -66,6 +66,8 @@ def _valid(b: np.ndarray, h: int, w: int, c: int, length: int) -> bool:
         and int(np.sum(rows * (b[:, _X1] - b[:, _X0]))) == h * w
     ):
         return False
+    if len(b) == 1:  # one block inside the raster with the raster's area covers it once
+        return True
     order = np.argsort(start, kind="stable")
     if np.any(start[order][1:] < end[order][:-1]):
         return False
@@ -82,11 +84,12 @@ def _pieces(b: np.ndarray, w: int, c: int) -> Iterator[tuple[object, object]]:
     """(file index, raster index) pairs covering every block: slices of strided views for
     large blocks, int64 fancy indices for batches of small ones (bounds already checked)."""
     rows, cols = b[:, _Y1] - b[:, _Y0], b[:, _X1] - b[:, _X0]
-    size = rows * cols * c
-    for i in np.flatnonzero(size >= _SMALL):
+    # A lone block (a PNM, a one-strip TIFF) is a strided view whatever its size.
+    large = (rows * cols * c >= _SMALL) | (len(b) == 1)
+    for i in np.flatnonzero(large):
         off, y0, y1, x0, x1, stride, flip = (int(v) for v in b[i])
         yield (off, (y1 - y0, (x1 - x0) * c), stride), (y0, y1, x0, x1, bool(flip))
-    small = np.flatnonzero(size < _SMALL)
+    small = np.flatnonzero(~large)
     if not len(small):
         return
     keys = np.stack([rows[small], cols[small], b[small, _STRIDE], b[small, _FLIP]], axis=1)
