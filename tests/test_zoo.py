@@ -32,9 +32,13 @@ def test_a_level_served_twice_gives_each_image_the_model_that_pads_it_least(
     shallow = {"name": "shallow", "model_id": "5" * 64, "levels": [3, 8], "config": {"levels": 4}}
     monkeypatch.setattr(zoo, "cards", lambda: (shallow, deep))
     monkeypatch.setattr(zoo, "load_by_id", lambda model_id: model_id[0])
+
+    def padded(height: int, width: int):  # pixels an image pads to at each depth
+        return lambda depth: (-(-height >> depth) << depth) * (-(-width >> depth) << depth)
+
     assert zoo.for_level(3) == "d"  # no size given: the deepest
-    assert zoo.for_level(3, 512, 768) == "d"  # both pad nothing
-    assert zoo.for_level(3, 375, 500) == "d"  # both pad to 384 × 512
-    assert zoo.for_level(3, 16, 16) == "5"  # 16 × 16 against 32 × 32
-    assert zoo.for_level(3, 40, 64) == "5"  # 48 × 64 against 64 × 64
-    assert zoo.for_level(9, 64, 64) is None  # no model serves --level 9
+    assert zoo.for_level(3, padded(512, 768)) == "d"  # both pad nothing
+    assert zoo.for_level(3, padded(375, 500)) == "d"  # both pad to 384 × 512
+    assert zoo.for_level(3, padded(16, 16)) == "5"  # 16 × 16 against 32 × 32
+    assert zoo.for_level(3, padded(40, 64)) == "5"  # 48 × 64 against 64 × 64
+    assert zoo.for_level(9, padded(64, 64)) is None  # no model serves --level 9

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -98,24 +99,24 @@ def warn_once(message: str) -> None:
         print(f"iodfz: warning: {message}", file=sys.stderr)
 
 
+def _depth(card: dict) -> int:
+    """The number of flow levels of a card's model."""
+    return int(card.get("config", {}).get("levels", 0))
+
+
 def _serving(level: int) -> list[dict]:
-    """The cards whose ``levels`` range holds ``level``, deepest model (most flow levels) first."""
-    serving = [card for card in cards() if level in served_levels(card)]
-    return sorted(serving, key=lambda card: -int(card.get("config", {}).get("levels", 0)))
+    """The cards whose ``levels`` range holds ``level``, deepest model first."""
+    return sorted(
+        (card for card in cards() if level in served_levels(card)), key=lambda c: -_depth(c)
+    )
 
 
-def _padded_area(card: dict, height: int, width: int) -> int:
-    unit = 1 << int(card.get("config", {}).get("levels", 0))
-    return -(-height // unit) * unit * (-(-width // unit) * unit)
-
-
-def for_level(level: int, height: int = 0, width: int = 0) -> Model | None:
-    """The model that codes a ``height`` × ``width`` image at ``level``: of the models whose
-    cards' ``levels`` range holds it, the one that edge-pads the image least (to multiples of
-    2^levels, docs/INTEGER.md), the deepest when they pad it alike (so a small image need not
-    grow to a deeper model's unit). None, with a warning once per process, when no model is
-    installed for it or its card is stale (names a model id that its file no longer has):
-    images then go through zstd."""
+def for_level(level: int, cost: Callable[[int], int] | None = None) -> Model | None:
+    """The model that codes at ``level``: of the models whose cards' ``levels`` range holds it,
+    the one of least ``cost(its flow levels)`` — the image codec passes how many pixels each
+    depth would pad an image to — and the deepest when they cost alike or no cost is given.
+    None, with a warning once per process, when no model is installed for it or its card is
+    stale (names a model id that its file no longer has): images then go through zstd."""
     serving = _serving(level)
     if not serving:
         searched = ", ".join(map(str, model_dirs()))
@@ -123,7 +124,7 @@ def for_level(level: int, height: int = 0, width: int = 0) -> Model | None:
             f"no model installed for --level {level} (searched {searched}): images go through zstd"
         )
         return None
-    card = min(serving, key=lambda card: _padded_area(card, height, width))
+    card = min(serving, key=lambda c: cost(_depth(c))) if cost else serving[0]
     try:
         return load_by_id(card["model_id"])
     except LookupError:

@@ -11,6 +11,7 @@ Payload layout: docs/FORMAT.md §3.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -444,7 +445,7 @@ def _engine_for(level: int, height: int, width: int) -> tuple[Model, Backend] | 
     or None — then images go through zstd, with one warning per process (``iodfz selftest``
     tells more)."""
     try:
-        model = zoo.for_level(level, height, width)
+        model = zoo.for_level(level, lambda depth: math.prod(_padded(height, width, depth)))
         if model is None:
             return None
         model_tables(model)
