@@ -49,3 +49,31 @@ def test_a_model_grown_by_a_level_keeps_every_trained_coupling() -> None:
         if not key.startswith("top."):
             assert torch.equal(kept[key], value), key
     assert kept["top.means"].shape != small.state_dict()["top.means"].shape
+
+
+def kept_channels(model: IntegerFlow, level: int) -> list[int]:
+    """The squeeze-order channels that ``level``'s split keeps (the couplings only translate,
+    so a channel keeps its identity through them)."""
+    ids = torch.arange(len(model.levels[level][0].perm))
+    for coupling in model.levels[level]:
+        ids = ids[coupling.perm]
+    return ids[: len(ids) // 2].tolist()
+
+
+def test_a_lowpass_split_keeps_the_low_pass_bands_and_changes_nothing_else() -> None:
+    base = {**SMALL.to_dict(), "levels": 3, "colour": "ycocg-r", "wavelet": "legall53"}
+    lowpass = IntegerFlow(FlowConfig.from_dict({**base, "split": "lowpass"}))
+    random = IntegerFlow(FlowConfig.from_dict(base))
+    # level 0: Y, Co, Cg low-pass (slot 0 of 4c + slot), then luma's three detail bands
+    assert kept_channels(lowpass, 0) == [0, 4, 8, 1, 2, 3]
+    # level 1: the four phases of the three kept low-pass bands
+    assert sorted(kept_channels(lowpass, 1)) == list(range(12))
+    for level in range(3):
+        for i, (a, b) in enumerate(zip(lowpass.levels[level], random.levels[level], strict=True)):
+            last_arranged = level < 2 and i == len(lowpass.levels[level]) - 1
+            assert torch.equal(a.perm, b.perm) != last_arranged
+
+
+def test_an_unknown_split_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown split"):
+        FlowConfig(split="checkerboard")

@@ -33,12 +33,15 @@ class FlowConfig:
     seed: int = 0
     colour: str = "none"  # engine.transforms.COLOUR_TRANSFORMS
     wavelet: str = "none"  # engine.transforms.WAVELETS, applied at the first squeeze
+    split: str = "random"  # SPLITS: which channels the first two levels keep
 
     def __post_init__(self) -> None:
         if self.colour not in transforms.COLOUR_TRANSFORMS:
             raise ValueError(f"unknown colour transform {self.colour!r}")
         if self.wavelet not in transforms.WAVELETS:
             raise ValueError(f"unknown wavelet {self.wavelet!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown split {self.split!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,6 +49,38 @@ class FlowConfig:
     @classmethod
     def from_dict(cls, d: dict) -> FlowConfig:
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+SPLITS = ("random", "lowpass")
+
+
+def lowpass_keep(level: int) -> list[int]:
+    """The channels (in squeeze order, ``4c + slot``) that level ``level`` of a ``lowpass``
+    split keeps, in order; [] where the split is random.
+
+    Level 0 keeps the three low-pass bands (slot 0: LL after a wavelet squeeze) and luma's three
+    detail bands, and factors out the chroma details, which the luma details predict. Level 1
+    keeps the four phases of those low-pass bands (kept channels 0–2, squeezed) and factors out
+    the luma details. So the low-pass image goes on down the levels, as in a wavelet codec,
+    instead of being factored out at full resolution when a random permutation puts it there.
+    """
+    if level == 0:
+        return [0, 4, 8, 1, 2, 3]
+    if level == 1:
+        return list(range(12))
+    return []
+
+
+def arrange_split(couplings: list[Coupling], keep: list[int]) -> None:
+    """Set the last coupling's permutation so that the level's split keeps ``keep`` first (the
+    earlier couplings' permutations stay random); the rest follow in ascending order."""
+    channels = len(couplings[-1].perm)
+    ids = torch.arange(channels)
+    for coupling in couplings[:-1]:
+        ids = ids[coupling.perm]
+    where = {int(v): i for i, v in enumerate(ids)}
+    order = keep + [c for c in range(channels) if c not in keep]
+    couplings[-1].perm.copy_(torch.tensor([where[c] for c in order]))
 
 
 # The coder's grids that split-prior outputs are mapped to (docs/INTEGER.md, "Split prior
@@ -174,9 +209,11 @@ class IntegerFlow(nn.Module):
         channels = 3
         for level in range(cfg.levels):
             channels *= 4
-            self.levels.append(
-                nn.ModuleList(Coupling(channels, cfg, g) for _ in range(cfg.couplings))
-            )
+            couplings = nn.ModuleList(Coupling(channels, cfg, g) for _ in range(cfg.couplings))
+            keep = lowpass_keep(level) if cfg.split == "lowpass" else []
+            if keep and level < cfg.levels - 1 and len(couplings):
+                arrange_split(list(couplings), keep)
+            self.levels.append(couplings)
             if level < cfg.levels - 1:
                 self.priors.append(SplitPrior(channels, cfg))
                 channels //= 2
