@@ -40,10 +40,28 @@ def cache_dir(kind: str) -> Path | None:
 
 @cache
 def cards() -> tuple[dict, ...]:
-    """Every model card found, each with its ``path`` added."""
+    """Every model card found, each with its ``path`` added. The cards are parsed once per
+    state of the model folders (each card's path, size and modification time), not once per
+    file compressed."""
+    return _cards_in(tuple(_card_files(folder) for folder in model_dirs()))
+
+
+def _card_files(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime) of each ``*.json`` in ``folder``, sorted; () when unreadable."""
+    try:
+        with os.scandir(folder) as entries:
+            stats = [(e.path, e.stat()) for e in entries if e.name.endswith(".json")]
+    except OSError:
+        return ()
+    return tuple(sorted((path, st.st_size, st.st_mtime_ns) for path, st in stats))
+
+
+@cache
+def _cards_in(folders: tuple[tuple[tuple[str, int, int], ...], ...]) -> tuple[dict, ...]:
     found: dict[str, dict] = {}
-    for folder in model_dirs():
-        for card_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for files in folders:
+        for name, _, _ in files:
+            card_path = Path(name)
             model_path = card_path.with_suffix(".iodfm")
             if not model_path.exists():
                 continue
