@@ -47,15 +47,16 @@ def _inputs(tmp_path: Path) -> list[Path]:
     return paths
 
 
-def test_codec_batch_results_equal_results_alone() -> None:
+@pytest.mark.parametrize("level", [3, zoo.TRY_ALL_FROM])  # one model; every model
+def test_codec_batch_results_equal_results_alone(level: int) -> None:
     datas = [encode_file(photo_like(32, 32, seed=i), "PPM") for i in range(4)]
     datas += [encode_file(photo_like(40, 24, 4, seed=i), "PNG") for i in range(3)]
     datas.append(encode_file(np.full((32, 32, 3), 7, np.uint8), "PPM"))
     codec = image_codec.CODEC
-    together = codec.try_compress_many(datas, 3, Options())
+    together = codec.try_compress_many(datas, level, Options(level=level))
     assert sorted(together) == list(range(len(datas)))
     for i, data in enumerate(datas):
-        alone = codec.try_compress(data, 3, Options())
+        alone = codec.try_compress(data, level, Options(level=level))
         if alone is None:
             assert together[i] is None
             continue

@@ -188,6 +188,24 @@ def test_unusable_engine_falls_back_to_zstd_with_a_warning(monkeypatch, capsys) 
     assert "neural image path unusable" in capsys.readouterr().err
 
 
+def test_the_max_levels_keep_the_model_that_codes_smallest(monkeypatch) -> None:
+    from iodfz.codec import image
+
+    level = zoo.TRY_ALL_FROM
+    models = zoo.models_for(level)
+    if len(models) < 2:
+        pytest.skip("fewer than two models serve the max levels")
+    data = encode_file(photo_like(64, 96), "PPM")
+    both = image.CODEC.try_compress(data, level, Options(level=level))
+    alone = []
+    for model in models:
+        monkeypatch.setattr(zoo, "models_for", lambda *_, model=model: [model])
+        alone.append(image.CODEC.try_compress(data, level, Options(level=level)))
+    assert both is not None and None not in alone
+    assert len(both[1]) == min(len(r[1]) for r in alone)
+    assert len({len(r[1]) for r in alone}) > 1  # the models differ, so the choice matters
+
+
 # --------------------------------------------------------------------------- version 2
 
 

@@ -129,6 +129,12 @@ def _serving(level: int) -> list[dict]:
     )
 
 
+TRY_ALL_FROM = 9
+"""From this ``--level`` up (the max levels), :func:`models_for` gives every model that serves
+the level, and the encoder keeps whichever codes an image smallest: users who archive take
+slow and small."""
+
+
 def for_level(level: int, cost: Callable[[int], int] | None = None) -> Model | None:
     """The model that codes at ``level``: of the models whose cards' ``levels`` range holds it,
     the one of least ``cost(its flow levels)`` — the image codec passes how many pixels each
@@ -143,11 +149,30 @@ def for_level(level: int, cost: Callable[[int], int] | None = None) -> Model | N
         )
         return None
     card = min(serving, key=lambda c: cost(_depth(c))) if cost else serving[0]
+    return _load(card, "images go through zstd")
+
+
+def models_for(level: int, cost: Callable[[int], int] | None = None) -> list[Model]:
+    """The models an image is coded with at ``level``: the one :func:`for_level` picks, then,
+    from :data:`TRY_ALL_FROM` up, every other model serving the level (deepest first)."""
+    first = for_level(level, cost)
+    if first is None or level < TRY_ALL_FROM:
+        return [] if first is None else [first]
+    others = (
+        _load(card, f"--level {level} codes without it")
+        for card in _serving(level)
+        if card["model_id"] != first.model_id
+    )
+    return [first, *(model for model in others if model is not None)]
+
+
+def _load(card: dict, otherwise: str) -> Model | None:
+    """The model of ``card``; None, with a warning once per process ending in ``otherwise``,
+    when the card is stale."""
     try:
         return load_by_id(card["model_id"])
     except LookupError:
         warn_once(
-            f"model card {card['name']} does not match its model file {card['path']}:"
-            " images go through zstd"
+            f"model card {card['name']} does not match its model file {card['path']}: {otherwise}"
         )
         return None

@@ -216,43 +216,57 @@ class NeuralImageCodec:
     def try_compress(
         self, data: bytes, level: int, options: Options, progress: Share | None = None
     ) -> Encoded | None:
-        taken = _take_apart(data, level, options)
-        if taken is None:
-            return None
-        streams = pixel_codec.encode(taken.model, taken.backend, taken.rgb, progress=progress)
-        return _put_together(taken, streams, level)
+        """The container parts of ``data`` coded by the level's model — from
+        ``zoo.TRY_ALL_FROM`` up, by each model serving the level, keeping the smallest — or
+        None when the neural path does not take it or zstd does better."""
+        takens = _take_apart(data, level, options)
+        results = []
+        for i, taken in enumerate(takens):
+            share = None if progress is None else _part_of(progress, i, len(takens))
+            streams = pixel_codec.encode(taken.model, taken.backend, taken.rgb, progress=share)
+            results.append(_put_together(taken, streams, level))
+        return _smallest(results)
 
     def try_compress_many(
         self, datas: Sequence[bytes], level: int, options: Options
     ) -> dict[int, Encoded | None]:
         """``try_compress`` of those of ``datas`` that are small images (one tile) sharing
-        their shape with another one, keyed by position: their flow runs as one batch and
-        their streams are coded in lockstep, each result the very one ``try_compress`` gives.
-        Inputs it declines are there as None. Anything else — other inputs, and any that
-        raised — is left out, for ``try_compress`` to do (and report) alone."""
+        their shape with another one, keyed by position: their flow runs as one batch per
+        model and their streams are coded in lockstep, each result the very one
+        ``try_compress`` gives. Inputs it declines are there as None. Anything else — other
+        inputs, and any that raised — is left out, for ``try_compress`` to do (and report)
+        alone."""
         results: dict[int, Encoded | None] = {}
-        groups: dict[tuple[str, tuple[int, ...]], list[tuple[int, _Input]]] = {}
+        tried: dict[int, list[Encoded | None]] = {}
+        groups: dict[tuple[str, tuple[int, ...]], list[tuple[int, int, _Input]]] = {}
         for i, data in enumerate(datas):
             try:
-                taken = _take_apart(data, level, options)
+                takens = _take_apart(data, level, options)
             except Exception:  # found again, and reported, when this input is done alone
                 continue
-            if taken is None:
+            if not takens:
                 results[i] = None
-            elif pixel_codec.single_tile(*taken.rgb.shape[:2], taken.model.levels):
-                key = (taken.model.model_id, taken.rgb.shape)
-                groups.setdefault(key, []).append((i, taken))
+            elif all(pixel_codec.single_tile(*t.rgb.shape[:2], t.model.levels) for t in takens):
+                tried[i] = [None] * len(takens)
+                for k, taken in enumerate(takens):
+                    key = (taken.model.model_id, taken.rgb.shape)
+                    groups.setdefault(key, []).append((i, k, taken))
+        failed: set[int] = set()
         for members in groups.values():
             if len(members) < 2:  # alone, a stream codes faster through the coder itself
+                failed.update(i for i, _, _ in members)
                 continue
-            first = members[0][1]
+            first = members[0][2]
             try:
-                rgbs = [taken.rgb for _, taken in members]
+                rgbs = [taken.rgb for _, _, taken in members]
                 streams = pixel_codec.encode_many(first.model, first.backend, rgbs)
-                for (i, taken), image_streams in zip(members, streams, strict=True):
-                    results[i] = _put_together(taken, image_streams, level)
+                for (i, k, taken), image_streams in zip(members, streams, strict=True):
+                    tried[i][k] = _put_together(taken, image_streams, level)
             except Exception:  # found again, and reported, when each input is done alone
-                continue
+                failed.update(i for i, _, _ in members)
+        for i, encoded in tried.items():
+            if i not in failed:
+                results[i] = _smallest(encoded)
         return results
 
     def decompress(
@@ -338,23 +352,32 @@ class NeuralImageCodec:
         return Tiling(tile, tile)
 
 
-def _take_apart(data: bytes, level: int, options: Options) -> _Input | None:
-    """``data`` parsed into pixels ready for the flow, with the level's model and backend; None
-    when the neural path does not take it."""
+def _take_apart(data: bytes, level: int, options: Options) -> list[_Input]:
+    """``data`` parsed into pixels ready for the flow, once with each model it is to be coded
+    with (and its backend); [] when the neural path does not take it."""
     parsed = formats.parse(data, allow_pixel_exact=options.pixels)
     if parsed is None or parsed.pixels.dtype != np.uint8:
-        return None
+        return []
     h, w, c = parsed.pixels.shape
     rgb, extra = to_rgb(parsed.pixels)
     if min(rgb.shape[:2]) < MIN_SIDE:
-        return None
-    engine = _engine_for(level, *rgb.shape[:2])
-    if engine is None:
-        return None
-    model, backend = engine
-    if not fits(h, w, c, model.levels):
-        return None  # the decoder would refuse it
-    return _Input(data, parsed, rgb, extra, model, backend)
+        return []
+    return [
+        _Input(data, parsed, rgb, extra, model, backend)
+        for model, backend in _engines_for(level, *rgb.shape[:2])
+        if fits(h, w, c, model.levels)  # else the decoder would refuse it
+    ]
+
+
+def _part_of(progress: Share, i: int, n: int) -> Share:
+    """The progress of the ``i``-th of ``n`` equal parts of one input's work."""
+    return lambda share: progress((i + share) / n)
+
+
+def _smallest(results: Sequence[Encoded | None]) -> Encoded | None:
+    """The result of smallest payload (the first of equals); None when there is none."""
+    done = [r for r in results if r is not None]
+    return min(done, key=lambda r: len(r[1])) if done else None
 
 
 def _put_together(taken: _Input, streams: list[bytes], level: int) -> Encoded | None:
@@ -440,25 +463,31 @@ def _rebuild(layout: _Layout, rgb: np.ndarray, parts: _Parts) -> bytes:
 _WARNED: set[str] = set()
 
 
-def _engine_for(level: int, height: int, width: int) -> tuple[Model, Backend] | None:
-    """The level's model for an image of this size and a backend that passed its test vectors,
-    or None — then images go through zstd, with one warning per process (``iodfz selftest``
-    tells more)."""
+def _engines_for(level: int, height: int, width: int) -> list[tuple[Model, Backend]]:
+    """The level's models for an image of this size (``zoo.models_for``), each with a backend
+    that passed its test vectors; a model that cannot be used is left out — with none left,
+    images go through zstd — with one warning per process (``iodfz selftest`` tells more)."""
     try:
-        model = zoo.for_level(level, lambda depth: math.prod(_padded(height, width, depth)))
-        if model is None:
-            return None
-        model_tables(model)
-        return model, backend_for(model)
-    except (ModelError, CoderError, BackendUnavailable) as exc:
-        if isinstance(exc, BackendUnavailable) and requested() != "auto":
-            raise IodfError(str(exc)) from None  # an explicit IODFZ_BACKEND never falls back
-        if str(exc) not in _WARNED:
-            _WARNED.add(str(exc))
-            print(
-                f"iodfz: warning: neural image path unusable, using zstd ({exc})", file=sys.stderr
-            )
-        return None
+        models = zoo.models_for(level, lambda depth: math.prod(_padded(height, width, depth)))
+    except ModelError as exc:
+        _warn_unusable(exc)
+        return []
+    engines = []
+    for model in models:
+        try:
+            model_tables(model)
+            engines.append((model, backend_for(model)))
+        except (ModelError, CoderError, BackendUnavailable) as exc:
+            if isinstance(exc, BackendUnavailable) and requested() != "auto":
+                raise IodfError(str(exc)) from None  # an explicit IODFZ_BACKEND never falls back
+            _warn_unusable(exc)
+    return engines
+
+
+def _warn_unusable(exc: Exception) -> None:
+    if str(exc) not in _WARNED:
+        _WARNED.add(str(exc))
+        print(f"iodfz: warning: neural image path unusable, using zstd ({exc})", file=sys.stderr)
 
 
 def _models(prefix: str) -> Iterator[Model]:
