@@ -32,7 +32,7 @@ try:  # recent typer carries its own copy of click: its exceptions are the ones 
     from typer._click import exceptions as click
 except ImportError:  # older typer uses click itself
     from click import exceptions as click  # type: ignore[no-redef]
-from iodfz.codecs import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL, Options
+from iodfz.codecs import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL, TRY_ALL_FROM, Options
 from iodfz.container import CODEC_IMAGE, codec_name
 from iodfz.errors import IodfError
 from iodfz.limits import MAX_AHEAD_FILES
@@ -720,7 +720,10 @@ def compress(
         "--level",
         metavar="N",
         show_default=False,
-        help=f"{MIN_LEVEL} (fast) to {MAX_LEVEL}, or -1 … -19 (default {DEFAULT_LEVEL}).",
+        help=(
+            f"{MIN_LEVEL} (fast) to {MAX_LEVEL}, or -1 … -19 (default {DEFAULT_LEVEL}); images"
+            f" from {TRY_ALL_FROM} up: every model tried, the smallest kept."
+        ),
     ),
     pixels: bool = typer.Option(
         False,

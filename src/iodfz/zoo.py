@@ -2,7 +2,8 @@
 
 Containers name their model by a prefix of its id (the file's SHA-256); ``--level`` picks a
 model through the cards' ``levels`` ranges, and where two models serve a level, the image's size
-picks between them (:func:`for_level`). Models are looked up in ``$IODFZ_MODELS``, then the
+picks between them (:func:`for_level`) — except from ``--level 9`` up, where the encoder tries
+each of them (:func:`models_for`). Models are looked up in ``$IODFZ_MODELS``, then the
 repository's ``models/`` folder, then the copy installed inside the package.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
+from iodfz.codecs import TRY_ALL_FROM
 from iodfz.engine.model import Model, load
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -129,12 +131,6 @@ def _serving(level: int) -> list[dict]:
     )
 
 
-TRY_ALL_FROM = 9
-"""From this ``--level`` up (the max levels), :func:`models_for` gives every model that serves
-the level, and the encoder keeps whichever codes an image smallest: users who archive take
-slow and small."""
-
-
 def for_level(level: int, cost: Callable[[int], int] | None = None) -> Model | None:
     """The model that codes at ``level``: of the models whose cards' ``levels`` range holds it,
     the one of least ``cost(its flow levels)`` — the image codec passes how many pixels each
@@ -154,7 +150,9 @@ def for_level(level: int, cost: Callable[[int], int] | None = None) -> Model | N
 
 def models_for(level: int, cost: Callable[[int], int] | None = None) -> list[Model]:
     """The models an image is coded with at ``level``: the one :func:`for_level` picks, then,
-    from :data:`TRY_ALL_FROM` up, every other model serving the level (deepest first)."""
+    from ``TRY_ALL_FROM`` up (the max levels), every other model serving the level, deepest
+    first; the encoder keeps whichever codes the image smallest (users who archive take slow
+    and small)."""
     first = for_level(level, cost)
     if first is None or level < TRY_ALL_FROM:
         return [] if first is None else [first]
