@@ -74,6 +74,44 @@ def test_a_lowpass_split_keeps_the_low_pass_bands_and_changes_nothing_else() -> 
             assert torch.equal(a.perm, b.perm) != last_arranged
 
 
+def test_a_pyramid_split_keeps_the_low_pass_bands_one_scale_further() -> None:
+    base = {**SMALL.to_dict(), "levels": 5, "colour": "ycocg-r", "wavelet": "legall53"}
+    pyramid = IntegerFlow(FlowConfig.from_dict({**base, "wavelet_levels": 2, "split": "pyramid"}))
+    assert kept_channels(pyramid, 0) == [0, 4, 8, 1, 2, 3]
+    # level 1: each kept low-pass band's four bands, the three LL first, then luma's details
+    assert kept_channels(pyramid, 1) == [0, 4, 8, 1, 2, 3, 5, 6, 7, 9, 10, 11]
+    # level 2: the phases of the second scale's LL and luma details; level 3: of its LL
+    assert kept_channels(pyramid, 2) == list(range(24))
+    assert kept_channels(pyramid, 3) == list(range(48))
+
+
+def test_a_checkpoint_of_another_split_continues_with_the_new_split() -> None:
+    base = {**SMALL.to_dict(), "levels": 5, "colour": "ycocg-r", "wavelet": "legall53"}
+    lowpass = trained_looking(FlowConfig.from_dict({**base, "split": "lowpass"}))
+    pyramid = IntegerFlow(FlowConfig.from_dict({**base, "wavelet_levels": 2, "split": "pyramid"}))
+    assert load_grown(pyramid, lowpass.state_dict()) == 0
+    assert kept_channels(pyramid, 1) == [0, 4, 8, 1, 2, 3, 5, 6, 7, 9, 10, 11]
+    assert kept_channels(pyramid, 3) == list(range(48))
+    again = IntegerFlow(FlowConfig.from_dict({**base, "split": "lowpass"}))
+    load_grown(again, lowpass.state_dict())  # the same split: every permutation as trained
+    for key, value in lowpass.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+
+
 def test_an_unknown_split_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown split"):
         FlowConfig(split="checkerboard")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"split": "pyramid", "wavelet": "legall53"},  # one wavelet level only
+        {"split": "pyramid", "wavelet_levels": 2},  # no wavelet
+        {"wavelet": "legall53", "wavelet_levels": 0},
+        {"wavelet": "legall53", "wavelet_levels": 4},  # more than the levels
+    ],
+)
+def test_a_pyramid_split_needs_two_wavelet_levels(config: dict) -> None:
+    with pytest.raises(ValueError, match="wavelet"):
+        FlowConfig(levels=3, **config)

@@ -3,6 +3,9 @@ training and engine, and a whole flow with them that round-trips and keeps its t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -79,12 +82,24 @@ def test_training_and_engine_apply_the_same_map(wavelet: str) -> None:
     assert np.array_equal(trained.permute(0, 2, 3, 1).numpy().astype(np.int64), engine)
 
 
-@pytest.fixture(scope="module", params=["haar", "legall53"])
+TRANSFORMED = {
+    "haar": {"wavelet": "haar"},
+    "legall53": {"wavelet": "legall53"},
+    "pyramid": {"wavelet": "legall53", "wavelet_levels": 2, "split": "pyramid"},
+}
+
+
+@pytest.fixture(scope="module", params=list(TRANSFORMED))
 def transformed_model(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Model:
     cfg = flow_model.FlowConfig(
-        levels=3, couplings=2, width=16, prior_width=8, colour="ycocg-r", wavelet=request.param
+        levels=3,
+        couplings=2,
+        width=16,
+        prior_width=8,
+        colour="ycocg-r",
+        **TRANSFORMED[request.param],
     )
     torch.manual_seed(0)
     net = flow_model.IntegerFlow(cfg)
@@ -114,3 +129,46 @@ def test_unknown_transform_is_refused(transformed_model: Model, tmp_path) -> Non
     with pytest.raises(ModelError, match="unknown input transform"):
         save(transformed_model, tmp_path / "bad.iodfm")
     transformed_model.config["colour"] = "ycocg-r"
+
+
+Squeeze = Callable[[Any, str], Any]
+
+
+def test_training_and_engine_put_the_wavelet_at_the_same_levels(
+    transformed_model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used: dict[str, list[str]] = {"engine": [], "training": []}
+
+    def recording(side: str, squeeze_with: Squeeze) -> Squeeze:
+        def squeeze(z: Any, wavelet: str) -> Any:
+            used[side].append(wavelet)
+            return squeeze_with(z, wavelet)
+
+        return squeeze
+
+    monkeypatch.setattr(flow, "wavelet_squeeze", recording("engine", flow.wavelet_squeeze))
+    monkeypatch.setattr(
+        flow_model, "wavelet_squeeze", recording("training", flow_model.wavelet_squeeze)
+    )
+    x = np.random.default_rng(5).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
+    flow.forward(transformed_model, NumpyBackend(), x)
+    trained = flow_model.IntegerFlow(flow_model.FlowConfig.from_dict(transformed_model.config))
+    with torch.no_grad():
+        trained(torch.from_numpy(x).permute(0, 3, 1, 2))
+    first = transformed_model.config.get("wavelet_levels", 1)
+    assert used["engine"] == used["training"]
+    assert used["engine"] == [transformed_model.config["wavelet"]] * first + ["none"] * (3 - first)
+
+
+def test_a_model_with_a_bad_wavelet_levels_is_refused(transformed_model: Model) -> None:
+    config = dict(transformed_model.config)
+    try:
+        for bad in (0, 4, "2", 1.5):
+            transformed_model.config["wavelet_levels"] = bad
+            with pytest.raises(ModelError, match="wavelet_levels"):
+                transformed_model.check()
+        del transformed_model.config["wavelet_levels"]
+        transformed_model.check()  # absent: the first level only
+    finally:
+        transformed_model.config.clear()
+        transformed_model.config.update(config)

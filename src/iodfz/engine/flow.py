@@ -63,8 +63,10 @@ def output_map(model: Model, z: np.ndarray) -> np.ndarray:
 
 
 def _wavelet(model: Model, level: int) -> str:
-    """The fixed wavelet of this level's squeeze: the model's, at the first level only."""
-    return model.config.get("wavelet", "none") if level == 0 else "none"
+    """The fixed wavelet of this level's squeeze: the model's, at its first ``wavelet_levels``
+    levels (the first one only when the key is absent)."""
+    first = model.config.get("wavelet_levels", 1)
+    return model.config.get("wavelet", "none") if level < first else "none"
 
 
 def wavelet_squeeze(z: np.ndarray, wavelet: str) -> np.ndarray:

@@ -115,6 +115,9 @@ class Model:
         wavelet = self.config.get("wavelet", "none")
         if colour not in transforms.COLOUR_TRANSFORMS or wavelet not in transforms.WAVELETS:
             raise ModelError(f"unknown input transform {colour!r} / {wavelet!r} (newer iodfz?)")
+        first = self.config.get("wavelet_levels", 1)
+        if type(first) is not int or not 1 <= first <= self.levels:
+            raise ModelError(f"bad wavelet_levels {first!r} for {self.levels} levels")
         for name, net in self.nets():
             for cname, conv in net.convs():
                 conv.check(f"{name}.{cname}")

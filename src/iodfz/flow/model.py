@@ -10,6 +10,7 @@ per-channel mixture of logistics. Every map is integer → integer and exactly i
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -32,8 +33,9 @@ class FlowConfig:
     mixture: int = 5
     seed: int = 0
     colour: str = "none"  # engine.transforms.COLOUR_TRANSFORMS
-    wavelet: str = "none"  # engine.transforms.WAVELETS, applied at the first squeeze
-    split: str = "random"  # SPLITS: which channels the first two levels keep
+    wavelet: str = "none"  # engine.transforms.WAVELETS, applied at the first squeezes:
+    wavelet_levels: int = 1  # how many
+    split: str = "random"  # SPLITS: which channels the first levels keep
 
     def __post_init__(self) -> None:
         if self.colour not in transforms.COLOUR_TRANSFORMS:
@@ -42,6 +44,10 @@ class FlowConfig:
             raise ValueError(f"unknown wavelet {self.wavelet!r}")
         if self.split not in SPLITS:
             raise ValueError(f"unknown split {self.split!r}")
+        if not 1 <= self.wavelet_levels <= self.levels:
+            raise ValueError(f"wavelet_levels must be in [1, levels], not {self.wavelet_levels}")
+        if self.split == "pyramid" and (self.wavelet == "none" or self.wavelet_levels < 2):
+            raise ValueError("the pyramid split needs a wavelet at the first two levels")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,24 +57,35 @@ class FlowConfig:
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
-SPLITS = ("random", "lowpass")
+SPLITS = ("random", "lowpass", "pyramid")
 
 
-def lowpass_keep(level: int) -> list[int]:
-    """The channels (in squeeze order, ``4c + slot``) that level ``level`` of a ``lowpass``
-    split keeps, in order; [] where the split is random.
+def split_keep(split: str, level: int) -> list[int]:
+    """The channels (in squeeze order, ``4c + slot``) that level ``level`` keeps, in order;
+    [] where the split is random.
 
-    Level 0 keeps the three low-pass bands (slot 0: LL after a wavelet squeeze) and luma's three
-    detail bands, and factors out the chroma details, which the luma details predict. Level 1
-    keeps the four phases of those low-pass bands (kept channels 0–2, squeezed) and factors out
-    the luma details. So the low-pass image goes on down the levels, as in a wavelet codec,
-    instead of being factored out at full resolution when a random permutation puts it there.
+    ``lowpass``: level 0 keeps the three low-pass bands (slot 0: LL after a wavelet squeeze)
+    and luma's three detail bands, and factors out the chroma details, which the luma details
+    predict. Level 1 keeps the four slots of those low-pass bands (kept channels 0–2) and
+    factors out the luma details. So the low-pass image goes on down the levels, as in a
+    wavelet codec, instead of being factored out at full resolution when a random permutation
+    puts it there.
+
+    ``pyramid`` (a wavelet at levels 0 and 1) goes on one scale down: level 1 keeps the three
+    low-pass bands' four bands, ordered as level 0's output (the three LL first, then luma's
+    details, then chroma's); level 2 keeps the four phases of the first six of them (factoring
+    out the chroma details of the second scale) and level 3 those of the three LL (factoring out
+    the luma details).
     """
+    if split == "random":
+        return []
     if level == 0:
         return [0, 4, 8, 1, 2, 3]
-    if level == 1:
-        return list(range(12))
-    return []
+    if split == "lowpass":
+        return list(range(12)) if level == 1 else []
+    return {1: [0, 4, 8, 1, 2, 3, 5, 6, 7, 9, 10, 11], 2: list(range(24)), 3: list(range(48))}.get(
+        level, []
+    )
 
 
 def arrange_split(couplings: list[Coupling], keep: list[int]) -> None:
@@ -111,9 +128,27 @@ def input_map(x: torch.Tensor, colour: str) -> torch.Tensor:
 
 def wavelet_squeeze(z: torch.Tensor, wavelet: str) -> torch.Tensor:
     """squeeze, then each channel's four slots hold its (LL, HL, LH, HH) bands (as the engine's
-    ``flow.wavelet_squeeze``)."""
+    ``flow.wavelet_squeeze``). On latents that carry gradients (a wavelet past the first
+    level), the floors of the lifting steps pass them straight through."""
     if wavelet == "none":
         return squeeze(z)
+    if not z.requires_grad:
+        return _wavelet_bands(z, wavelet)
+    with torch.no_grad():
+        exact = _wavelet_bands(z, wavelet)
+    linear = _wavelet_bands(z.as_subclass(_Unfloored), wavelet).as_subclass(torch.Tensor)
+    return exact + (linear - linear.detach())
+
+
+class _Unfloored(torch.Tensor):
+    """A tensor whose ``//`` divides exactly: the lifting steps without their floors, for the
+    gradient of the integer ones."""
+
+    def __floordiv__(self, other: object) -> torch.Tensor:  # type: ignore[override]
+        return torch.true_divide(self, other)
+
+
+def _wavelet_bands(z: torch.Tensor, wavelet: str) -> torch.Tensor:
     b, c, h, w = z.shape
     if wavelet == "haar":
         groups = squeeze(z).reshape(b, c, 4, h // 2, w // 2)
@@ -210,14 +245,19 @@ class IntegerFlow(nn.Module):
         for level in range(cfg.levels):
             channels *= 4
             couplings = nn.ModuleList(Coupling(channels, cfg, g) for _ in range(cfg.couplings))
-            keep = lowpass_keep(level) if cfg.split == "lowpass" else []
-            if keep and level < cfg.levels - 1 and len(couplings):
-                arrange_split(list(couplings), keep)
             self.levels.append(couplings)
             if level < cfg.levels - 1:
                 self.priors.append(SplitPrior(channels, cfg))
                 channels //= 2
         self.top = MixturePrior(channels, cfg.mixture)
+        self.arrange_splits(range(cfg.levels))
+
+    def arrange_splits(self, levels: Iterable[int]) -> None:
+        """Set the last permutation of each of ``levels`` that the split arranges."""
+        for level in levels:
+            keep = split_keep(self.cfg.split, level)
+            if keep and level < self.cfg.levels - 1 and len(self.levels[level]):
+                arrange_split(list(self.levels[level]), keep)
 
     def nets(self) -> list[ConvNet]:
         return [m for m in self.modules() if isinstance(m, ConvNet)]
@@ -232,7 +272,8 @@ class IntegerFlow(nn.Module):
         z = input_map(x, self.cfg.colour)
         logp = torch.zeros(x.shape[0], device=x.device)
         for level, couplings in enumerate(self.levels):
-            z = wavelet_squeeze(z, self.cfg.wavelet if level == 0 else "none")
+            first = level < self.cfg.wavelet_levels
+            z = wavelet_squeeze(z, self.cfg.wavelet if first else "none")
             for coupling in couplings:
                 z = coupling(z)
             if level < len(self.priors):
@@ -291,6 +332,13 @@ def load_grown(model: IntegerFlow, state: dict[str, torch.Tensor]) -> int:
             own[fresh[-1]] = torch.arange(len(own[fresh[-1]]))
     own.update(state)
     model.load_state_dict(own)
+    # A checkpoint of another split (say lowpass, continued as pyramid): the split's own
+    # arrangement, from the permutations loaded before it; the same split arranges the same.
+    model.arrange_splits(
+        level
+        for level, couplings in enumerate(model.levels)
+        if f"levels.{level}.{len(couplings) - 1}.perm" in state
+    )
     return len(new)
 
 
