@@ -13,18 +13,40 @@ def test_served_levels() -> None:
     assert not zoo.served_levels({"levels": []})  # kept to decode older files only
 
 
-def test_every_level_has_a_model_and_models_sharing_a_level_differ_in_depth() -> None:
-    """Below the max levels, the depth alone picks between models (the max levels try all)."""
-    owners: dict[int, dict[int, str]] = {}
+def test_every_level_has_a_model_and_models_sharing_a_level_differ_in_depth_or_size() -> None:
+    """Below the max levels, the image's size alone picks between models: their depths differ
+    (padding decides), or their pixel ranges do not overlap (the max levels try all)."""
+    owners: dict[int, list[tuple[int, tuple[float, float], str]]] = {}
     for card in zoo.cards():
-        depth = card["config"]["levels"]
+        depth, (lo, hi) = card["config"]["levels"], zoo.served_pixels(card)
         for level in zoo.served_levels(card):
-            by_depth = owners.setdefault(level, {})
-            shared = depth in by_depth and level < zoo.TRY_ALL_FROM
-            assert not shared, f"--level {level}: {by_depth[depth]} and {card['name']}"
-            by_depth[depth] = card["name"]
+            for other_depth, (other_lo, other_hi), name in owners.get(level, []):
+                clash = depth == other_depth and lo <= other_hi and other_lo <= hi
+                assert not (clash and level < zoo.TRY_ALL_FROM), (
+                    f"--level {level}: {name}, {card['name']}"
+                )
+            owners.setdefault(level, []).append((depth, (lo, hi), card["name"]))
     if zoo.cards():
         assert sorted(owners) == list(range(1, 20))
+
+
+def test_pixel_ranges_give_small_and_large_images_their_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    small = {"name": "s", "model_id": "a" * 64, "levels": [3, 19], "pixels": [0, 4096]}
+    large = {"name": "l", "model_id": "b" * 64, "levels": [3, 19], "pixels": [4097, None]}
+    for card in (small, large):
+        card["config"] = {"levels": 5}
+    monkeypatch.setattr(zoo, "cards", lambda: (large, small))
+    monkeypatch.setattr(zoo, "load_by_id", lambda model_id: model_id[0])
+    assert zoo.for_level(3, pixels=64 * 64) == "a"
+    assert zoo.for_level(3, pixels=64 * 65) == "b"
+    assert zoo.for_level(3) == "b"  # no size given: the first of the deepest
+    assert zoo.served_pixels(large) == (4097, float("inf"))
+    assert zoo.served_pixels({}) == (0, float("inf"))
+    small["pixels"] = [0, 100]
+    large["pixels"] = [200, 300]
+    assert zoo.for_level(3, pixels=150) == "b"  # in no range: as if none had one
 
 
 def test_a_level_served_twice_gives_each_image_the_model_that_pads_it_least(

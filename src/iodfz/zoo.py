@@ -1,15 +1,17 @@
 """The shipped models: ``models/NAME.iodfm`` with a card ``models/NAME.json`` beside it.
 
 Containers name their model by a prefix of its id (the file's SHA-256); ``--level`` picks a
-model through the cards' ``levels`` ranges, and where two models serve a level, the image's size
-picks between them (:func:`for_level`) — except from ``--level 9`` up, where the encoder tries
-each of them (:func:`models_for`). Models are looked up in ``$IODFZ_MODELS``, then the
-repository's ``models/`` folder, then the copy installed inside the package.
+model through the cards' ``levels`` ranges, and where two models serve a level, the image's
+size picks between them (:func:`for_level`: the cards' ``pixels`` ranges, then padding) —
+except from ``--level 9`` up, where the encoder tries each of them (:func:`models_for`).
+Models are looked up in ``$IODFZ_MODELS``, then the repository's ``models/`` folder, then the
+copy installed inside the package.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -104,6 +106,15 @@ def served_levels(card: dict) -> range:
     return range(levels[0], levels[1] + 1) if levels else range(0)
 
 
+def served_pixels(card: dict) -> tuple[float, float]:
+    """The image sizes, in pixels, that a card's model codes below the max levels: its
+    ``pixels`` range [lo, hi] (hi null: unbounded); every size when the card has none. Models
+    trained on downsampled photos code small images best, and full-resolution ones may be left
+    to another model of the same depth."""
+    lo, hi = card.get("pixels") or [0, None]
+    return lo, math.inf if hi is None else hi
+
+
 def first_levels() -> list[int]:
     """The lowest ``--level`` each installed model serves, ascending, each level once."""
     return sorted({levels[0] for card in cards() if (levels := served_levels(card))}) or [3]
@@ -131,12 +142,16 @@ def _serving(level: int) -> list[dict]:
     )
 
 
-def for_level(level: int, cost: Callable[[int], int] | None = None) -> Model | None:
-    """The model that codes at ``level``: of the models whose cards' ``levels`` range holds it,
-    the one of least ``cost(its flow levels)`` — the image codec passes how many pixels each
-    depth would pad an image to — and the deepest when they cost alike or no cost is given.
-    None, with a warning once per process, when no model is installed for it or its card is
-    stale (names a model id that its file no longer has): images then go through zstd."""
+def for_level(
+    level: int, cost: Callable[[int], int] | None = None, pixels: int | None = None
+) -> Model | None:
+    """The model that codes at ``level``: of the models whose cards' ``levels`` range holds it
+    (and, below the max levels, whose ``pixels`` range holds an image of ``pixels`` pixels,
+    when some does), the one of least ``cost(its flow levels)`` — the image codec passes how
+    many pixels each depth would pad an image to — and the deepest when they cost alike or no
+    cost is given. None, with a warning once per process, when no model is installed for it or
+    its card is stale (names a model id that its file no longer has): images then go through
+    zstd."""
     serving = _serving(level)
     if not serving:
         searched = ", ".join(map(str, model_dirs()))
@@ -144,16 +159,21 @@ def for_level(level: int, cost: Callable[[int], int] | None = None) -> Model | N
             f"no model installed for --level {level} (searched {searched}): images go through zstd"
         )
         return None
+    if pixels is not None and level < TRY_ALL_FROM:
+        fitting = [c for c in serving if served_pixels(c)[0] <= pixels <= served_pixels(c)[1]]
+        serving = fitting or serving
     card = min(serving, key=lambda c: cost(_depth(c))) if cost else serving[0]
     return _load(card, "images go through zstd")
 
 
-def models_for(level: int, cost: Callable[[int], int] | None = None) -> list[Model]:
+def models_for(
+    level: int, cost: Callable[[int], int] | None = None, pixels: int | None = None
+) -> list[Model]:
     """The models an image is coded with at ``level``: the one :func:`for_level` picks, then,
     from ``TRY_ALL_FROM`` up (the max levels), every other model serving the level, deepest
     first; the encoder keeps whichever codes the image smallest (users who archive take slow
     and small)."""
-    first = for_level(level, cost)
+    first = for_level(level, cost, pixels)
     if first is None or level < TRY_ALL_FROM:
         return [] if first is None else [first]
     others = (

@@ -468,7 +468,9 @@ def _engines_for(level: int, height: int, width: int) -> list[tuple[Model, Backe
     that passed its test vectors; a model that cannot be used is left out — with none left,
     images go through zstd — with one warning per process (``iodfz selftest`` tells more)."""
     try:
-        models = zoo.models_for(level, lambda depth: math.prod(_padded(height, width, depth)))
+        models = zoo.models_for(
+            level, lambda depth: math.prod(_padded(height, width, depth)), height * width
+        )
     except ModelError as exc:
         _warn_unusable(exc)
         return []
