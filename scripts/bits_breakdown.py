@@ -59,27 +59,30 @@ def ppm(rgb: np.ndarray) -> bytes:
 
 
 def breakdown(model: Model, folder: Path, limit: int | None) -> dict:
-    """One set's row. The container columns need the CLI to pick this model, so they are
-    None for a model kept only to decode (no ``--level`` writes with it)."""
+    """One set's row. The container columns need the CLI to write every file with this model
+    (or zstd), so they are None otherwise: for a model kept only to decode, or one whose card's
+    ``pixels`` range leaves these images to another model."""
     backend = backend_for(model)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     level = writing_level(model)
     levels = np.zeros(model.levels)
     stream_bits = container_bits = subpixels = 0.0
+    written = level is not None
     for path in files:
         rgb = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
         levels += ideal_bits(model, backend, rgb)
         stream_bits += 8 * sum(map(len, pixel_codec.encode(model, backend, rgb)))
-        if level is not None:
+        if written:
             out = io.BytesIO()
-            api.compress(io.BytesIO(ppm(rgb)), out, Options(level=level), name=b"a.ppm")
+            result = api.compress(io.BytesIO(ppm(rgb)), out, Options(level=level), name=b"a.ppm")
+            other = result.model_id and not model.model_id.startswith(result.model_id)
+            written = not other  # (no model id: zstd took the file, as it may)
             container_bits += 8 * len(out.getvalue())
         subpixels += rgb.size
     names = [f"level{i}" for i in range(model.levels - 1)] + ["top"]
     row: dict = {name: v / subpixels for name, v in zip(names, levels, strict=True)}
     row["ideal"] = float(levels.sum()) / subpixels
     row["coder"] = (stream_bits - levels.sum()) / subpixels
-    written = level is not None
     row["container"] = (container_bits - stream_bits) / subpixels if written else None
     row["total"] = container_bits / subpixels if written else None
     row["container_bytes_per_file"] = (
@@ -100,7 +103,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("sets", type=Path, nargs="+", help="folders of images")
-    ap.add_argument("--model", help="model name (default: the default level's model)")
+    ap.add_argument(
+        "--model", help="model name (default: the default level's model for each set's images)"
+    )
     ap.add_argument("--limit", type=int, help="at most this many files per set")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
@@ -108,24 +113,35 @@ def main() -> None:
         card = next((c for c in zoo.cards() if c.get("name") == args.model), None)
         if card is None:
             raise SystemExit(f"bits_breakdown: no installed model named {args.model}")
-        model = zoo.load_by_id(card["model_id"])
-    else:
-        model = zoo.for_level(Options().level)
-    name = next(c["name"] for c in zoo.cards() if c["model_id"] == model.model_id)
-    rows = {str(s): breakdown(model, s, args.limit) for s in args.sets}
-    first = next(iter(rows.values()))
-    parts = [k for k in first if k not in ("container_bytes_per_file", "files")]
-    table = Table(title=f"bits per sub-pixel, model {name} ({model.model_id[:16]})")
-    table.add_column("set")
-    for k in [*parts, "container B/file"]:
-        table.add_column(k, justify="right")
+    rows = {}
+    for folder in args.sets:
+        model = zoo.load_by_id(card["model_id"]) if args.model else default_model(folder)
+        name = next(c["name"] for c in zoo.cards() if c["model_id"] == model.model_id)
+        rows[str(folder)] = {"model": name, **breakdown(model, folder, args.limit)}
+    skip = ("model", "container_bytes_per_file", "files")
+    parts = list(dict.fromkeys(k for row in rows.values() for k in row if k not in skip))
+    table = Table(title="bits per sub-pixel")
+    for k in ["set", "model", *parts, "container B/file"]:
+        table.add_column(k, justify="left" if k in ("set", "model") else "right")
     for set_name, row in rows.items():
-        cells = ["—" if row[k] is None else f"{row[k]:.4f}" for k in parts]
+        cells = ["—" if row.get(k) is None else f"{row[k]:.4f}" for k in parts]
         per_file = row["container_bytes_per_file"]
-        table.add_row(Path(set_name).name, *cells, "—" if per_file is None else f"{per_file:.1f}")
+        per_file_cell = "—" if per_file is None else f"{per_file:.1f}"
+        table.add_row(Path(set_name).name, row["model"], *cells, per_file_cell)
     Console(width=max(120, Console().width)).print(table)
     if args.json:
-        args.json.write_text(json.dumps({"model": name, "sets": rows}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"sets": rows}, indent=1) + "\n")
+
+
+def default_model(folder: Path) -> Model:
+    """The model the default level codes the set's first image with (cards' ``pixels``
+    ranges pick by size)."""
+    first = next(p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES)
+    width, height = Image.open(first).size
+    model = zoo.for_level(Options().level, pixels=width * height)
+    if model is None:
+        raise SystemExit(f"bits_breakdown: no model for --level {Options().level}")
+    return model
 
 
 if __name__ == "__main__":

@@ -115,6 +115,10 @@ def served_pixels(card: dict) -> tuple[float, float]:
     return lo, math.inf if hi is None else hi
 
 
+def _holds(bounds: tuple[float, float], value: int) -> bool:
+    return bounds[0] <= value <= bounds[1]
+
+
 def first_levels() -> list[int]:
     """The lowest ``--level`` each installed model serves, ascending, each level once."""
     return sorted({levels[0] for card in cards() if (levels := served_levels(card))}) or [3]
@@ -160,7 +164,7 @@ def for_level(
         )
         return None
     if pixels is not None and level < TRY_ALL_FROM:
-        fitting = [c for c in serving if served_pixels(c)[0] <= pixels <= served_pixels(c)[1]]
+        fitting = [c for c in serving if _holds(served_pixels(c), pixels)]
         serving = fitting or serving
     card = min(serving, key=lambda c: cost(_depth(c))) if cost else serving[0]
     return _load(card, "images go through zstd")
