@@ -25,6 +25,8 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from iodfz import machine
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETS = {
     "kodak": DATA / "kodak",
@@ -125,9 +127,11 @@ def main() -> None:
     for name, rows in results.items():
         for r in rows:
             table.add_row(name, r["codec"], *(str(r[k]) for k in list(r)[1:]))
+    table.caption = machine.caption()
     Console(width=max(130, Console().width)).print(table)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        out = {"machine": machine.describe(), "sets": results}
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from iodfz import machine
 from iodfz.coder import (
     NUM_PHASES,
     decode,
@@ -184,6 +185,7 @@ def main() -> None:
         "symbols": n,
         "repeats": args.repeats,
         "ideal_bits_per_symbol_logistic": ideal_exact / max(n, 1),
+        "machine": machine.describe(),
     }
     if args.json:
         print(json.dumps(result))
@@ -213,6 +215,7 @@ def main() -> None:
         f"{r['overhead_pct']:.3f}",
         "vs its continuous Gaussian",
     )
+    table.caption = machine.caption()
     Console().print(table)
 
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from iodfz import zoo
+from iodfz import machine, zoo
 from iodfz.engine import flow
 from iodfz.engine.backends import (
     BACKEND_NAMES,
@@ -85,7 +85,13 @@ def main() -> None:
     if args.json:
         print(
             json.dumps(
-                {"image": list(x.shape), "model": model.model_id[:16], "rows": rows}, indent=1
+                {
+                    "image": list(x.shape),
+                    "model": model.model_id[:16],
+                    "machine": machine.describe(),
+                    "rows": rows,
+                },
+                indent=1,
             )
         )
         return
@@ -100,6 +106,7 @@ def main() -> None:
             table.add_row(r["backend"], str(r["batch"]), r["test_vectors"], *speeds)
         else:
             table.add_row(r["backend"], "", escape(f"not available: {r['reason']}"), "", "")
+    table.caption = machine.caption()
     Console().print(table)
 
 

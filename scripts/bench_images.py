@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from iodfz import zoo
+from iodfz import machine, zoo
 from iodfz.bench import bench_folder, plot_rows
 from iodfz.cli_extra import rows_table
 
@@ -49,8 +49,10 @@ def main() -> None:
         console.print(
             rows_table(f"{name} (JPEG-XL e7 in data/README.md: {JPEG_XL_E7[name]})", rows)
         )
+    console.print(machine.caption())
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        out = {"machine": machine.describe(), "sets": results}
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
     if args.plot and results:
         plot_rows(results, args.plot)
 

@@ -29,7 +29,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from iodfz import api
+from iodfz import api, machine
 from iodfz.codecs import Options
 
 MiB = 1 << 20
@@ -215,7 +215,7 @@ def run(size_mb: int, level: int, threads: int, repeat: int, files: bool) -> dic
         "mode": "files" if files else "memory",
         "level": level,
         "threads": threads,
-        "cpus": os.cpu_count(),
+        "machine": machine.describe(),
         "load_average": os.getloadavg()[0],
         "repeat": repeat,
         "zstandard_version": zstandard.__version__,

@@ -1,10 +1,11 @@
 """Train the integer discrete flow on ../shared/data/train (resumable).
 
-Stages, by step: float (bf16 autocast) → learnable gates with a sparsity push → 8-bit
-quantization-aware fine-tuning (fp32). Checkpoints every few minutes to RUN/ckpt.pt and logs
-dev bits per sub-pixel to RUN/log.csv; rerunning the same command resumes. scripts/export.py
-leaves a slim checkpoint in models/checkpoints/ so a later session (a fresh clone) can go on
-with `--init`. Data: the pack of scripts/pack_data.py (built on first use).
+Stages, by step: float (bf16 autocast where the hardware has bf16, else fp32) → learnable
+gates with a sparsity push → 8-bit quantization-aware fine-tuning (fp32). Checkpoints every
+few minutes to RUN/ckpt.pt and logs dev bits per sub-pixel to RUN/log.csv; rerunning the same
+command resumes. scripts/export.py leaves a slim checkpoint in models/checkpoints/ so a later
+session (a fresh clone) can go on with `--init`. Data: the pack of scripts/pack_data.py (built
+on first use).
 
     python scripts/train.py --run runs/w64 --steps 30000 --gates-from 6000 --decay-from 16000 \
         --qat-from 24000
@@ -38,6 +39,7 @@ from iodfz.flow.data import (
     save_pack,
 )
 from iodfz.flow.model import FlowConfig, IntegerFlow, load_grown
+from iodfz.machine import native_bf16
 
 # QAT steps run in fp32 with fake quantization: about twice the time of a bf16 step.
 QAT_STEP_COST = 2.0
@@ -107,6 +109,12 @@ def main() -> None:
         help="start from a slim checkpoint (models/checkpoints/*.pt); --config may grow it",
     )
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="float stages' autocast; auto: bf16 where the hardware has it",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pack", type=Path, default=Path("runs/pack"), help="scripts/pack_data.py")
     ap.add_argument("--slim", action="store_true", help="checkpoints without optimizer state")
@@ -121,6 +129,9 @@ def main() -> None:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
     resolve_schedule(args)
+    native = device.type == "cuda" or native_bf16()
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and native)
+    print("float stages in", "bf16 autocast" if bf16 else "fp32", flush=True)
     args.run.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.run / "ckpt.pt"
 
@@ -196,7 +207,7 @@ def main() -> None:
         size = args.sizes[step % len(args.sizes)]
         x = sample_batch(pack, gen, args.batch * (largest // size) ** 2, size)
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=not quantized):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not quantized):
             bpsp = model(x).mean()
         loss = bpsp
         if step >= args.gates_step:

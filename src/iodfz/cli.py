@@ -36,6 +36,7 @@ from iodfz.codecs import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL, TRY_ALL_FROM, Opti
 from iodfz.container import CODEC_IMAGE, codec_name
 from iodfz.errors import IodfError
 from iodfz.limits import MAX_AHEAD_FILES
+from iodfz.machine import available_cores
 
 if TYPE_CHECKING:  # imported where used: a run without a pool or a bar never loads them
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -636,7 +637,7 @@ def _human(n: int) -> str:
 
 
 def _workers(threads: int) -> int:
-    return os.cpu_count() or 1 if threads == 0 else threads
+    return available_cores() if threads == 0 else threads
 
 
 def _finish(batch: Batch) -> None:
@@ -693,7 +694,7 @@ def _check_options(
 
 def _within_file_threads(workers: int) -> int:
     """Threads per file: all cores for one file at a time, else the cores shared out."""
-    return 0 if workers <= 1 else max(1, (os.cpu_count() or 1) // workers)
+    return 0 if workers <= 1 else max(1, available_cores() // workers)
 
 
 def _iodf_skip(path: str) -> str | None:

@@ -76,16 +76,19 @@ def bench(
     ),
 ) -> None:
     """bpsp and MB/s of iodfz next to PNG, WebP and JPEG-XL lossless on FOLDER's images."""
-    from iodfz import zoo
+    from iodfz import machine, zoo
     from iodfz.bench import bench_folder, plot_rows
 
     rows = bench_folder(folder, level or zoo.first_levels(), limit or None)
     if as_json:
-        typer.echo(json.dumps({"folder": str(folder), "rows": rows}, indent=1))
+        out = {"folder": str(folder), "machine": machine.describe(), "rows": rows}
+        typer.echo(json.dumps(out, indent=1))
     else:
         from rich.console import Console
 
-        Console().print(rows_table(str(folder), rows))
+        table = rows_table(str(folder), rows)
+        table.caption = machine.caption()
+        Console().print(table)
     if plot:
         plot_rows({str(folder): rows}, plot)
 

@@ -11,7 +11,6 @@ cache; zstd's window is a few MiB at most levels, so cutting frames costs little
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +30,7 @@ from iodfz.container import (
 )
 from iodfz.errors import IodfError
 from iodfz.limits import MAX_IN_FLIGHT
+from iodfz.machine import available_cores
 from iodfz.threads import block_termination_signals
 
 Progress = Callable[[int], None]
@@ -40,7 +40,7 @@ R = TypeVar("R")
 
 def worker_count(threads: int) -> int:
     """``threads`` workers, or one per core for 0."""
-    return threads if threads > 0 else os.cpu_count() or 1
+    return threads if threads > 0 else available_cores()
 
 
 def ordered_map(

@@ -28,7 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from iodfz.engine.backends import IdentityCache
 from iodfz.engine.model import Conv, Net
-from iodfz.engine.reference import available_cores
+from iodfz.machine import available_cores
 
 OPSET = 17
 LOW_BITS = 12  # the accumulator is split into a high part and LOW_BITS low bits

@@ -10,7 +10,6 @@ zero-bordered array: borders are never computed, nor cleared afterwards.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -19,6 +18,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from iodfz.engine.model import Conv, Net
+from iodfz.machine import available_cores
 from iodfz.threads import block_termination_signals
 
 TAPS = [(dy, dx) for dy in range(3) for dx in range(3)]
@@ -119,13 +119,6 @@ def run_net(net: Net, a: np.ndarray) -> np.ndarray:
     np.maximum(s, 0, out=s)
     out = conv_requant(s, net.conv_out, dtype=np.float64)
     return out[:, 1:-1, 1:-1].astype(np.int64)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 class NumpyBackend:
