@@ -119,6 +119,15 @@ def main() -> None:
     ap.add_argument("--pack", type=Path, default=Path("runs/pack"), help="scripts/pack_data.py")
     ap.add_argument("--slim", action="store_true", help="checkpoints without optimizer state")
     ap.add_argument(
+        "--smooth-share",
+        type=float,
+        default=0.0,
+        help="share of each batch drawn from the pack's smooth regions (full-resolution-like)",
+    )
+    ap.add_argument(
+        "--grain", type=float, default=1.5, help="smooth crops get Gaussian grain of σ in [0, G)"
+    )
+    ap.add_argument(
         "--area-power",
         type=float,
         default=0.5,
@@ -205,7 +214,8 @@ def main() -> None:
         for g, scale in zip(opt.param_groups, (1.0, 0.25), strict=True):
             g["lr"] = lr * scale
         size = args.sizes[step % len(args.sizes)]
-        x = sample_batch(pack, gen, args.batch * (largest // size) ** 2, size)
+        n = args.batch * (largest // size) ** 2
+        x = sample_batch(pack, gen, n, size, args.smooth_share, args.grain)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not quantized):
             bpsp = model(x).mean()

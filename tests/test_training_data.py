@@ -52,3 +52,60 @@ def test_batches_are_crops_of_the_pack() -> None:
                 hits = np.argwhere(region[:, :, 0] == tile[0, 0, 0])
                 found |= any(np.array_equal(region[y : y + 32, x : x + 32], tile) for y, x in hits)
         assert found
+
+
+def _crop_of(crop: np.ndarray, regions: np.ndarray) -> bool:
+    for region in regions:
+        for tile in (crop, crop[:, ::-1]):
+            for y, x in np.argwhere(region[:, :, 0] == tile[0, 0, 0]):
+                if np.array_equal(region[y : y + len(tile), x : x + tile.shape[1]], tile):
+                    return True
+    return False
+
+
+def test_smooth_share_of_a_batch_comes_from_the_smooth_regions() -> None:
+    rng = np.random.default_rng(2)
+    pack = pack_to_device(
+        {
+            "regions": rng.integers(0, 256, (2, REGION, REGION, 3), dtype=np.uint8),
+            "region_weights": np.array([1.0, 1.0]),
+            "smooth": rng.integers(0, 256, (3, REGION, REGION, 3), dtype=np.uint8),
+        },
+        torch.device("cpu"),
+    )
+    gen = torch.Generator().manual_seed(3)
+    batch = sample_batch(pack, gen, 8, 16, smooth_share=0.5, grain=0.0)  # no grain: exact crops
+    crops = batch.permute(0, 2, 3, 1).numpy()
+    smooth = [_crop_of(c, pack["smooth"].numpy()) for c in crops]
+    assert smooth == [True] * 4 + [False] * 4
+    assert all(_crop_of(c, pack["regions"].numpy()) for c in crops[4:])
+
+
+def test_grain_moves_smooth_crops_by_about_its_deviation() -> None:
+    flat = np.full((1, REGION, REGION, 3), 128, np.uint8)
+    pack = pack_to_device(
+        {"regions": flat, "region_weights": np.array([1.0]), "smooth": flat},
+        torch.device("cpu"),
+    )
+    gen = torch.Generator().manual_seed(4)
+    batch = sample_batch(pack, gen, 64, 32, smooth_share=1.0, grain=2.0).float() - 128
+    per_crop = batch.flatten(1).std(dim=1)
+    assert float(per_crop.max()) < 2.2  # σ drawn from [0, 2), then rounded
+    assert float(per_crop.mean()) > 0.5
+
+
+def test_smooth_regions_are_deterministic_full_size_tiles() -> None:
+    from PIL import Image
+
+    from iodfz.flow.data import SMOOTH_PER_PHOTO, smooth_regions
+
+    photo = Image.fromarray(np.random.default_rng(5).integers(0, 256, (400, 600, 3), np.uint8))
+    a = smooth_regions(photo, np.random.default_rng(6))
+    b = smooth_regions(photo, np.random.default_rng(6))
+    assert len(a) == SMOOTH_PER_PHOTO
+    assert all(t.shape == (REGION, REGION, 3) and t.dtype == np.uint8 for t in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    # box-downsampled ≥ 2.4×, then upsampled: far smoother than the noise photo
+    assert np.abs(np.diff(a[0].astype(int), axis=1)).mean() < 40
+    tiny = Image.fromarray(np.zeros((100, 100, 3), np.uint8))  # too small once downsampled
+    assert smooth_regions(tiny, np.random.default_rng(7)) == []
