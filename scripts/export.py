@@ -68,6 +68,11 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--levels", type=int, nargs=2, default=[1, 19], help="--level range served")
     ap.add_argument("--out", type=Path, default=Path("models"))
+    ap.add_argument(
+        "--data",
+        default="../shared/data/train (box-downsampled ≥2× crops, whole images resized to 32/64)",
+        help="what the model was trained on, for its card",
+    )
     args = ap.parse_args()
 
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
@@ -80,7 +85,7 @@ def main() -> None:
         "levels": args.levels,
         "steps": ckpt["step"],
         "train_minutes": round(ckpt["minutes"], 1),
-        "data": "../shared/data/train (box-downsampled ≥2× crops, whole images resized to 32/64)",
+        "data": args.data,
         "config": flow.cfg.to_dict(),
     }
     active, total = flow.gate_stats()
