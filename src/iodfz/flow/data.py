@@ -167,13 +167,18 @@ def sample_batch(
     def randint(high: int, n: int) -> torch.Tensor:
         return torch.randint(high, (n,), generator=gen).to(device)
 
+    span = torch.arange(size, device=device)
+
+    def crops(tiles: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+        """A random size×size crop of each picked 64×64 tile."""
+        oy, ox = randint(REGION - size + 1, len(pick)), randint(REGION - size + 1, len(pick))
+        rows = (oy[:, None] + span)[:, :, None]
+        cols = (ox[:, None] + span)[:, None, :]
+        return tiles[pick[:, None, None], rows, cols]
+
     weights = pack["region_weights"]
     pick = torch.multinomial(weights, batch, replacement=True, generator=gen).to(device)
-    oy, ox = randint(REGION - size + 1, batch), randint(REGION - size + 1, batch)
-    span = torch.arange(size, device=device)
-    rows = (oy[:, None] + span)[:, :, None]
-    cols = (ox[:, None] + span)[:, None, :]
-    out = regions[pick[:, None, None], rows, cols]
+    out = crops(regions, pick)
     whole = pack.get(f"whole{size}")
     n = 0
     if whole is not None:
@@ -182,13 +187,10 @@ def sample_batch(
     smooth = pack.get("smooth")
     m = min(batch - n, round(batch * smooth_share)) if smooth is not None else 0
     if m:
-        oy, ox = randint(REGION - size + 1, m), randint(REGION - size + 1, m)
-        rows = (oy[:, None] + span)[:, :, None]
-        cols = (ox[:, None] + span)[:, None, :]
-        crops = smooth[randint(len(smooth), m)[:, None, None], rows, cols].float()
+        grained = crops(smooth, randint(len(smooth), m)).float()
         sigma = torch.rand(m, 1, 1, 1, generator=gen).to(device) * grain
-        noise = torch.randn(crops.shape, generator=gen).to(device) * sigma
-        out[n : n + m] = torch.clamp(torch.round(crops + noise), 0, 255).to(torch.uint8)
+        grained += torch.randn(grained.shape, generator=gen).to(device) * sigma
+        out[n : n + m] = torch.clamp(torch.round(grained), 0, 255).to(torch.uint8)
     flip = (torch.rand(batch, generator=gen) < 0.5).to(device)
     out = torch.where(flip[:, None, None, None], out.flip(2), out)
     return out.permute(0, 3, 1, 2)
