@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from iodfz import machine
+from iodfz.container import ImageShape, pnm_header
 
 SIDE = 256
 
@@ -53,7 +54,7 @@ def grain_entropy(sigma: float) -> float:
 
 def iodfz_bpsp(image: np.ndarray, level: int, folder: Path) -> float:
     path = folder / "smooth.ppm"
-    data = b"P6\n%d %d\n255\n" % (SIDE, SIDE) + image.tobytes()
+    data = pnm_header(ImageShape(SIDE, SIDE, 3, 8)) + image.tobytes()
     path.write_bytes(data)
     packed = path.with_name(path.name + ".iodf")
     run = [sys.executable, "-m", "iodfz"]
