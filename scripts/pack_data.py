@@ -1,9 +1,13 @@
-"""Build the training pack (iodfz.flow.data) from ../shared/data/train.
+"""Build the training pack (iodfz.flow.data) from ../shared/data/train, or a smaller copy of a
+pack that travels to a GPU machine.
 
     python scripts/pack_data.py --out runs/pack --max-regions 12000
+    python scripts/pack_data.py --from runs/pack3 --out build/gpu-pack --max-regions 5000 \
+        --max-smooth 1500
 
-Recipe 2 packs were ≈ 60 MiB; recipe 3 adds ≈ 3 800 smooth regions (≈ 82 MiB in all). The
-device tool carries 64 MiB a call: for a GPU machine, lower --max-regions (≈ 8 000 fit).
+Recipe 3 packs (≈ 12 000 regions and ≈ 3 800 smooth regions) are ≈ 90 MiB. The device tool
+carries 64 MiB a call, the checkpoint included: ``--from`` keeps at most --max-regions regions
+and --max-smooth smooth ones, evenly over the photos, without touching ../shared.
 """
 
 from __future__ import annotations
@@ -11,19 +15,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from iodfz.flow.data import SHARED, build_pack, save_pack
+from iodfz.flow.data import SHARED, build_pack, load_pack, save_pack, subset_pack
+
+CARRY_MIB = 64
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/pack"))
     ap.add_argument("--max-regions", type=int, default=12000)
+    ap.add_argument("--from", type=Path, dest="source", help="subset this pack instead")
+    ap.add_argument("--max-smooth", type=int, default=4000, help="with --from")
     args = ap.parse_args()
-    pack = build_pack(SHARED, args.max_regions)
+    if args.source:
+        pack = subset_pack(load_pack(args.source), args.max_regions, args.max_smooth)
+    else:
+        pack = build_pack(SHARED, args.max_regions)
     save_pack(pack, args.out)
-    size = sum(f.stat().st_size for f in args.out.iterdir())
-    counts = {k: len(v) for k, v in pack.items()}
-    print(f"{args.out}: {counts}, {size / 2**20:.1f} MiB")
+    size = sum(f.stat().st_size for f in args.out.iterdir()) / 2**20
+    counts = {k: len(v) for k, v in pack.items() if k != "region_weights"}
+    print(f"{args.out}: {counts}, {size:.1f} MiB")
+    if size > CARRY_MIB:
+        print(f"(over the device tool's {CARRY_MIB} MiB carry: lower --max-regions)")
 
 
 if __name__ == "__main__":

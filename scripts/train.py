@@ -172,7 +172,10 @@ def main() -> None:
     warm_from = step if ckpt is not None and "opt" not in ckpt else None
     gen = torch.Generator().manual_seed(step)
 
-    if pack_recipe(args.pack) != PACK_RECIPE:
+    recipe = pack_recipe(args.pack)
+    if recipe != PACK_RECIPE:
+        found = "no pack" if recipe is None else f"a recipe-{recipe} pack"
+        print(f"{args.pack}: {found}, building recipe {PACK_RECIPE} there", flush=True)
         save_pack(build_pack(SHARED, max_regions=12000), args.pack)
     pack = pack_to_device(load_pack(args.pack), device)
     # Pack weights draw each photo by √area; (1/√area)^(2 - 2·POWER) draws it by area^POWER.
@@ -203,7 +206,11 @@ def main() -> None:
             qat_share = 1 - args.qat_from if args.qat_from < 1 else 0.0
             args.steps = step + int(remaining * rate / (1 + (QAT_STEP_COST - 1) * qat_share))
             resolve_schedule(args)
-            print(f"{rate:.1f} steps/s: training to step {args.steps}", flush=True)
+            pixels = rate * args.batch * largest**2  # every step holds batch·largest² pixels
+            print(
+                f"{rate:.1f} steps/s, {pixels / 1e6:.1f} Mpixel/s: training to step {args.steps}",
+                flush=True,
+            )
         quantized = step >= args.qat_step
         if quantized and not model.nets()[0].quantized:
             model.set_quantized(True)

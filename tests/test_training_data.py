@@ -18,6 +18,7 @@ from iodfz.flow.data import (  # noqa: E402
     pack_to_device,
     sample_batch,
     save_pack,
+    subset_pack,
 )
 
 
@@ -35,6 +36,24 @@ def test_pack_round_trips_exactly(tmp_path: Path) -> None:
     assert back.keys() == pack.keys()
     for name, tiles in pack.items():
         assert np.array_equal(back[name], tiles)
+
+
+def test_subset_keeps_regions_evenly_with_their_weights() -> None:
+    regions = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones(
+        (1, REGION, REGION, 3), np.uint8
+    )
+    pack = {
+        "whole32": np.zeros((2, 32, 32, 3), np.uint8),
+        "regions": regions,
+        "region_weights": np.arange(10.0),
+        "smooth": regions[:3].copy(),
+    }
+    small = subset_pack(pack, 4, 3)
+    assert small["regions"][:, 0, 0, 0].tolist() == [0, 3, 6, 9]  # first and last photo kept
+    assert small["region_weights"].tolist() == [0.0, 3.0, 6.0, 9.0]
+    assert small["smooth"] is pack["smooth"] and small["whole32"] is pack["whole32"]
+    assert subset_pack(pack, 10, 2)["regions"] is regions
+    assert subset_pack(pack, 10, 2)["smooth"][:, 0, 0, 0].tolist() == [0, 2]
 
 
 def test_batches_are_crops_of_the_pack() -> None:

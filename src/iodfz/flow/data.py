@@ -93,9 +93,25 @@ def smooth_regions(img: Image.Image, rng: np.random.Generator) -> list[np.ndarra
     return [big[y : y + REGION, x : x + REGION] for y, x in zip(ys, xs, strict=True)]
 
 
+def subset_pack(
+    pack: dict[str, np.ndarray], max_regions: int, max_smooth: int
+) -> dict[str, np.ndarray]:
+    """At most ``max_regions`` regions (with their weights) and ``max_smooth`` smooth regions,
+    evenly strided so that every photo keeps its share: both are stored photo by photo."""
+    out = dict(pack)
+    for name, most in (("regions", max_regions), ("smooth", max_smooth)):
+        if name in pack and len(pack[name]) > most:
+            keep = np.linspace(0, len(pack[name]) - 1, most).round().astype(np.int64)
+            out[name] = pack[name][keep]
+            if name == "regions":
+                out["region_weights"] = pack["region_weights"][keep]
+    return out
+
+
 def save_pack(pack: dict[str, np.ndarray], folder: Path) -> None:
     """Each image array as lossless WebP mosaics of MOSAIC_COLUMNS tiles a row; pack.json
-    lists them and holds the region weights."""
+    lists them and holds the region weights. WebP's fastest lossless mode (method 0): on an
+    8-Mpixel mosaic it wrote 20× faster than method 4 for 10 % more bytes."""
     folder.mkdir(parents=True, exist_ok=True)
     index: dict = {"recipe": PACK_RECIPE, "region_weights": pack["region_weights"].tolist()}
     for name, tiles in pack.items():
@@ -112,7 +128,7 @@ def save_pack(pack: dict[str, np.ndarray], folder: Path) -> None:
             grid = grid.reshape(rows, MOSAIC_COLUMNS, h, w, 3).transpose(0, 2, 1, 3, 4)
             file = f"{name}-{len(files)}.webp"
             Image.fromarray(grid.reshape(rows * h, MOSAIC_COLUMNS * w, 3)).save(
-                folder / file, lossless=True, quality=100, method=4
+                folder / file, lossless=True, quality=0, method=0
             )
             files.append(file)
         index[name] = {"count": n, "height": h, "width": w, "files": files}
