@@ -61,6 +61,33 @@ def test_compress_decompress_keeps_metadata(sample: Path, tmp_path: Path) -> Non
     assert sample.stat().st_mode & 0o777 == 0o640
 
 
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_no_name_stores_no_metadata_yet_restores_it(
+    kind: str, sample: Path, tmp_path: Path
+) -> None:
+    """-n (gzip's flag): no name, mode or mtime in the container; decompressing in place
+    takes them from the .iodf file, as zstd does."""
+    if kind == "image":
+        noise = random.Random(0)  # a smooth ramp with noise: zstd cannot beat the flow on it
+        pixels = bytes(i // 96 * 4 + i % 96 + noise.randrange(8) for i in range(32 * 32 * 3))
+        sample.write_bytes(b"P6\n32 32\n255\n" + pixels)
+        os.utime(sample, ns=(1_600_000_000_123_456_789, 1_500_000_000_987_654_321))
+    original = sample.read_bytes()
+    plain, bare = tmp_path / "plain.iodf", tmp_path / "sample.txt.iodf"
+    assert invoke("compress", "-o", plain, sample).exit_code == 0
+    assert invoke("compress", "-n", sample).exit_code == 0
+    assert plain.stat().st_size - bare.stat().st_size >= len("sample.txt") + 8
+    (row,) = json.loads(invoke("info", "--json", bare).stdout)
+    assert row["codec"] == ("neural-image" if kind == "image" else "zstd")
+    assert row["name"] is None and row["mode"] is None and row["mtime_ns"] is None
+    assert bare.stat().st_mtime_ns == 1_500_000_000_987_654_321
+    sample.unlink()
+    assert invoke("decompress", bare).exit_code == 0
+    assert sample.read_bytes() == original
+    assert sample.stat().st_mtime_ns == 1_500_000_000_987_654_321
+    assert sample.stat().st_mode & 0o777 == 0o640
+
+
 def test_refuses_to_overwrite_unless_forced(sample: Path, tmp_path: Path) -> None:
     packed = tmp_path / "sample.txt.iodf"
     packed.write_bytes(b"precious")

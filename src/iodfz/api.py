@@ -683,15 +683,19 @@ def _apply_metadata(fd: int, mode: int, atime_ns: int, mtime_ns: int) -> None:
     os.utime(fd, ns=(atime_ns, mtime_ns))
 
 
-def file_metadata(f: BinaryIO, path: str | os.PathLike[str]) -> dict[str, Any]:
+def file_metadata(f: BinaryIO, path: str | os.PathLike[str], names: bool = True) -> dict[str, Any]:
     """The metadata :func:`compress` stores for the open file ``f`` named ``path``: base
-    name, permission bits, mtime, and the length when it is a regular file."""
+    name, permission bits and mtime (unless ``names`` is false: gzip's ``-n``), and the length
+    when it is a regular file."""
     st = os.fstat(f.fileno())
+    length = st.st_size if stat.S_ISREG(st.st_mode) else None
+    if not names:
+        return {"length": length}
     return {
         "name": os.fsencode(os.path.basename(os.fspath(path))) or None,
         "mode": stat.S_IMODE(st.st_mode) & 0o777,
         "mtime_ns": st.st_mtime_ns,
-        "length": st.st_size if stat.S_ISREG(st.st_mode) else None,
+        "length": length,
     }
 
 
@@ -704,19 +708,20 @@ def compress_file(
     verify: bool = False,
     progress: Progress | None = None,
     ahead: Ahead | None = None,
+    names: bool = True,
 ) -> Result:
     """Compress file ``src`` to ``dst``, keeping its permission bits and times on ``dst``.
 
     With ``verify`` the written container is decoded and its SHA-256 compared with the
     input's before it is renamed into place (what ``--rm`` relies on). ``ahead``: see
-    :func:`compress`.
+    :func:`compress`; ``names``: see :func:`file_metadata`.
     """
     if _same_file(src, dst):
         raise IodfError("input and output are the same file")
     with open(src, "rb") as fin:
         st = os.fstat(fin.fileno())
         with atomic_output(dst, force) as out:
-            meta = file_metadata(fin, src)
+            meta = file_metadata(fin, src, names)
             result = compress(fin, out, options, progress=progress, ahead=ahead, **meta)
             out.flush()
             _apply_metadata(out.fileno(), st.st_mode, st.st_atime_ns, st.st_mtime_ns)

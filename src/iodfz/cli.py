@@ -163,6 +163,7 @@ class Job:
     options: Options = field(default_factory=Options)
     force: bool = False
     remove_src: bool = False
+    names: bool = True  # compress: store the name, mode and mtime (not with -n)
 
 
 @dataclass
@@ -195,7 +196,7 @@ def _compress(job: Job, progress: Callable[[int], None] | None, ahead: api.Ahead
         )
     if job.dst == STDIO:
         with open(job.src, "rb") as fin:
-            meta = api.file_metadata(fin, job.src)
+            meta = api.file_metadata(fin, job.src, job.names)
             return api.compress(fin, _stdout(), job.options, progress=progress, **meta)
     assert job.dst is not None
     return api.compress_file(
@@ -206,6 +207,7 @@ def _compress(job: Job, progress: Callable[[int], None] | None, ahead: api.Ahead
         verify=job.remove_src,
         progress=progress,
         ahead=ahead,
+        names=job.names,
     )
 
 
@@ -731,6 +733,12 @@ def compress(
         "--pixels",
         help="PNG: accept the same pixels re-encoded when the bytes cannot be rebuilt.",
     ),
+    no_name: bool = typer.Option(
+        False,
+        "-n",
+        "--no-name",
+        help="Store no name, mode or mtime in the file (as gzip -n; the output still gets them).",
+    ),
     debug: bool = _DEBUG,
 ) -> None:
     """Compress each FILE to FILE.iodf (stdin to stdout without FILE)."""
@@ -767,7 +775,9 @@ def compress(
                 "refusing to write compressed data to a terminal (use -o or redirect)",
             )
             continue
-        jobs.append(Job("compress", path, dst, options, force, rm and dst != STDIO))
+        jobs.append(
+            Job("compress", path, dst, options, force, rm and dst != STDIO, names=not no_name)
+        )
     _run_all(_prepare_dirs(jobs, batch) if output_dir else jobs, batch, workers, verbose)
     _finish(batch)
 
