@@ -6,8 +6,8 @@ the ImageNet32/64 construction) before use: the model must not learn 8×8 JPEG b
 The training set is a *pack*: whole images at 32 and 64 px plus fixed 64×64 regions of the
 photos box-downsampled 2×, 4×, 8× and by RANDOM_FACTORS more factors drawn per photo from
 [2, 8) (so that the model sees every scale between a tile of a photo and a thumbnail), stored
-as lossless WebP mosaics so that it is small enough to travel to a GPU machine (≈ 60 MiB for
-recipe 2, 82 MiB with recipe 3's smooth regions; --max-regions caps it) and be sampled there
+as lossless WebP mosaics so that it is small enough to travel to a GPU machine (recipe 3:
+87 MiB; scripts/pack_data.py --from makes a smaller copy that fits the carry) and be sampled there
 on the device.
 Each region carries a sampling weight 1/√(area of its downsampled photo): a photo is drawn with
 weight √area, so that the few very large wallpapers do not crowd out the ImageNet and BSDS
