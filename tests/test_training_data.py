@@ -128,3 +128,24 @@ def test_smooth_regions_are_deterministic_full_size_tiles() -> None:
     assert np.abs(np.diff(a[0].astype(int), axis=1)).mean() < 40
     tiny = Image.fromarray(np.zeros((100, 100, 3), np.uint8))  # too small once downsampled
     assert smooth_regions(tiny, np.random.default_rng(7)) == []
+
+
+def test_padded_share_repeats_the_last_real_row_and_column() -> None:
+    rng = np.random.default_rng(5)
+    pack = pack_to_device(
+        {
+            "regions": rng.integers(0, 256, (3, REGION, REGION, 3), dtype=np.uint8),
+            "region_weights": np.ones(3),
+        },
+        torch.device("cpu"),
+    )
+    batch = sample_batch(pack, torch.Generator().manual_seed(6), 16, 32, pad_share=0.5)
+    crops = batch.permute(0, 2, 3, 1).numpy()
+    for i, crop in enumerate(crops):
+        # real rows/columns end where a row (column) first equals all the ones after it
+        rows = next(y for y in range(32) if (crop[y:] == crop[y]).all())
+        cols = next(x for x in range(32) if (crop[:, x:] == crop[:, x : x + 1]).all())
+        assert (i >= 8) or (rows, cols) == (31, 31)  # random content: no repeats by chance
+        assert rows > 15 and cols > 15  # fewer than half the crop padded
+        assert _crop_of(crop[: rows + 1, : cols + 1], pack["regions"].numpy())
+    assert sum(crop[-1, 0, 0] == crop[-2, 0, 0] for crop in crops[8:]) >= 4

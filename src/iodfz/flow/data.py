@@ -172,11 +172,15 @@ def sample_batch(
     size: int,
     smooth_share: float = 0.0,
     grain: float = 1.5,
+    pad_share: float = 0.0,
 ) -> torch.Tensor:
     """(batch, 3, size, size) uint8 on the pack's device: a quarter whole resized images (when
     the pack has them at this size), ``smooth_share`` random crops of smooth regions with
     Gaussian grain of a standard deviation drawn from [0, ``grain``) per crop, the rest random
-    crops of regions drawn by their weights; random h-flips."""
+    crops of regions drawn by their weights; random h-flips. Then the last ``pad_share`` of
+    the batch get their last rows and columns (fewer than half the crop each) replaced by
+    edge replication, as the codec pads an image to multiples of 2^levels and codes the
+    padding too."""
     regions = pack["regions"]
     device = regions.device
 
@@ -209,6 +213,12 @@ def sample_batch(
         out[n : n + m] = torch.clamp(torch.round(grained), 0, 255).to(torch.uint8)
     flip = (torch.rand(batch, generator=gen) < 0.5).to(device)
     out = torch.where(flip[:, None, None, None], out.flip(2), out)
+    k = min(batch, round(batch * pad_share))
+    if k:
+        rows = torch.minimum(span, size - 1 - randint(size // 2, k)[:, None])
+        cols = torch.minimum(span, size - 1 - randint(size // 2, k)[:, None])
+        padded = torch.arange(batch - k, batch, device=device)
+        out[padded] = out[padded[:, None, None], rows[:, :, None], cols[:, None, :]]
     return out.permute(0, 3, 1, 2)
 
 
