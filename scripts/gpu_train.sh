@@ -7,9 +7,10 @@
 #       --max-smooth 1500
 # Device tool: carry ["build/gpu-pack"], timeout_s a minute or two above the budget, command
 #   bash scripts/gpu_train.sh MINUTES CHECKPOINT [train.py options]
-# e.g. the pyramid lineage at constant learning rate (its decay starts at step 48 000):
-#   bash scripts/gpu_train.sh 8 models/checkpoints/iodf-pyramid5-wip.pt --batch 128 \
-#       --sizes 32 64 --lr 1e-3 --gates-from 8000 --decay-from 48000 --qat-from 56000
+# e.g. a finished lineage fine-tuned with smooth regions, stages as fractions of the budget:
+#   bash scripts/gpu_train.sh 8 models/checkpoints/iodf-pyramid5.pt --batch 128 \
+#       --sizes 32 64 --lr 3e-4 --gates-from 1e9 --decay-from 0.3 --qat-from 0.85 \
+#       --smooth-share 0.33
 # A step at --batch 128 draws 8× the pixels of the CPU runs' --batch 16 (batch × 64² each);
 # train.py prints the steps and pixels per second it measured.
 # No dev sets travel, so the log has no dev columns: score the checkpoint back on the CPU.
