@@ -10,7 +10,8 @@ on first use).
     python scripts/train.py --run runs/w64 --steps 30000 --gates-from 6000 --decay-from 16000 \
         --qat-from 24000
 
-On a GPU, with a time budget instead of a step count (stage boundaries as fractions):
+On a GPU, with a time budget instead of a step count (stage boundaries as fractions of the
+steps this call trains, counted from where it starts or resumes):
 
     python scripts/train.py --run OUT --device cuda --minutes 7 --batch 256 --sizes 32 64 \
         --gates-from 0.35 --decay-from 0.55 --qat-from 0.85 --slim
@@ -59,15 +60,20 @@ def evaluate(model: IntegerFlow, dev: dict[str, torch.Tensor]) -> dict[str, floa
     return out
 
 
-def stage_step(value: float, steps: int) -> int:
-    """A stage boundary: a step count, or a fraction of ``steps`` when below 1."""
-    return int(value * steps) if value < 1 else int(value)
+STAGE_HELP = "step, or a fraction (< 1) of the steps this call trains"
 
 
-def resolve_schedule(args: argparse.Namespace) -> None:
-    args.gates_step = stage_step(args.gates_from, args.steps)
-    args.decay_step = stage_step(args.decay_from, args.steps)
-    args.qat_step = stage_step(args.qat_from, args.steps)
+def stage_step(value: float, start: int, steps: int) -> int:
+    """A stage boundary: a step count, or, below 1, that fraction of the steps from ``start``
+    (where this call starts or resumes) to ``steps`` — so a budget continuing a checkpoint
+    at step 44 500 runs its own stages instead of finding them all in the past."""
+    return start + int(value * (steps - start)) if value < 1 else int(value)
+
+
+def resolve_schedule(args: argparse.Namespace, start: int) -> None:
+    args.gates_step = stage_step(args.gates_from, start, args.steps)
+    args.decay_step = stage_step(args.decay_from, start, args.steps)
+    args.qat_step = stage_step(args.qat_from, start, args.steps)
 
 
 def learning_rate(args: argparse.Namespace, step: int) -> float:
@@ -94,12 +100,14 @@ def main() -> None:
     ap.add_argument(
         "--minutes", type=float, help="time budget: sets --steps from the measured step rate"
     )
-    ap.add_argument("--gates-from", type=float, default=6000, help="step, or fraction if < 1")
-    ap.add_argument("--qat-from", type=float, default=24000, help="step, or fraction if < 1")
+    ap.add_argument("--gates-from", type=float, default=6000, help=STAGE_HELP)
+    ap.add_argument("--qat-from", type=float, default=24000, help=STAGE_HELP)
     ap.add_argument("--batch", type=int, default=64, help="images per step at the largest size")
     ap.add_argument("--sizes", type=int, nargs="+", default=[32], help="crop sizes, in turn")
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--decay-from", type=float, default=20000, help="cosine decay until QAT")
+    ap.add_argument(
+        "--decay-from", type=float, default=20000, help="cosine decay until QAT; " + STAGE_HELP
+    )
     ap.add_argument("--gate-penalty", type=float, default=2e-4)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
@@ -143,7 +151,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
-    resolve_schedule(args)
     native = device.type == "cuda" or native_bf16()
     bf16 = args.precision == "bf16" or (args.precision == "auto" and native)
     print("float stages in", "bf16 autocast" if bf16 else "fp32", flush=True)
@@ -163,9 +170,9 @@ def main() -> None:
     gate_ids = {id(p) for p in gate_params}
     others = [p for p in model.parameters() if id(p) not in gate_ids]
     opt = torch.optim.Adamax([{"params": others}, {"params": gate_params}], lr=args.lr)
-    step = 0
+    step = first_step = ckpt["step"] if ckpt is not None else 0
+    resolve_schedule(args, first_step)
     if ckpt is not None:
-        step = ckpt["step"]
         if step >= args.qat_step:
             model.set_quantized(True)
         grown = load_grown(model, ckpt["model"])
@@ -211,7 +218,7 @@ def main() -> None:
             remaining = args.minutes * 60 - (time.time() - started)
             qat_share = 1 - args.qat_from if args.qat_from < 1 else 0.0
             args.steps = step + int(remaining * rate / (1 + (QAT_STEP_COST - 1) * qat_share))
-            resolve_schedule(args)
+            resolve_schedule(args, first_step)
             pixels = rate * args.batch * largest**2  # every step holds batch·largest² pixels
             print(
                 f"{rate:.1f} steps/s, {pixels / 1e6:.1f} Mpixel/s: training to step {args.steps}",
