@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -33,13 +34,20 @@ def random_flow(cfg: FlowConfig = SMALL, seed: int = 0) -> IntegerFlow:
     return model
 
 
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=["none", "checkerboard"])
+def small_model(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     rng = np.random.default_rng(0)
     calibration = rng.integers(0, 256, (4, 3, 16, 16), dtype=np.uint8)
     path = tmp_path_factory.mktemp("model") / "small.iodfm"
-    save(export_model(random_flow(), calibration), path)
+    cfg = FlowConfig.from_dict({**SMALL.to_dict(), "context": request.param})
+    save(export_model(random_flow(cfg), calibration), path)
     return load(path)
+
+
+def replay(splits: list[flow.SplitLatents]) -> flow.DecodeSplit:
+    """A decode_split that hands back each level's coding passes in the decoder's order."""
+    queues = {level: [p[0] for p in s.passes()][::-1] for level, s in enumerate(splits)}
+    return lambda level, scale_index, mean_fp: queues[level].pop(0).reshape(scale_index.shape)
 
 
 BACKENDS = [NumpyBackend(), TorchBackend("cpu"), TorchBackend("cpu", int8=True)]
@@ -60,7 +68,7 @@ def test_forward_then_inverse_is_identity(small_model, backend, size: tuple[int,
     x = rng.integers(0, 256, (2, *size, 3), dtype=np.uint8)
     splits, top = flow.forward(small_model, backend, x)
     assert any(np.any(s.values != 0) for s in splits)
-    back = flow.inverse(small_model, backend, top, lambda level, si, mf: splits[level].values)
+    back = flow.inverse(small_model, backend, top, replay(splits))
     np.testing.assert_array_equal(back, x)
 
 
@@ -68,12 +76,33 @@ def test_inverse_uses_the_prior_parameters_it_was_given(small_model) -> None:
     x = np.random.default_rng(1).integers(0, 256, (1, 8, 8, 3), dtype=np.uint8)
     splits, top = flow.forward(small_model, NumpyBackend(), x)
 
+    passes = {level: s.passes()[::-1] for level, s in enumerate(splits)}
+
     def check(level: int, scale_index: np.ndarray, mean_fp: np.ndarray) -> np.ndarray:
-        np.testing.assert_array_equal(scale_index, splits[level].scale_index)
-        np.testing.assert_array_equal(mean_fp, splits[level].mean_fp)
-        return splits[level].values
+        values, expected_scale, expected_mean = passes[level].pop(0)
+        np.testing.assert_array_equal(scale_index.reshape(expected_scale.shape), expected_scale)
+        np.testing.assert_array_equal(mean_fp.reshape(expected_mean.shape), expected_mean)
+        return values.reshape(scale_index.shape)
 
     flow.inverse(small_model, NumpyBackend(), top, check)
+    assert not any(passes.values())
+
+
+def test_a_checkerboard_context_changes_only_the_second_pass(small_model) -> None:
+    if small_model.context == "none":
+        pytest.skip("a model without a context")
+    plain = dataclasses.replace(small_model, contexts=[], config={**small_model.config})
+    plain.config["context"] = "none"
+    x = np.random.default_rng(5).integers(0, 256, (2, 8, 12, 3), dtype=np.uint8)
+    with_context, _ = flow.forward(small_model, NumpyBackend(), x)
+    without, _ = flow.forward(plain, NumpyBackend(), x)
+    for s, p in zip(with_context, without, strict=True):
+        assert s.anchors[0, 0] and not s.anchors[0, 1] and s.anchors.sum() * 2 == s.anchors.size
+        np.testing.assert_array_equal(s.values, p.values)
+        first, second = s.anchors, ~s.anchors
+        np.testing.assert_array_equal(s.mean_fp[:, first], p.mean_fp[:, first])
+        np.testing.assert_array_equal(s.scale_index[:, first], p.scale_index[:, first])
+        assert np.any(s.mean_fp[:, second] != p.mean_fp[:, second])
 
 
 @pytest.mark.parametrize(
@@ -143,7 +172,7 @@ def test_a_block_with_every_channel_gated_off_exports_and_runs(tmp_path: Path) -
     for backend in BACKENDS:
         assert check_test_vectors(loaded, backend) == []
         splits, top = flow.forward(loaded, backend, x)
-        back = flow.inverse(loaded, backend, top, lambda level, si, mf, s=splits: s[level].values)
+        back = flow.inverse(loaded, backend, top, replay(splits))
         np.testing.assert_array_equal(back, x)
 
 

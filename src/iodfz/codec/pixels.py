@@ -94,10 +94,14 @@ def _pad(rgb: np.ndarray, levels: int) -> np.ndarray:
     return np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
 
 
-def _split_symbols(split: flow.SplitLatents, rows: int) -> tuple[np.ndarray, ...]:
-    """(values, table index, offset) of a factored-out level, one row per stream."""
-    index, offset = coder_tables.logistic_index(split.scale_index, split.mean_fp)
-    return split.values.reshape(rows, -1), index.reshape(rows, -1), offset.reshape(rows, -1)
+def _split_symbols(split: flow.SplitLatents, rows: int) -> list[tuple[np.ndarray, ...]]:
+    """(values, table index, offset) of each coding pass of a factored-out level, in push
+    order, one row per stream."""
+    out = []
+    for values, scale_index, mean_fp in split.passes():
+        index, offset = coder_tables.logistic_index(scale_index, mean_fp)
+        out.append(tuple(a.reshape(rows, -1) for a in (values, index, offset)))
+    return out
 
 
 def _top_channels(shape: tuple[int, ...], rows: int) -> np.ndarray:
@@ -125,7 +129,8 @@ def encode(
         splits, top = flow.forward(model, backend, x)
         enc = ans.encoder(_lanes(*x.shape[:3]))
         for s in splits:
-            ans.push(enc, logistic, *(a.ravel() for a in _split_symbols(s, 1)))
+            for symbols in _split_symbols(s, 1):
+                ans.push(enc, logistic, *(a.ravel() for a in symbols))
         ans.push(enc, mixture, top.ravel(), _top_channels(top.shape, 1).ravel())
         streams.append(ans.finish(enc, compact))
         done += x[..., 0].size
@@ -152,7 +157,8 @@ def encode_many(
         splits, top = flow.forward(model, backend, x)
         group = lockstep.Encoder(len(x), _lanes(1, hp, wp))
         for s in splits:
-            group.push(logistic, *_split_symbols(s, len(x)))
+            for symbols in _split_symbols(s, len(x)):
+                group.push(logistic, *symbols)
         group.push(mixture, top.reshape(len(x), -1), _top_channels(top.shape, len(x)), 0)
         out += [[stream] for stream in group.finish()]
     return out

@@ -142,7 +142,7 @@ def export_model(model: flow_model.IntegerFlow, calibration: np.ndarray) -> Mode
     for level in model.levels:
         perms.append([c.perm.numpy().astype(np.int32) for c in level])
         couplings.append([export_net(c.net, np.ones(c.net.conv_out.out_channels)) for c in level])
-    priors = []
+    priors, contexts = [], []
     for prior in model.priors:
         half = prior.net.conv_out.out_channels // 2
         lo, step = flow_model.LOG_SCALE_MIN, flow_model.LOG_SCALE_STEP
@@ -152,13 +152,15 @@ def export_model(model: flow_model.IntegerFlow, calibration: np.ndarray) -> Mode
         )
         out_offset = np.concatenate([np.zeros(half), np.full(half, 1.0 - lo)])
         priors.append(export_net(prior.net, out_mult, out_offset))
+        if prior.context is not None:  # adds to the prior's output: same units, no offset
+            contexts.append(export_net(prior.context, out_mult))
     config = {
         **cfg.to_dict(),
         "scale_count": coder_tables.NUM_SCALES,
         "phase_bits": coder_tables.PHASE_BITS,
         "precision": coder_tables.PRECISION,
     }
-    result = Model(config, perms, couplings, priors, export_mixture(model.top))
+    result = Model(config, perms, couplings, priors, export_mixture(model.top), contexts=contexts)
     try:
         result.check()
     except ModelError as exc:

@@ -25,11 +25,27 @@ class Backend(Protocol):
 
 @dataclass
 class SplitLatents:
-    """A factored-out half and its prior parameters (docs/INTEGER.md, "Split prior output")."""
+    """A factored-out half and its prior parameters (docs/INTEGER.md, "Split prior output"),
+    (B, H, W, C) each. With a checkerboard context, ``anchors`` (H, W) marks the first pass's
+    positions, whose parameters come from the split prior alone."""
 
     values: np.ndarray
     scale_index: np.ndarray
     mean_fp: np.ndarray
+    anchors: np.ndarray | None = None
+
+    def passes(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(values, scale index, mean_fp) of each coding pass, in the order the encoder pushes
+        them (the decoder pops them in reverse: anchors first); (B, N, C) arrays."""
+        arrays = (self.values, self.scale_index, self.mean_fp)
+        if self.anchors is None:
+            return [tuple(a.reshape(a.shape[0], -1, a.shape[-1]) for a in arrays)]
+        return [tuple(a[:, where] for a in arrays) for where in (~self.anchors, self.anchors)]
+
+
+def checkerboard(height: int, width: int) -> np.ndarray:
+    """(height, width) bool: the first pass's positions, where row + column is even."""
+    return (np.add.outer(np.arange(height), np.arange(width)) % 2) == 0
 
 
 def squeeze(z: np.ndarray) -> np.ndarray:
@@ -96,11 +112,22 @@ def wavelet_unsqueeze(z: np.ndarray, wavelet: str) -> np.ndarray:
     return np.ascontiguousarray(transforms.legall53_inverse(*bands).transpose(0, 2, 3, 1))
 
 
-def split_prior(
-    model: Model, backend: Backend, level: int, kept: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(scale index, mean_fp) of the factored-out half, from the kept half."""
-    y = backend.run_net(model.priors[level], kept)
+def prior_outputs(model: Model, backend: Backend, level: int, kept: np.ndarray) -> np.ndarray:
+    """The split prior network's raw output y: mean_fp channels, then scale channels."""
+    return backend.run_net(model.priors[level], kept)
+
+
+def context_outputs(
+    model: Model, backend: Backend, level: int, kept: np.ndarray, first_pass: np.ndarray
+) -> np.ndarray:
+    """The split prior's output plus the checkerboard context network's, which sees the kept
+    half and the factored-out half's first-pass values (zero elsewhere)."""
+    seen = np.concatenate([kept, first_pass], axis=-1)
+    return prior_outputs(model, backend, level, kept) + backend.run_net(model.contexts[level], seen)
+
+
+def prior_params(model: Model, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(scale index, mean_fp) from a prior output y: the scale half clamped to the grid."""
     half = y.shape[-1] // 2
     scales = int(model.config["scale_count"])
     return np.clip(y[..., half:], 0, scales - 1), y[..., :half]
@@ -118,26 +145,49 @@ def forward(model: Model, backend: Backend, x: np.ndarray) -> tuple[list[SplitLa
             z[..., n:] += backend.run_net(net, z[..., :n])
         if level < model.levels - 1:
             half = z.shape[-1] // 2
-            kept, out = z[..., :half], z[..., half:]
-            scale_index, mean_fp = split_prior(model, backend, level, kept)
-            splits.append(SplitLatents(np.ascontiguousarray(out), scale_index, mean_fp))
-            z = np.ascontiguousarray(kept)
+            kept, out = np.ascontiguousarray(z[..., :half]), np.ascontiguousarray(z[..., half:])
+            y = prior_outputs(model, backend, level, kept)
+            anchors = None
+            if model.contexts:
+                anchors = checkerboard(*out.shape[1:3])
+                first_pass = np.where(anchors[..., None], out, 0)
+                y_second = context_outputs(model, backend, level, kept, first_pass)
+                y = np.where(anchors[..., None], y, y_second)
+            scale_index, mean_fp = prior_params(model, y)
+            splits.append(SplitLatents(out, scale_index, mean_fp, anchors))
+            z = kept
     return splits, z
 
 
 DecodeSplit = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 
+def _decode_level(
+    model: Model, backend: Backend, level: int, kept: np.ndarray, decode_split: DecodeSplit
+) -> np.ndarray:
+    """The factored-out half of ``level``, pass by pass (the reverse of SplitLatents.passes)."""
+    y = prior_outputs(model, backend, level, kept)
+    if not model.contexts:
+        return decode_split(level, *prior_params(model, y))
+    b, h, w, c = y.shape
+    anchors = checkerboard(h, w)
+    out = np.zeros((b, h, w, c // 2), np.int64)
+    out[:, anchors] = decode_split(level, *prior_params(model, y[:, anchors]))
+    y = context_outputs(model, backend, level, kept, out)
+    out[:, ~anchors] = decode_split(level, *prior_params(model, y[:, ~anchors]))
+    return out
+
+
 def inverse(
     model: Model, backend: Backend, top: np.ndarray, decode_split: DecodeSplit
 ) -> np.ndarray:
     """Top latents → uint8 samples. ``decode_split(level, scale_index, mean_fp)`` returns the
-    factored-out half of that level once its prior parameters are known (the coder's job)."""
+    values of a coding pass of that level's factored-out half once their prior parameters are
+    known (the coder's job), in the parameters' shape."""
     z = top.astype(np.int64)
     for level in reversed(range(model.levels)):
         if level < model.levels - 1:
-            scale_index, mean_fp = split_prior(model, backend, level, z)
-            z = np.concatenate([z, decode_split(level, scale_index, mean_fp)], axis=-1)
+            z = np.concatenate([z, _decode_level(model, backend, level, z, decode_split)], axis=-1)
         for perm, net in zip(
             reversed(model.perms[level]), reversed(model.couplings[level]), strict=True
         ):

@@ -23,6 +23,7 @@ MAGIC = b"IODFMDL\x01"
 ACC_BOUND = 1 << 24  # docs/INTEGER.md, "Overflow bounds"
 MAX_HEADER = 1 << 24
 MAX_TENSOR_BYTES = 1 << 28
+CONTEXTS = ("none", "checkerboard")  # docs/INTEGER.md, "Checkerboard context"
 
 
 class ModelError(ValueError):
@@ -101,6 +102,12 @@ class Model:
     tables: dict[str, np.ndarray]  # coder tables, integer arrays (docs/FORMAT.md §2)
     test_vectors: dict = field(default_factory=dict)
     model_id: str = ""
+    contexts: list[Net] = field(default_factory=list)  # checkerboard context net per split
+
+    @property
+    def context(self) -> str:
+        """What the split priors see besides the kept half (docs/INTEGER.md)."""
+        return self.config.get("context", "none")
 
     @property
     def levels(self) -> int:
@@ -108,7 +115,8 @@ class Model:
 
     def nets(self) -> list[tuple[str, Net]]:
         named = [(f"l{i}.c{k}", n) for i, lv in enumerate(self.couplings) for k, n in enumerate(lv)]
-        return named + [(f"l{i}.prior", n) for i, n in enumerate(self.priors)]
+        named += [(f"l{i}.prior", n) for i, n in enumerate(self.priors)]
+        return named + [(f"l{i}.context", n) for i, n in enumerate(self.contexts)]
 
     def check(self) -> None:
         colour = self.config.get("colour", "none")
@@ -118,6 +126,10 @@ class Model:
         first = self.config.get("wavelet_levels", 1)
         if type(first) is not int or not 1 <= first <= self.levels:
             raise ModelError(f"bad wavelet_levels {first!r} for {self.levels} levels")
+        if self.context not in CONTEXTS:
+            raise ModelError(f"unknown split context {self.context!r} (newer iodfz?)")
+        if len(self.contexts) != (len(self.priors) if self.context == "checkerboard" else 0):
+            raise ModelError(f"{len(self.contexts)} context networks for {self.context!r}")
         for name, net in self.nets():
             for cname, conv in net.convs():
                 conv.check(f"{name}.{cname}")
@@ -228,4 +240,9 @@ def _assemble(header: dict, arrays: dict[str, np.ndarray]) -> Model:
         priors=[net(f"l{i}.prior") for i in range(levels - 1)],
         tables={n[len("tables.") :]: a for n, a in arrays.items() if n.startswith("tables.")},
         test_vectors=header.get("test_vectors", {}),
+        contexts=[
+            net(f"l{i}.context")
+            for i in range(levels - 1)
+            if cfg.get("context", "none") == "checkerboard"
+        ],
     )

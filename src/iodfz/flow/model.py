@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from iodfz.coder import tables
 from iodfz.engine import transforms
+from iodfz.engine.model import CONTEXTS
 from iodfz.flow.quant import ConvNet, round_ste
 
 
@@ -36,6 +37,7 @@ class FlowConfig:
     wavelet: str = "none"  # engine.transforms.WAVELETS, applied at the first squeezes:
     wavelet_levels: int = 1  # how many
     split: str = "random"  # SPLITS: which channels the first levels keep
+    context: str = "none"  # CONTEXTS: what else the split priors see
 
     def __post_init__(self) -> None:
         if self.colour not in transforms.COLOUR_TRANSFORMS:
@@ -44,6 +46,8 @@ class FlowConfig:
             raise ValueError(f"unknown wavelet {self.wavelet!r}")
         if self.split not in SPLITS:
             raise ValueError(f"unknown split {self.split!r}")
+        if self.context not in CONTEXTS:  # checkerboard: docs/INTEGER.md
+            raise ValueError(f"unknown context {self.context!r}")
         if not 1 <= self.wavelet_levels <= self.levels:
             raise ValueError(f"wavelet_levels must be in [1, levels], not {self.wavelet_levels}")
         if self.split == "pyramid" and (self.wavelet == "none" or self.wavelet_levels < 2):
@@ -182,29 +186,60 @@ class Coupling(nn.Module):
 
 
 class SplitPrior(nn.Module):
-    """Discretized logistic for the factored-out half, conditioned on the kept half."""
+    """Discretized logistic for the factored-out half, conditioned on the kept half — and,
+    with a checkerboard context, at the second pass's positions on the first pass's values."""
 
     def __init__(self, channels: int, cfg: FlowConfig) -> None:
         super().__init__()
         self.keep = channels // 2
         out = channels - self.keep
         self.net = ConvNet(self.keep, 2 * out, cfg.prior_width, cfg.prior_blocks)
+        self.context = (
+            ConvNet(channels, 2 * out, cfg.prior_width, cfg.prior_blocks)
+            if cfg.context == "checkerboard"
+            else None
+        )
 
-    def params(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def params(
+        self, kept: torch.Tensor, extra: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-scale from the prior network's output, plus ``extra`` (the context
+        network's output) where given: on the coder's grids each is rounded on its own and
+        the sum is clamped, as the engine adds the two networks' integer outputs."""
         h = self.net(kept).float()
         mean, log_scale = h.chunk(2, dim=1)
         log_scale = log_scale + 1.0  # start wide: scale ≈ e
         lo, step = LOG_SCALE_MIN, LOG_SCALE_STEP
-        log_scale = torch.clamp(log_scale, lo, lo + step * (SCALE_COUNT - 1))
         if self.net.quantized:  # the coder's grids
             mean = round_ste(mean * MEAN_PHASES) / MEAN_PHASES
-            log_scale = lo + round_ste((log_scale - lo) / step) * step
+            log_scale = round_ste((log_scale - lo) / step) * step + lo
+        if extra is not None:
+            extra_mean, extra_log_scale = extra.float().chunk(2, dim=1)
+            if self.net.quantized:
+                extra_mean = round_ste(extra_mean * MEAN_PHASES) / MEAN_PHASES
+                extra_log_scale = round_ste(extra_log_scale / step) * step
+            mean, log_scale = mean + extra_mean, log_scale + extra_log_scale
+        log_scale = torch.clamp(log_scale, lo, lo + step * (SCALE_COUNT - 1))
         return mean, log_scale
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         kept, out = z[:, : self.keep], z[:, self.keep :]
         mean, log_scale = self.params(kept)
-        return kept, log_discretized_logistic(out, mean, log_scale).sum(dim=(1, 2, 3))
+        logp = log_discretized_logistic(out, mean, log_scale)
+        if self.context is not None:
+            anchors = checkerboard(out.shape[-2], out.shape[-1], out.device)
+            seen = torch.cat([kept, out * anchors], dim=1)
+            mean2, log_scale2 = self.params(kept, self.context(seen))
+            logp2 = log_discretized_logistic(out, mean2, log_scale2)
+            logp = torch.where(anchors.bool(), logp, logp2)
+        return kept, logp.sum(dim=(1, 2, 3))
+
+
+def checkerboard(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(1, 1, h, w): 1 at the first pass's positions (row + column even), else 0."""
+    rows = torch.arange(h, device=device).view(-1, 1)
+    cols = torch.arange(w, device=device).view(1, -1)
+    return ((rows + cols) % 2 == 0).float().view(1, 1, h, w)
 
 
 class MixturePrior(nn.Module):
@@ -299,6 +334,8 @@ class IntegerFlow(nn.Module):
             nets = [c.net for c in couplings]
             if level < len(self.priors):
                 nets.append(self.priors[level].net)
+                if self.priors[level].context is not None:
+                    nets.append(self.priors[level].context)
             for net in nets:
                 total += positions * net_macs(net)
         return total
