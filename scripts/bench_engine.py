@@ -47,8 +47,7 @@ def measure(model: Model, backend: flow.Backend, x: np.ndarray, repeat: int) -> 
         splits, top = flow.forward(model, backend, x)
         fwd.append(time.perf_counter() - t)
         t = time.perf_counter()
-        stored = [s.values for s in splits]
-        back = flow.inverse(model, backend, top, lambda level, si, mf, v=stored: v[level])
+        back = flow.inverse(model, backend, top, flow.replay(splits))
         inv.append(time.perf_counter() - t)
     assert np.array_equal(back, x)
     mb = x.nbytes / 1e6

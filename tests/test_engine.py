@@ -44,12 +44,6 @@ def small_model(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
     return load(path)
 
 
-def replay(splits: list[flow.SplitLatents]) -> flow.DecodeSplit:
-    """A decode_split that hands back each level's coding passes in the decoder's order."""
-    queues = {level: [p[0] for p in s.passes()][::-1] for level, s in enumerate(splits)}
-    return lambda level, scale_index, mean_fp: queues[level].pop(0).reshape(scale_index.shape)
-
-
 BACKENDS = [NumpyBackend(), TorchBackend("cpu"), TorchBackend("cpu", int8=True)]
 if torch.cuda.is_available():
     BACKENDS += [TorchBackend("cuda"), TorchBackend("cuda", int8=True)]
@@ -68,7 +62,7 @@ def test_forward_then_inverse_is_identity(small_model, backend, size: tuple[int,
     x = rng.integers(0, 256, (2, *size, 3), dtype=np.uint8)
     splits, top = flow.forward(small_model, backend, x)
     assert any(np.any(s.values != 0) for s in splits)
-    back = flow.inverse(small_model, backend, top, replay(splits))
+    back = flow.inverse(small_model, backend, top, flow.replay(splits))
     np.testing.assert_array_equal(back, x)
 
 
@@ -172,7 +166,7 @@ def test_a_block_with_every_channel_gated_off_exports_and_runs(tmp_path: Path) -
     for backend in BACKENDS:
         assert check_test_vectors(loaded, backend) == []
         splits, top = flow.forward(loaded, backend, x)
-        back = flow.inverse(loaded, backend, top, replay(splits))
+        back = flow.inverse(loaded, backend, top, flow.replay(splits))
         np.testing.assert_array_equal(back, x)
 
 

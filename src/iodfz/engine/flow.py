@@ -178,6 +178,13 @@ def _decode_level(
     return out
 
 
+def replay(splits: list[SplitLatents]) -> DecodeSplit:
+    """A ``decode_split`` that hands back stored coding passes in the decoder's order — the
+    flow's inverse without the coder (engine benchmarks, backend checks)."""
+    queues = {level: [p[0] for p in s.passes()][::-1] for level, s in enumerate(splits)}
+    return lambda level, scale_index, mean_fp: queues[level].pop(0).reshape(scale_index.shape)
+
+
 def inverse(
     model: Model, backend: Backend, top: np.ndarray, decode_split: DecodeSplit
 ) -> np.ndarray:
