@@ -118,12 +118,17 @@ def prior_outputs(model: Model, backend: Backend, level: int, kept: np.ndarray) 
 
 
 def context_outputs(
-    model: Model, backend: Backend, level: int, kept: np.ndarray, first_pass: np.ndarray
+    model: Model,
+    backend: Backend,
+    level: int,
+    y: np.ndarray,
+    kept: np.ndarray,
+    first_pass: np.ndarray,
 ) -> np.ndarray:
-    """The split prior's output plus the checkerboard context network's, which sees the kept
-    half and the factored-out half's first-pass values (zero elsewhere)."""
+    """The split prior's output ``y`` plus the checkerboard context network's, which sees the
+    kept half and the factored-out half's first-pass values (zero elsewhere)."""
     seen = np.concatenate([kept, first_pass], axis=-1)
-    return prior_outputs(model, backend, level, kept) + backend.run_net(model.contexts[level], seen)
+    return y + backend.run_net(model.contexts[level], seen)
 
 
 def prior_params(model: Model, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +156,7 @@ def forward(model: Model, backend: Backend, x: np.ndarray) -> tuple[list[SplitLa
             if model.contexts:
                 anchors = checkerboard(*out.shape[1:3])
                 first_pass = np.where(anchors[..., None], out, 0)
-                y_second = context_outputs(model, backend, level, kept, first_pass)
+                y_second = context_outputs(model, backend, level, y, kept, first_pass)
                 y = np.where(anchors[..., None], y, y_second)
             scale_index, mean_fp = prior_params(model, y)
             splits.append(SplitLatents(out, scale_index, mean_fp, anchors))
@@ -173,7 +178,7 @@ def _decode_level(
     anchors = checkerboard(h, w)
     out = np.zeros((b, h, w, c // 2), np.int64)
     out[:, anchors] = decode_split(level, *prior_params(model, y[:, anchors]))
-    y = context_outputs(model, backend, level, kept, out)
+    y = context_outputs(model, backend, level, y, kept, out)
     out[:, ~anchors] = decode_split(level, *prior_params(model, y[:, ~anchors]))
     return out
 
