@@ -33,17 +33,18 @@ SIDE = 256
 def smooth_image(sigma: float, seed: int = 0, background: str = "smooth") -> np.ndarray:
     """(SIDE, SIDE, 3) uint8: three smooth sinusoid planes (or flat grey 128) plus rounded
     N(0, σ²) grain."""
-    y, x = np.mgrid[0:SIDE, 0:SIDE].astype(np.float64)
-    planes = np.stack(
-        [
-            100 + 60 * np.sin(x / 40) + 30 * np.cos(y / 55),
-            120 + 50 * np.sin((x + y) / 70),
-            90 + 40 * np.cos(x / 35 - y / 80),
-        ],
-        axis=-1,
-    )
     if background == "flat":
-        planes = np.full_like(planes, 128.0)
+        planes = np.full((SIDE, SIDE, 3), 128.0)
+    else:
+        y, x = np.mgrid[0:SIDE, 0:SIDE].astype(np.float64)
+        planes = np.stack(
+            [
+                100 + 60 * np.sin(x / 40) + 30 * np.cos(y / 55),
+                120 + 50 * np.sin((x + y) / 70),
+                90 + 40 * np.cos(x / 35 - y / 80),
+            ],
+            axis=-1,
+        )
     grain = np.random.default_rng(seed).normal(0.0, sigma, planes.shape) if sigma else 0.0
     return np.clip(np.round(planes + grain), 0, 255).astype(np.uint8)
 
