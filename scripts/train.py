@@ -136,6 +136,12 @@ def main() -> None:
         "--grain", type=float, default=1.5, help="smooth crops get Gaussian grain of σ in [0, G)"
     )
     ap.add_argument(
+        "--whole-share",
+        type=float,
+        default=0.25,
+        help="share of each batch that is whole photos resized to the crop size (thumbnails)",
+    )
+    ap.add_argument(
         "--pad-share",
         type=float,
         default=0.0,
@@ -235,7 +241,9 @@ def main() -> None:
             g["lr"] = lr * scale
         size = args.sizes[step % len(args.sizes)]
         n = args.batch * (largest // size) ** 2
-        x = sample_batch(pack, gen, n, size, args.smooth_share, args.grain, args.pad_share)
+        x = sample_batch(
+            pack, gen, n, size, args.smooth_share, args.grain, args.pad_share, args.whole_share
+        )
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not quantized):
             bpsp = model(x).mean()

@@ -338,6 +338,41 @@ def test_sigterm_stops_parallel_workers_without_litter(tmp_path: Path) -> None:
     assert litter(tmp_path) == []
 
 
+class _Stop(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_signal_as_the_temporary_file_appears_leaves_no_litter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """The CLI's handlers unwind by raising (or clean up by name and leave): a SIGHUP handled
+    just before or just after the temporary file is created leaves nothing behind."""
+    real_open = os.open
+
+    def open_with_signal(name: str, flags: int, mode: int = 0o777) -> int:
+        if when == "before":
+            os.kill(os.getpid(), signal.SIGHUP)
+        fd = real_open(name, flags, mode)
+        if when == "after":
+            os.kill(os.getpid(), signal.SIGHUP)
+        return fd
+
+    def unwind(signum: int, frame: object) -> None:
+        raise _Stop
+
+    old = signal.signal(signal.SIGHUP, unwind)
+    monkeypatch.setattr(api.os, "open", open_with_signal)
+    try:
+        with pytest.raises(_Stop), api.atomic_output(tmp_path / "a.iodf", force=False) as out:
+            out.write(b"never")
+    finally:
+        monkeypatch.undo()
+        signal.signal(signal.SIGHUP, old)
+    assert list(tmp_path.iterdir()) == []
+    assert not api._LIVE_TEMPORARIES
+
+
 def test_recursive_skips_temp_files_and_iodf_outputs(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()

@@ -100,6 +100,26 @@ def test_smooth_share_of_a_batch_comes_from_the_smooth_regions() -> None:
     assert all(_crop_of(c, pack["regions"].numpy()) for c in crops[4:])
 
 
+@pytest.mark.parametrize(("share", "thumbnails"), [(0.25, 2), (0.0, 0), (0.5, 4)])
+def test_whole_share_sets_how_many_thumbnails_lead_the_batch(share: float, thumbnails: int) -> None:
+    rng = np.random.default_rng(4)
+    pack = pack_to_device(
+        {
+            "regions": rng.integers(0, 256, (2, REGION, REGION, 3), dtype=np.uint8),
+            "region_weights": np.array([1.0, 1.0]),
+            "whole16": rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8),
+        },
+        torch.device("cpu"),
+    )
+    batch = sample_batch(pack, torch.Generator().manual_seed(5), 8, 16, whole_share=share)
+    whole = pack["whole16"].numpy()
+    found = [
+        any(np.array_equal(c, t) or np.array_equal(c[:, ::-1], t) for t in whole)
+        for c in batch.permute(0, 2, 3, 1).numpy()
+    ]
+    assert found == [True] * thumbnails + [False] * (8 - thumbnails)
+
+
 def test_grain_moves_smooth_crops_by_about_its_deviation() -> None:
     flat = np.full((1, REGION, REGION, 3), 128, np.uint8)
     pack = pack_to_device(

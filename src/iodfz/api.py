@@ -7,12 +7,12 @@ into place only on success, no clobbering unless asked, metadata kept, optional 
 
 from __future__ import annotations
 
+import base64
 import errno
 import io
 import os
 import stat
 import struct
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
@@ -578,7 +578,7 @@ def info(src: BinaryIO) -> ContainerInfo:
 
 def temp_name(name: str) -> str:
     """The prefix of the temporary file written before ``name`` is renamed into place:
-    ``.NAME.`` (``mkstemp`` adds 8 random characters and :data:`TEMP_SUFFIX`), with NAME cut
+    ``.NAME.`` (``_new_temporary`` adds 8 random characters and :data:`TEMP_SUFFIX`), with NAME cut
     so that a long name's temporary file is shorter than the name itself — whatever name is
     legal, its temporary file is too."""
     raw = os.fsencode(name)
@@ -597,6 +597,32 @@ _OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 _LIVE_TEMPORARIES: set[str] = set()
+_TEMP_ATTEMPTS = 100
+
+
+def _new_temporary(path: Path) -> str:
+    """Create an empty temporary file beside ``path`` (``temp_name`` + 8 random characters +
+    TEMP_SUFFIX, mode 0o600) and return its name. The name joins _LIVE_TEMPORARIES *before*
+    the file exists: a signal handler that unwinds or cleans up at any instant finds every
+    temporary file this process made (``tempfile.mkstemp`` leaves a window after it)."""
+    folder = os.fspath(path.parent or ".")
+    for _ in range(_TEMP_ATTEMPTS):
+        random = base64.b32encode(os.urandom(5)).decode("ascii").lower()
+        tmp = os.path.join(folder, f"{temp_name(path.name)}{random}{TEMP_SUFFIX}")
+        _LIVE_TEMPORARIES.add(tmp)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return tmp
+        except OSError as exc:  # not created (EEXIST: another process's, never ours to remove)
+            _LIVE_TEMPORARIES.discard(tmp)
+            if not isinstance(exc, FileExistsError):
+                raise
+        except BaseException:  # a signal that unwinds, before or after the file appeared
+            with suppress(OSError):
+                os.unlink(tmp)
+            _LIVE_TEMPORARIES.discard(tmp)
+            raise
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", os.path.join(folder, "."))
 
 
 def remove_temporary_outputs() -> None:
@@ -618,11 +644,7 @@ def atomic_output(path: str | os.PathLike[str], force: bool) -> Iterator[BinaryI
         raise IodfError(f"{path} already exists (use -f to overwrite)")
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(
-            dir=path.parent or ".", prefix=temp_name(path.name), suffix=TEMP_SUFFIX
-        )
-        os.close(fd)
-        _LIVE_TEMPORARIES.add(tmp)
+        tmp = _new_temporary(path)
         with open(tmp, "wb") as out:  # opened by name so that out.name is the path
             yield out
         if force:

@@ -459,7 +459,8 @@ def _worker_jobs(start: int, jobs: list[Job]) -> list[Outcome]:
         execute(jobs, 1, advance, lambda index, outcome: outcomes.append(outcome))
         return outcomes
     except (Interrupted, KeyboardInterrupt) as exc:
-        os._exit(128 + getattr(exc, "signum", signal.SIGINT))  # clean-up already done
+        api.remove_temporary_outputs()  # unwinding removed them, unless it came too early
+        os._exit(128 + getattr(exc, "signum", signal.SIGINT))
     finally:
         _WORKER_BUSY = False
 
@@ -1029,8 +1030,10 @@ def main() -> None:
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
     except KeyboardInterrupt:
+        api.remove_temporary_outputs()
         sys.exit(130)
     except Interrupted as exc:
+        api.remove_temporary_outputs()
         sys.exit(128 + exc.signum)
 
 

@@ -173,14 +173,15 @@ def sample_batch(
     smooth_share: float = 0.0,
     grain: float = 1.5,
     pad_share: float = 0.0,
+    whole_share: float = 0.25,
 ) -> torch.Tensor:
-    """(batch, 3, size, size) uint8 on the pack's device: a quarter whole resized images (when
-    the pack has them at this size), ``smooth_share`` random crops of smooth regions with
-    Gaussian grain of a standard deviation drawn from [0, ``grain``) per crop, the rest random
-    crops of regions drawn by their weights; random h-flips. Then the last ``pad_share`` of
-    the batch get their last rows and columns (fewer than half the crop each) replaced by
-    edge replication, as the codec pads an image to multiples of 2^levels and codes the
-    padding too."""
+    """(batch, 3, size, size) uint8 on the pack's device: ``whole_share`` (rounded down) whole
+    resized images (when the pack has them at this size), ``smooth_share`` random crops of
+    smooth regions with Gaussian grain of a standard deviation drawn from [0, ``grain``) per
+    crop, the rest random crops of regions drawn by their weights; random h-flips. Then the
+    last ``pad_share`` of the batch get their last rows and columns (fewer than half the crop
+    each) replaced by edge replication, as the codec pads an image to multiples of 2^levels
+    and codes the padding too."""
     regions = pack["regions"]
     device = regions.device
 
@@ -202,7 +203,7 @@ def sample_batch(
     whole = pack.get(f"whole{size}")
     n = 0
     if whole is not None:
-        n = batch // 4
+        n = int(batch * whole_share)
         out[:n] = whole[randint(len(whole), n)]
     smooth = pack.get("smooth")
     m = min(batch - n, round(batch * smooth_share)) if smooth is not None else 0
