@@ -3,8 +3,8 @@
 # the log come back in $OUT/run (then go on from it on the CPU with --init, or commit it).
 # Prepare on the CPU machine (the tracked checkpoints travel with the working tree; the pack
 # is carried, and must leave room in the 64 MiB carry):
-#   python scripts/pack_data.py --from runs/pack3 --out build/gpu-pack --max-regions 6000 \
-#       --max-smooth 1500
+#   python scripts/pack_data.py --from runs/pack4 --out build/gpu-pack --max-regions 6000 \
+#       --max-smooth 1500 --max-whole 1500
 # Device tool: carry ["build/gpu-pack"], timeout_s a minute or two above the budget, command
 #   bash scripts/gpu_train.sh MINUTES CHECKPOINT [train.py options]
 # e.g. a finished lineage fine-tuned with smooth regions, stages as fractions of the budget:

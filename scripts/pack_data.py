@@ -2,12 +2,13 @@
 pack that travels to a GPU machine.
 
     python scripts/pack_data.py --out runs/pack --max-regions 12000
-    python scripts/pack_data.py --from runs/pack3 --out build/gpu-pack --max-regions 5000 \
-        --max-smooth 1500
+    python scripts/pack_data.py --from runs/pack4 --out build/gpu-pack --max-regions 5000 \
+        --max-smooth 1500 --max-whole 1500
 
-Recipe 3 packs (12 000 regions and 3 774 smooth regions) are 87 MiB. The device tool
-carries 64 MiB a call, the checkpoint included: ``--from`` keeps at most --max-regions regions
-and --max-smooth smooth ones, evenly over the photos, without touching ../shared.
+Recipe 3 packs (12 000 regions and 3 774 smooth regions) were 87 MiB; recipe 4 adds 15
+thumbnails per photo at 32 and 64 px. The device tool carries 64 MiB a call, the checkpoint
+included: ``--from`` keeps at most --max-regions regions, --max-smooth smooth ones and
+--max-whole thumbnails of each size, evenly over the photos, without touching ../shared.
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ def main() -> None:
     ap.add_argument("--max-regions", type=int, default=12000)
     ap.add_argument("--from", type=Path, dest="source", help="subset this pack instead")
     ap.add_argument("--max-smooth", type=int, default=4000, help="with --from")
+    ap.add_argument(
+        "--max-whole", type=int, default=3000, help="with --from: thumbnails of each size"
+    )
     args = ap.parse_args()
     if args.source:
-        pack = subset_pack(load_pack(args.source), args.max_regions, args.max_smooth)
+        pack = subset_pack(
+            load_pack(args.source), args.max_regions, args.max_smooth, args.max_whole
+        )
     else:
         pack = build_pack(SHARED, args.max_regions)
     save_pack(pack, args.out)

@@ -19,6 +19,7 @@ from iodfz.flow.data import (  # noqa: E402
     sample_batch,
     save_pack,
     subset_pack,
+    thumb_box,
 )
 
 
@@ -52,8 +53,18 @@ def test_subset_keeps_regions_evenly_with_their_weights() -> None:
     assert small["regions"][:, 0, 0, 0].tolist() == [0, 3, 6, 9]  # first and last photo kept
     assert small["region_weights"].tolist() == [0.0, 3.0, 6.0, 9.0]
     assert small["smooth"] is pack["smooth"] and small["whole32"] is pack["whole32"]
+    assert len(subset_pack(pack, 4, 3, max_whole=1)["whole32"]) == 1
     assert subset_pack(pack, 10, 2)["regions"] is regions
     assert subset_pack(pack, 10, 2)["smooth"][:, 0, 0, 0].tolist() == [0, 2]
+
+
+def test_thumbnail_crops_stay_inside_the_photo_and_keep_a_third_of_it() -> None:
+    rng = np.random.default_rng(7)
+    for size in ((500, 375), (375, 500), (64, 48), (4000, 300)):
+        for _ in range(200):
+            x0, y0, x1, y1 = thumb_box(size, rng)
+            assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]
+            assert (x1 - x0) * (y1 - y0) >= 0.3 * size[0] * size[1]
 
 
 def test_batches_are_crops_of_the_pack() -> None:

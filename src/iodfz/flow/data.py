@@ -13,6 +13,10 @@ Each region carries a sampling weight 1/√(area of its downsampled photo): a ph
 weight √area, so that the few very large wallpapers do not crowd out the ImageNet and BSDS
 photos.
 
+From recipe 4 each photo gives 1 + THUMBS_PER_PHOTO thumbnails of each size: the photo resized
+whole, then random crops of it (a third of its area or more, aspect changed by up to 4/3)
+resized whole, as ImageNet32 / 64 were made.
+
 From recipe 3 the pack also holds ``smooth`` regions, like full-resolution photos rather than
 thumbnails: a photo box-downsampled by a factor in [2.4, 4) (no JPEG blocks survive), then
 upsampled bicubically by [1.2, 2). Downsampled photos are sharper per pixel than a
@@ -36,7 +40,10 @@ RANDOM_FACTORS = 2
 SMOOTH_PER_PHOTO = 6  # smooth regions drawn from each photo (recipe 3)
 SMOOTH_DOWN = (2.4, 4.0)
 SMOOTH_UP = (1.2, 2.0)
-PACK_RECIPE = 3  # bump when build_pack changes: train.py rebuilds a pack of another recipe
+THUMBS_PER_PHOTO = 15  # more whole32 / whole64 per photo: random crops resized (recipe 4)
+THUMB_AREA = (0.35, 1.0)  # a crop's share of the photo's area
+THUMB_ASPECT = (3 / 4, 4 / 3)  # a crop's aspect (width / height) over the photo's
+PACK_RECIPE = 4  # bump when build_pack changes: train.py rebuilds a pack of another recipe
 
 
 def box_downsample(img: Image.Image, factor: float) -> np.ndarray:
@@ -46,7 +53,9 @@ def box_downsample(img: Image.Image, factor: float) -> np.ndarray:
 
 
 def build_pack(root: Path, max_regions: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Arrays (N, h, w, 3) uint8: ``whole32``, ``whole64``, ``regions`` (at most
+    """Arrays (N, h, w, 3) uint8: ``whole32``, ``whole64`` (each photo resized whole, then
+    THUMBS_PER_PHOTO random crops of it resized, as ImageNet32 / 64 resize whole photos: 635
+    thumbnails alone were seen ~1 300 times each in a long run), ``regions`` (at most
     ``max_regions`` 64×64 tiles, non-overlapping within one downsampled photo, drawn uniformly)
     and ``smooth`` (64×64, up to SMOOTH_PER_PHOTO per photo), and ``region_weights`` (N,)
     float64. The smooth regions come from their own random stream: ``regions`` are those of
@@ -56,11 +65,13 @@ def build_pack(root: Path, max_regions: int, seed: int = 0) -> dict[str, np.ndar
     )
     rng = np.random.default_rng(seed)
     smooth_rng = np.random.default_rng(seed + 1)
+    thumb_rng = np.random.default_rng(seed + 2)
     whole32, whole64, regions, weights, smooth = [], [], [], [], []
     for path in files:
         img = Image.open(path).convert("RGB")
-        whole32.append(np.asarray(img.resize((32, 32), Image.BOX)))
-        whole64.append(np.asarray(img.resize((64, 64), Image.BOX)))
+        for box in [None, *(thumb_box(img.size, thumb_rng) for _ in range(THUMBS_PER_PHOTO))]:
+            whole32.append(np.asarray(img.resize((32, 32), Image.BOX, box)))
+            whole64.append(np.asarray(img.resize((64, 64), Image.BOX, box)))
         for factor in (2, 4, 8, *rng.uniform(2, 8, RANDOM_FACTORS)):
             small = box_downsample(img, factor)
             weight = 1 / np.sqrt(small.shape[0] * small.shape[1])
@@ -79,6 +90,18 @@ def build_pack(root: Path, max_regions: int, seed: int = 0) -> dict[str, np.ndar
     }
 
 
+def thumb_box(size: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A random crop (left, top, right, bottom) of a photo of ``size`` (w, h) for a thumbnail:
+    THUMB_AREA of its area, its aspect changed by a factor in THUMB_ASPECT (log-uniform)."""
+    w, h = size
+    area = rng.uniform(*THUMB_AREA) * w * h
+    aspect = np.exp(rng.uniform(*np.log(THUMB_ASPECT)))
+    cw = int(min(w, max(1, round(np.sqrt(area * aspect * w / h)))))
+    ch = int(min(h, max(1, round(area / cw))))
+    x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    return x, y, x + cw, y + ch
+
+
 def smooth_regions(img: Image.Image, rng: np.random.Generator) -> list[np.ndarray]:
     """Up to SMOOTH_PER_PHOTO random 64×64 regions of ``img`` box-downsampled by a factor in
     SMOOTH_DOWN, then upsampled bicubically by one in SMOOTH_UP."""
@@ -94,12 +117,15 @@ def smooth_regions(img: Image.Image, rng: np.random.Generator) -> list[np.ndarra
 
 
 def subset_pack(
-    pack: dict[str, np.ndarray], max_regions: int, max_smooth: int
+    pack: dict[str, np.ndarray], max_regions: int, max_smooth: int, max_whole: int = 1 << 30
 ) -> dict[str, np.ndarray]:
-    """At most ``max_regions`` regions (with their weights) and ``max_smooth`` smooth regions,
-    evenly strided so that every photo keeps its share: both are stored photo by photo."""
+    """At most ``max_regions`` regions (with their weights), ``max_smooth`` smooth regions and
+    ``max_whole`` thumbnails of each size, evenly strided so that every photo keeps its share:
+    all are stored photo by photo."""
     out = dict(pack)
-    for name, most in (("regions", max_regions), ("smooth", max_smooth)):
+    limits = [("regions", max_regions), ("smooth", max_smooth)]
+    limits += [(name, max_whole) for name in pack if name.startswith("whole")]
+    for name, most in limits:
         if name in pack and len(pack[name]) > most:
             keep = np.linspace(0, len(pack[name]) - 1, most).round().astype(np.int64)
             out[name] = pack[name][keep]
