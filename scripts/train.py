@@ -142,6 +142,12 @@ def main() -> None:
         help="share of each batch that is whole photos resized to the crop size (thumbnails)",
     )
     ap.add_argument(
+        "--clip-share",
+        type=float,
+        default=0.0,
+        help="share of each batch brightened (or darkened) until 10-60 %% of it saturates",
+    )
+    ap.add_argument(
         "--pad-share",
         type=float,
         default=0.0,
@@ -242,7 +248,15 @@ def main() -> None:
         size = args.sizes[step % len(args.sizes)]
         n = args.batch * (largest // size) ** 2
         x = sample_batch(
-            pack, gen, n, size, args.smooth_share, args.grain, args.pad_share, args.whole_share
+            pack,
+            gen,
+            n,
+            size,
+            args.smooth_share,
+            args.grain,
+            args.pad_share,
+            args.whole_share,
+            args.clip_share,
         )
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not quantized):

@@ -131,6 +131,25 @@ def test_whole_share_sets_how_many_thumbnails_lead_the_batch(share: float, thumb
     assert found == [True] * thumbnails + [False] * (8 - thumbnails)
 
 
+def test_clipped_exposure_saturates_a_tenth_or_more_of_each_crop() -> None:
+    rng = np.random.default_rng(8)
+    ramp = np.linspace(20, 200, REGION)[None, :, None, None] + rng.normal(0, 3, (4, 1, 1, 3))
+    noisy = ramp + rng.normal(0, 2, (4, REGION, REGION, 3))
+    regions = np.clip(np.round(noisy), 0, 255).astype(np.uint8).transpose(0, 2, 1, 3)
+    pack = pack_to_device({"regions": regions, "region_weights": np.ones(4)}, torch.device("cpu"))
+    plain = sample_batch(pack, torch.Generator().manual_seed(9), 16, 32)
+    batch = sample_batch(pack, torch.Generator().manual_seed(9), 16, 32, clip_share=1.0)
+    assert torch.equal(plain, sample_batch(pack, torch.Generator().manual_seed(9), 16, 32))
+    for before, after in zip(plain.permute(0, 2, 3, 1), batch.permute(0, 2, 3, 1), strict=True):
+        bright = (after == 255).any(-1).float().mean()
+        dark = (after == 0).any(-1).float().mean()
+        assert max(bright, dark) >= 0.09, (bright, dark)
+        # a contrast stretch: the order of values is kept, within one channel
+        b, a = before[..., 0].flatten().float(), after[..., 0].flatten().float()
+        order = torch.argsort(b)
+        assert (a[order].diff() >= 0).all()
+
+
 def test_grain_moves_smooth_crops_by_about_its_deviation() -> None:
     flat = np.full((1, REGION, REGION, 3), 128, np.uint8)
     pack = pack_to_device(

@@ -43,6 +43,8 @@ SMOOTH_UP = (1.2, 2.0)
 THUMBS_PER_PHOTO = 15  # more whole32 / whole64 per photo: random crops resized (recipe 4)
 THUMB_AREA = (0.35, 1.0)  # a crop's share of the photo's area
 THUMB_ASPECT = (3 / 4, 4 / 3)  # a crop's aspect (width / height) over the photo's
+CLIP_SHARE = (0.1, 0.6)  # share of a clipped-exposure crop's pixels that saturate
+MAX_CLIP_GAIN = 4.0
 PACK_RECIPE = 4  # bump when build_pack changes: train.py rebuilds a pack of another recipe
 
 
@@ -200,6 +202,7 @@ def sample_batch(
     grain: float = 1.5,
     pad_share: float = 0.0,
     whole_share: float = 0.25,
+    clip_share: float = 0.0,
 ) -> torch.Tensor:
     """(batch, 3, size, size) uint8 on the pack's device: ``whole_share`` (rounded down) whole
     resized images (when the pack has them at this size), ``smooth_share`` random crops of
@@ -207,7 +210,8 @@ def sample_batch(
     crop, the rest random crops of regions drawn by their weights; random h-flips. Then the
     last ``pad_share`` of the batch get their last rows and columns (fewer than half the crop
     each) replaced by edge replication, as the codec pads an image to multiples of 2^levels
-    and codes the padding too."""
+    and codes the padding too. Last, ``clip_share`` of the batch, at random, get a clipped
+    exposure (:func:`clipped_exposure`)."""
     regions = pack["regions"]
     device = regions.device
 
@@ -246,7 +250,29 @@ def sample_batch(
         cols = torch.minimum(span, size - 1 - randint(size // 2, k)[:, None])
         padded = torch.arange(batch - k, batch, device=device)
         out[padded] = out[padded[:, None, None], rows[:, :, None], cols[:, None, :]]
+    c = min(batch, round(batch * clip_share))
+    if c:
+        chosen = torch.randperm(batch, generator=gen)[:c].to(device)
+        out[chosen] = clipped_exposure(out[chosen], gen)
     return out.permute(0, 3, 1, 2)
+
+
+def clipped_exposure(crops: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """(N, S, S, 3) uint8 crops with their contrast stretched until a share in CLIP_SHARE of
+    their pixels has a channel at 255 (x·g; one crop in four towards 0 instead: 255 − (255 −
+    x)·g), each channel clipped there, as in an over- or under-exposed photo: flat, saturated
+    regions, which photos downsampled ≥ 2× rarely hold and Kodak often does (half of
+    kodim20's pixels). The gain g is at most MAX_CLIP_GAIN."""
+    n = len(crops)
+    x = crops.float()
+    share = CLIP_SHARE[0] + torch.rand(n, generator=gen) * (CLIP_SHARE[1] - CLIP_SHARE[0])
+    dark = (torch.rand(n, generator=gen) < 0.25).to(crops.device)
+    x = torch.where(dark[:, None, None, None], 255 - x, x)  # darkening is brightening 255 - x
+    brightest = x.amax(-1).flatten(1).sort(dim=1).values
+    rank = ((1 - share) * (brightest.shape[1] - 1)).round().long().to(crops.device)
+    level = brightest.gather(1, rank[:, None])[:, 0].clamp(min=255 / MAX_CLIP_GAIN)
+    x = torch.clamp(torch.round(x * (255 / level)[:, None, None, None]), 0, 255)
+    return torch.where(dark[:, None, None, None], 255 - x, x).to(torch.uint8)
 
 
 def load_dev_sets(root: Path) -> dict[str, np.ndarray]:
