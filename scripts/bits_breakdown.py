@@ -2,11 +2,13 @@
 coder's overhead and the container's bytes per file (bits per sub-pixel of the image).
 
     python scripts/bits_breakdown.py ../shared/data/kodak ../shared/data/dev/imagenet32 \
-        [--model iodf-w64] [--json out.json]
+        [--model iodf-w64] [--json out.json] [--blocks 64]
 
 Ideal code lengths come from the model's own integer tables on the tiles the codec cuts
 (padding included); "coder" is what the rANS streams add to them, "container" what the whole
 `.iodf` of a binary PPM of the same pixels adds to the streams (header, sections, name).
+``--blocks N`` also sets the model's bits on each N×N square against JPEG-XL's on the square
+alone, in eighths from JPEG-XL's cheapest squares to its costliest: where a gap to JPEG-XL is.
 """
 
 from __future__ import annotations
@@ -33,24 +35,41 @@ from iodfz.engine.tables import model_tables
 IMAGE_SUFFIXES = {".png", ".ppm", ".bmp", ".tif", ".tiff"}
 
 
-def ideal_bits(model: Model, backend: flow.Backend, rgb: np.ndarray) -> list[float]:
-    """Ideal bits of each level's factored-out half, then of the top, over the codec's tiles."""
+def ideal_bit_maps(model: Model, backend: flow.Backend, rgb: np.ndarray) -> list[np.ndarray]:
+    """Ideal bits of each level's factored-out half, then of the top, summed over channels,
+    at each position of that level's grid over the padded image (the codec's tiles put back
+    in place): level l's map is 2^(l+1) times smaller than the image, the top's 2^levels."""
     logistic, mixture = model_tables(model)
     h, w, _ = rgb.shape
     hp, wp = (pixel_codec.padded_size(n, model.levels) for n in (h, w))
     image = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
-    bits = [0.0] * model.levels
+    shifts = [*range(1, model.levels), model.levels]
+    maps = [np.zeros((hp >> k, wp >> k)) for k in shifts]
     for rects in pixel_codec.batches(hp, wp, pixel_codec.TILE):
         x = np.stack([image[y : y + th, x0 : x0 + tw] for y, x0, th, tw in rects])
         splits, top = flow.forward(model, backend, x)
-        for level, s in enumerate(splits):
-            index, offset = coder_tables.logistic_index(s.scale_index, s.mean_fp)
-            bits[level] += float(
-                coder_tables.symbol_bits(logistic, s.values, index, offset)[0].sum()
-            )
         channel = np.broadcast_to(np.arange(top.shape[-1]), top.shape)
-        bits[-1] += float(coder_tables.symbol_bits(mixture, top, channel)[0].sum())
-    return bits
+        parts = [
+            coder_tables.symbol_bits(
+                logistic, s.values, *coder_tables.logistic_index(s.scale_index, s.mean_fp)
+            )[0].reshape(s.values.shape)
+            for s in splits
+        ] + [coder_tables.symbol_bits(mixture, top, channel)[0].reshape(top.shape)]
+        for bits, k, grid in zip(parts, shifts, maps, strict=True):
+            for tile, (y, x0, th, tw) in zip(bits.sum(-1), rects, strict=True):
+                grid[y >> k : (y + th) >> k, x0 >> k : (x0 + tw) >> k] = tile
+    return maps
+
+
+def block_bits(maps: list[np.ndarray], model: Model, block: int) -> np.ndarray:
+    """Bits of each block×block square of the padded image (block a multiple of 2^levels)."""
+    shifts = [*range(1, model.levels), model.levels]
+    total = 0
+    for grid, k in zip(maps, shifts, strict=True):
+        f = block >> k
+        gh, gw = grid.shape[0] // f, grid.shape[1] // f
+        total = total + grid[: gh * f, : gw * f].reshape(gh, f, gw, f).sum((1, 3))
+    return total
 
 
 def ppm(rgb: np.ndarray) -> bytes:
@@ -70,7 +89,7 @@ def breakdown(model: Model, folder: Path, limit: int | None) -> dict:
     written = level is not None
     for path in files:
         rgb = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
-        levels += ideal_bits(model, backend, rgb)
+        levels += [float(m.sum()) for m in ideal_bit_maps(model, backend, rgb)]
         stream_bits += 8 * sum(map(len, pixel_codec.encode(model, backend, rgb)))
         if written:
             out = io.BytesIO()
@@ -92,6 +111,36 @@ def breakdown(model: Model, folder: Path, limit: int | None) -> dict:
     return row
 
 
+def blocks_against_jpegxl(model: Model, folder: Path, limit: int | None, block: int) -> list:
+    """Every block×block square of every image (inside the image: padding left out), coded
+    by the model (its ideal bits, the image coded whole) and by JPEG-XL e7 alone; the squares
+    sorted by JPEG-XL's cost and cut into eighths: per eighth, JPEG-XL's and the model's bpsp
+    and the model's excess as a share of the set's bits per sub-pixel."""
+    import imagecodecs
+
+    backend = backend_for(model)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    ours, theirs = [], []
+    for path in files:
+        rgb = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
+        bits = block_bits(ideal_bit_maps(model, backend, rgb), model, block)
+        for by in range(rgb.shape[0] // block):
+            for bx in range(rgb.shape[1] // block):
+                square = rgb[by * block : (by + 1) * block, bx * block : (bx + 1) * block]
+                coded = imagecodecs.jpegxl_encode(
+                    np.ascontiguousarray(square), lossless=True, effort=7
+                )
+                ours.append(bits[by, bx])
+                theirs.append(8.0 * len(coded))
+    per = 3 * block * block
+    ours_a, theirs_a = np.array(ours) / per, np.array(theirs) / per
+    rows = []
+    for part in np.array_split(np.argsort(theirs_a, kind="stable"), 8):
+        excess = float((ours_a[part] - theirs_a[part]).sum()) / len(ours_a)
+        rows.append([float(theirs_a[part].mean()), float(ours_a[part].mean()), excess])
+    return rows
+
+
 def writing_level(model: Model) -> int | None:
     """The first ``--level`` that writes with this model; None for a decode-only model."""
     card = next(c for c in zoo.cards() if c["model_id"] == model.model_id)
@@ -108,6 +157,12 @@ def main() -> None:
     )
     ap.add_argument("--limit", type=int, help="at most this many files per set")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument(
+        "--blocks",
+        type=int,
+        metavar="N",
+        help="also compare N×N squares against JPEG-XL e7 on each square alone (imagecodecs)",
+    )
     args = ap.parse_args()
     if args.model:
         card = next((c for c in zoo.cards() if c.get("name") == args.model), None)
@@ -118,7 +173,15 @@ def main() -> None:
         model = zoo.load_by_id(card["model_id"]) if args.model else default_model(folder)
         name = next(c["name"] for c in zoo.cards() if c["model_id"] == model.model_id)
         rows[str(folder)] = {"model": name, **breakdown(model, folder, args.limit)}
-    skip = ("model", "container_bytes_per_file", "files")
+        if args.blocks:
+            if args.blocks % (1 << model.levels):
+                raise SystemExit(
+                    f"bits_breakdown: --blocks must be a multiple of {1 << model.levels}"
+                )
+            rows[str(folder)]["blocks"] = blocks_against_jpegxl(
+                model, folder, args.limit, args.blocks
+            )
+    skip = ("model", "container_bytes_per_file", "files", "blocks")
     parts = list(dict.fromkeys(k for row in rows.values() for k in row if k not in skip))
     table = Table(title="bits per sub-pixel")
     for k in ["set", "model", *parts, "container B/file"]:
@@ -128,7 +191,19 @@ def main() -> None:
         per_file = row["container_bytes_per_file"]
         per_file_cell = "—" if per_file is None else f"{per_file:.1f}"
         table.add_row(Path(set_name).name, row["model"], *cells, per_file_cell)
-    Console(width=max(120, Console().width)).print(table)
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    for set_name, row in rows.items():
+        if "blocks" not in row:
+            continue
+        blocks = Table(
+            title=f"{Path(set_name).name}: {args.blocks}×{args.blocks} squares by JPEG-XL's cost"
+        )
+        for k in ("eighth", "JPEG-XL e7 alone", row["model"], "excess, bpsp of the set"):
+            blocks.add_column(k, justify="right")
+        for i, (jxl, model_bpsp, excess) in enumerate(row["blocks"], 1):
+            blocks.add_row(str(i), f"{jxl:.3f}", f"{model_bpsp:.3f}", f"{excess:+.4f}")
+        console.print(blocks)
     if args.json:
         args.json.write_text(json.dumps({"sets": rows}, indent=1) + "\n")
 
