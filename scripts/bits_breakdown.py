@@ -26,11 +26,10 @@ from rich.table import Table
 from iodfz import api, zoo
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codecs import Options
-from iodfz.coder import tables as coder_tables
 from iodfz.engine import flow
 from iodfz.engine.backends import backend_for
 from iodfz.engine.model import Model
-from iodfz.engine.tables import model_tables
+from iodfz.engine.tables import latent_bits
 
 IMAGE_SUFFIXES = {".png", ".ppm", ".bmp", ".tif", ".tiff"}
 
@@ -39,7 +38,6 @@ def ideal_bit_maps(model: Model, backend: flow.Backend, rgb: np.ndarray) -> list
     """Ideal bits of each level's factored-out half, then of the top, summed over channels,
     at each position of that level's grid over the padded image (the codec's tiles put back
     in place): level l's map is 2^(l+1) times smaller than the image, the top's 2^levels."""
-    logistic, mixture = model_tables(model)
     h, w, _ = rgb.shape
     hp, wp = (pixel_codec.padded_size(n, model.levels) for n in (h, w))
     image = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
@@ -47,14 +45,7 @@ def ideal_bit_maps(model: Model, backend: flow.Backend, rgb: np.ndarray) -> list
     maps = [np.zeros((hp >> k, wp >> k)) for k in shifts]
     for rects in pixel_codec.batches(hp, wp, pixel_codec.TILE):
         x = np.stack([image[y : y + th, x0 : x0 + tw] for y, x0, th, tw in rects])
-        splits, top = flow.forward(model, backend, x)
-        channel = np.broadcast_to(np.arange(top.shape[-1]), top.shape)
-        parts = [
-            coder_tables.symbol_bits(
-                logistic, s.values, *coder_tables.logistic_index(s.scale_index, s.mean_fp)
-            )[0].reshape(s.values.shape)
-            for s in splits
-        ] + [coder_tables.symbol_bits(mixture, top, channel)[0].reshape(top.shape)]
+        parts = latent_bits(model, *flow.forward(model, backend, x))
         for bits, k, grid in zip(parts, shifts, maps, strict=True):
             for tile, (y, x0, th, tw) in zip(bits.sum(-1), rects, strict=True):
                 grid[y >> k : (y + th) >> k, x0 >> k : (x0 + tw) >> k] = tile

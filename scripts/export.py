@@ -18,12 +18,11 @@ import numpy as np
 import torch
 
 from iodfz.codec import pixels as pixel_codec
-from iodfz.coder import tables as coder_tables
 from iodfz.engine import flow
 from iodfz.engine import model as engine_model
 from iodfz.engine.export import export_model
 from iodfz.engine.reference import NumpyBackend
-from iodfz.engine.tables import model_tables
+from iodfz.engine.tables import latent_bits
 from iodfz.flow.data import SHARED, load_dev_sets
 from iodfz.flow.model import FlowConfig, IntegerFlow
 
@@ -37,17 +36,8 @@ def float_bpsp(model: IntegerFlow, images: np.ndarray, quantized: bool) -> float
 
 def integer_bpsp(model: engine_model.Model, images: np.ndarray) -> float:
     """The exported integer model's likelihood: its latents under its integer coder tables."""
-    logistic, mixture = model_tables(model)
     splits, top = flow.forward(model, NumpyBackend(), images.transpose(0, 2, 3, 1))
-    bits = sum(
-        coder_tables.symbol_bits(
-            logistic, s.values, *coder_tables.logistic_index(s.scale_index, s.mean_fp)
-        )[0].sum()
-        for s in splits
-    )
-    channel = np.broadcast_to(np.arange(top.shape[-1]), top.shape)
-    bits += coder_tables.symbol_bits(mixture, top, channel)[0].sum()
-    return float(bits) / images.size
+    return sum(float(bits.sum()) for bits in latent_bits(model, splits, top)) / images.size
 
 
 def coded_bpsp(model: engine_model.Model, images: np.ndarray) -> float:

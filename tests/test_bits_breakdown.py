@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -11,34 +10,20 @@ import pytest
 
 from iodfz import zoo
 from iodfz.codec import pixels as pixel_codec
-from iodfz.coder import tables as coder_tables
 from iodfz.engine import flow
+from iodfz.engine.model import Model
 from iodfz.engine.reference import NumpyBackend
-from iodfz.engine.tables import model_tables
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bits_breakdown.py"
+from iodfz.engine.tables import latent_bits
 
 
 @pytest.fixture(scope="module")
-def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bits_breakdown_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script: Callable[[str], ModuleType]) -> ModuleType:
+    return load_script("bits_breakdown")
 
 
-def tile_bits(model, tile: np.ndarray) -> float:  # type: ignore[no-untyped-def]
-    logistic, mixture = model_tables(model)
+def tile_bits(model: Model, tile: np.ndarray) -> float:
     splits, top = flow.forward(model, NumpyBackend(1), tile[None])
-    bits = sum(
-        coder_tables.symbol_bits(
-            logistic, s.values, *coder_tables.logistic_index(s.scale_index, s.mean_fp)
-        )[0].sum()
-        for s in splits
-    )
-    channel = np.broadcast_to(np.arange(top.shape[-1]), top.shape)
-    return float(bits + coder_tables.symbol_bits(mixture, top, channel)[0].sum())
+    return sum(float(bits.sum()) for bits in latent_bits(model, splits, top))
 
 
 def test_maps_and_blocks_add_up_to_each_tiles_bits(script: ModuleType) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 from iodfz import limits, zoo
 from iodfz.coder import tables as coder_tables
 from iodfz.coder.errors import CoderError
+from iodfz.engine.flow import SplitLatents
 from iodfz.engine.model import Model
 
 _BY_HASH: dict[str, coder_tables.Tables] = {}
@@ -32,6 +33,21 @@ def mixture_tables(model: Model) -> coder_tables.Tables:
     return coder_tables.build_mixture_table(
         t["mix_logits_fp"], t["mix_means_fp"], t["mix_scale_index"], (lo, hi)
     )
+
+
+def latent_bits(model: Model, splits: list[SplitLatents], top: np.ndarray) -> list[np.ndarray]:
+    """Ideal code length, in bits, of every latent under the model's own tables (what the
+    coder's streams approach): each level's factored-out half, then the top, each array shaped
+    like its latents (an escape counts its escape symbol only)."""
+    logistic, mixture = model_tables(model)
+    bits = [
+        coder_tables.symbol_bits(
+            logistic, s.values, *coder_tables.logistic_index(s.scale_index, s.mean_fp)
+        )[0].reshape(s.values.shape)
+        for s in splits
+    ]
+    channel = np.broadcast_to(np.arange(top.shape[-1]), top.shape)
+    return [*bits, coder_tables.symbol_bits(mixture, top, channel)[0].reshape(top.shape)]
 
 
 def model_tables(model: Model) -> tuple[coder_tables.Tables, coder_tables.Tables]:
