@@ -607,8 +607,8 @@ def _new_temporary(path: Path) -> str:
     temporary file this process made (``tempfile.mkstemp`` leaves a window after it)."""
     folder = os.fspath(path.parent or ".")
     for _ in range(_TEMP_ATTEMPTS):
-        random = base64.b32encode(os.urandom(5)).decode("ascii").lower()
-        tmp = os.path.join(folder, f"{temp_name(path.name)}{random}{TEMP_SUFFIX}")
+        token = base64.b32encode(os.urandom(5)).decode("ascii").lower()
+        tmp = os.path.join(folder, f"{temp_name(path.name)}{token}{TEMP_SUFFIX}")
         _LIVE_TEMPORARIES.add(tmp)
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
