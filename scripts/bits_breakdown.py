@@ -41,7 +41,7 @@ def ideal_bit_maps(model: Model, backend: flow.Backend, rgb: np.ndarray) -> list
     h, w, _ = rgb.shape
     hp, wp = (pixel_codec.padded_size(n, model.levels) for n in (h, w))
     image = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
-    shifts = [*range(1, model.levels), model.levels]
+    shifts = range(1, model.levels + 1)  # level l's grid: 2^(l+1) pixels a side; the top's 2^L
     maps = [np.zeros((hp >> k, wp >> k)) for k in shifts]
     for rects in pixel_codec.batches(hp, wp, pixel_codec.TILE):
         x = np.stack([image[y : y + th, x0 : x0 + tw] for y, x0, th, tw in rects])
@@ -54,9 +54,8 @@ def ideal_bit_maps(model: Model, backend: flow.Backend, rgb: np.ndarray) -> list
 
 def block_bits(maps: list[np.ndarray], model: Model, block: int) -> np.ndarray:
     """Bits of each block×block square of the padded image (block a multiple of 2^levels)."""
-    shifts = [*range(1, model.levels), model.levels]
     total = 0
-    for grid, k in zip(maps, shifts, strict=True):
+    for grid, k in zip(maps, range(1, model.levels + 1), strict=True):
         f = block >> k
         gh, gw = grid.shape[0] // f, grid.shape[1] // f
         total = total + grid[: gh * f, : gw * f].reshape(gh, f, gw, f).sum((1, 3))
@@ -68,19 +67,24 @@ def ppm(rgb: np.ndarray) -> bytes:
     return b"P6\n%d %d\n255\n" % (w, h) + rgb.tobytes()
 
 
-def breakdown(model: Model, folder: Path, limit: int | None) -> dict:
+def breakdown(model: Model, folder: Path, limit: int | None, block: int | None = None) -> dict:
     """One set's row. The container columns need the CLI to write every file with this model
     (or zstd), so they are None otherwise: for a model kept only to decode, or one whose card's
-    ``pixels`` range leaves these images to another model."""
+    ``pixels`` range leaves these images to another model. With ``block``, the row's
+    ``blocks`` compare block×block squares against JPEG-XL (:func:`against_jpegxl`)."""
     backend = backend_for(model)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     level = writing_level(model)
     levels = np.zeros(model.levels)
     stream_bits = container_bits = subpixels = 0.0
     written = level is not None
+    squares: list[tuple[float, float]] = []
     for path in files:
         rgb = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
-        levels += [float(m.sum()) for m in ideal_bit_maps(model, backend, rgb)]
+        maps = ideal_bit_maps(model, backend, rgb)
+        levels += [float(m.sum()) for m in maps]
+        if block:
+            squares += square_bits(rgb, block_bits(maps, model, block), block)
         stream_bits += 8 * sum(map(len, pixel_codec.encode(model, backend, rgb)))
         if written:
             out = io.BytesIO()
@@ -99,36 +103,33 @@ def breakdown(model: Model, folder: Path, limit: int | None) -> dict:
         (container_bits - stream_bits) / 8 / len(files) if written else None
     )
     row["files"] = len(files)
+    if block:
+        row["blocks"] = against_jpegxl(squares, 3 * block * block)
     return row
 
 
-def blocks_against_jpegxl(model: Model, folder: Path, limit: int | None, block: int) -> list:
-    """Every block×block square of every image (inside the image: padding left out), coded
-    by the model (its ideal bits, the image coded whole) and by JPEG-XL e7 alone; the squares
-    sorted by JPEG-XL's cost and cut into eighths: per eighth, JPEG-XL's and the model's bpsp
-    and the model's excess as a share of the set's bits per sub-pixel."""
+def square_bits(rgb: np.ndarray, bits: np.ndarray, block: int) -> list[tuple[float, float]]:
+    """(the model's bits, JPEG-XL e7's bits coding it alone) of every block×block square
+    inside the image (padding left out); ``bits`` from :func:`block_bits`."""
     import imagecodecs
 
-    backend = backend_for(model)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
-    ours, theirs = [], []
-    for path in files:
-        rgb = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
-        bits = block_bits(ideal_bit_maps(model, backend, rgb), model, block)
-        for by in range(rgb.shape[0] // block):
-            for bx in range(rgb.shape[1] // block):
-                square = rgb[by * block : (by + 1) * block, bx * block : (bx + 1) * block]
-                coded = imagecodecs.jpegxl_encode(
-                    np.ascontiguousarray(square), lossless=True, effort=7
-                )
-                ours.append(bits[by, bx])
-                theirs.append(8.0 * len(coded))
-    per = 3 * block * block
-    ours_a, theirs_a = np.array(ours) / per, np.array(theirs) / per
+    pairs = []
+    for by in range(rgb.shape[0] // block):
+        for bx in range(rgb.shape[1] // block):
+            square = rgb[by * block : (by + 1) * block, bx * block : (bx + 1) * block]
+            coded = imagecodecs.jpegxl_encode(np.ascontiguousarray(square), lossless=True, effort=7)
+            pairs.append((float(bits[by, bx]), 8.0 * len(coded)))
+    return pairs
+
+
+def against_jpegxl(squares: list[tuple[float, float]], subpixels: int) -> list[list[float]]:
+    """The squares sorted by JPEG-XL's cost and cut into eighths: per eighth, JPEG-XL's and
+    the model's bpsp and the model's excess as a share of the set's bits per sub-pixel."""
+    ours, theirs = (np.array(column) / subpixels for column in zip(*squares, strict=True))
     rows = []
-    for part in np.array_split(np.argsort(theirs_a, kind="stable"), 8):
-        excess = float((ours_a[part] - theirs_a[part]).sum()) / len(ours_a)
-        rows.append([float(theirs_a[part].mean()), float(ours_a[part].mean()), excess])
+    for part in np.array_split(np.argsort(theirs, kind="stable"), 8):
+        excess = float((ours[part] - theirs[part]).sum()) / len(ours)
+        rows.append([float(theirs[part].mean()), float(ours[part].mean()), excess])
     return rows
 
 
@@ -163,15 +164,9 @@ def main() -> None:
     for folder in args.sets:
         model = zoo.load_by_id(card["model_id"]) if args.model else default_model(folder)
         name = next(c["name"] for c in zoo.cards() if c["model_id"] == model.model_id)
-        rows[str(folder)] = {"model": name, **breakdown(model, folder, args.limit)}
-        if args.blocks:
-            if args.blocks % (1 << model.levels):
-                raise SystemExit(
-                    f"bits_breakdown: --blocks must be a multiple of {1 << model.levels}"
-                )
-            rows[str(folder)]["blocks"] = blocks_against_jpegxl(
-                model, folder, args.limit, args.blocks
-            )
+        if args.blocks and args.blocks % (1 << model.levels):
+            raise SystemExit(f"bits_breakdown: --blocks must be a multiple of {1 << model.levels}")
+        rows[str(folder)] = {"model": name, **breakdown(model, folder, args.limit, args.blocks)}
     skip = ("model", "container_bytes_per_file", "files", "blocks")
     parts = list(dict.fromkeys(k for row in rows.values() for k in row if k not in skip))
     table = Table(title="bits per sub-pixel")

@@ -145,7 +145,7 @@ def main() -> None:
         "--clip-share",
         type=float,
         default=0.0,
-        help="share of each batch brightened (or darkened) until 10-60 %% of it saturates",
+        help="share of each batch contrast-stretched until 10-60 %% of it saturates",
     )
     ap.add_argument(
         "--pad-share",
@@ -252,11 +252,11 @@ def main() -> None:
             gen,
             n,
             size,
-            args.smooth_share,
-            args.grain,
-            args.pad_share,
-            args.whole_share,
-            args.clip_share,
+            smooth_share=args.smooth_share,
+            grain=args.grain,
+            pad_share=args.pad_share,
+            whole_share=args.whole_share,
+            clip_share=args.clip_share,
         )
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not quantized):

@@ -45,3 +45,12 @@ def test_maps_and_blocks_add_up_to_each_tiles_bits(script: ModuleType) -> None:
     assert blocks.shape == (10, 2)
     assert blocks.sum() == pytest.approx(sum(m.sum() for m in maps), rel=1e-12)
     assert pixel_codec.TILE == 256
+
+
+def test_eighths_sort_by_jpegxl_and_add_up_to_the_excess(script: ModuleType) -> None:
+    squares = [(float(2 * i + 8), float(i)) for i in range(16)]  # ours, JPEG-XL's bits
+    rows = script.against_jpegxl(squares, 2)
+    assert [r[0] for r in rows] == [(2 * k + 0.5) / 2 for k in range(8)]
+    assert [r[1] for r in rows] == [(4 * k + 9) / 2 for k in range(8)]
+    total = sum(ours - theirs for ours, theirs in squares) / 2 / len(squares)
+    assert sum(r[2] for r in rows) == pytest.approx(total)
