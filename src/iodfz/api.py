@@ -144,9 +144,13 @@ def model_card(model_id: str) -> dict[str, Any] | None:
     keeps), or None."""
     try:
         from iodfz import zoo
+        from iodfz.codec import predictive
     except ImportError:  # the engine cannot be imported: no models either
         return None
-    return zoo.card_for(model_id)
+    card = zoo.card_for(model_id)
+    if card is None and predictive.CODER_ID.startswith(model_id.lower()):
+        return {"name": predictive.NAME, "model_id": predictive.CODER_ID}
+    return card
 
 
 def _tiling(header: Header) -> Any:

@@ -300,8 +300,11 @@ def _backend_name(model_id: str) -> str:
     """The backend the image codec runs this model on: the selection it uses itself."""
     try:
         from iodfz import zoo
+        from iodfz.codec import predictive
         from iodfz.engine.backends import backend_for
 
+        if model_id == predictive.CODER_ID:
+            return "numpy (no network)"
         return backend_for(zoo.load_by_id(model_id)).name
     except Exception as exc:  # no usable model or backend: say why instead of failing the file
         return f"none ({exc})"

@@ -141,6 +141,20 @@ def main(out_dir: Path) -> None:
         c, codec = compress(data, Options(level=level))
         assert codec == 2
         put(f"neural-l{level}-stdin.iodf", c, data, codec=codec, frame_codecs={"neural-image": 1})
+    # codec 2, the predictive coder (iodf-predictive-1: the default level above 128×128)
+    data = image_file(photo(144, 160, 3, 8), "PPM")
+    meta = {"name": b"predictive.ppm", "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}
+    c, codec = compress(data, Options(level=3), **meta)  # type: ignore[arg-type]
+    put(
+        "v2-predictive-ppm-rgb-144x160.iodf",
+        c,
+        data,
+        codec=codec,
+        frame_codecs={"neural-image": 1},
+        name="predictive.ppm",
+        mode="0644",
+        mtime_ns=MTIME_NS,
+    )
     for file, expect in manifest.items():  # the frame codecs claimed above are the real ones
         container = io.BytesIO((out_dir / file).read_bytes())
         assert api.info(container).to_dict()["frame_codecs"] == expect["frame_codecs"], file

@@ -21,7 +21,9 @@ import zstandard
 
 from iodfz import formats, limits, zoo
 from iodfz.codec import pixels as pixel_codec
-from iodfz.codecs import Options, Share
+from iodfz.codec import predictive
+from iodfz.codec.predictive import PredictiveCoder
+from iodfz.codecs import TRY_ALL_FROM, Options, Share
 from iodfz.coder import CoderError, ans
 from iodfz.container import (
     CODEC_IMAGE,
@@ -45,6 +47,9 @@ from iodfz.engine.tables import model_tables
 from iodfz.errors import IodfError
 
 MIN_SIDE = 8
+#: Below the max levels, images of more pixels than this go to the predictive coder alone,
+#: smaller ones to the flow (README "Predictive coder": where each codes smaller).
+PREDICTIVE_FROM_PIXELS = 128 * 128
 MODEL_ID_SIZE = 8  # bytes of the model file's SHA-256 a version 1 container names it by
 FLAG_EXACT = IMAGE_EXACT  # image format section flags (FORMAT.md 3.1)
 FLAG_SIDE_ZSTD = IMAGE_SIDE_ZSTD
@@ -176,8 +181,8 @@ class _Input:
     parsed: formats.ParsedImage
     rgb: np.ndarray
     extra: np.ndarray | None
-    model: Model
-    backend: Backend
+    model: Model | PredictiveCoder
+    backend: Backend | None  # None for the predictive coder
 
 
 @dataclass(frozen=True)
@@ -223,7 +228,10 @@ class NeuralImageCodec:
         results = []
         for i, taken in enumerate(takens):
             share = None if progress is None else _part_of(progress, i, len(takens))
-            streams = pixel_codec.encode(taken.model, taken.backend, taken.rgb, progress=share)
+            if isinstance(taken.model, Model) and taken.backend is not None:
+                streams = pixel_codec.encode(taken.model, taken.backend, taken.rgb, progress=share)
+            else:
+                streams = predictive.encode(taken.rgb, progress=share)
             results.append(_put_together(taken, streams, level))
         return _smallest(results)
 
@@ -238,6 +246,7 @@ class NeuralImageCodec:
         alone."""
         results: dict[int, Encoded | None] = {}
         tried: dict[int, list[Encoded | None]] = {}
+        failed: set[int] = set()
         groups: dict[tuple[str, tuple[int, ...]], list[tuple[int, int, _Input]]] = {}
         for i, data in enumerate(datas):
             try:
@@ -246,17 +255,28 @@ class NeuralImageCodec:
                 continue
             if not takens:
                 results[i] = None
-            elif all(pixel_codec.single_tile(*t.rgb.shape[:2], t.model.levels) for t in takens):
+            elif all(
+                not isinstance(t.model, Model)
+                or pixel_codec.single_tile(*t.rgb.shape[:2], t.model.levels)
+                for t in takens
+            ):
                 tried[i] = [None] * len(takens)
                 for k, taken in enumerate(takens):
-                    key = (taken.model.model_id, taken.rgb.shape)
-                    groups.setdefault(key, []).append((i, k, taken))
-        failed: set[int] = set()
+                    if isinstance(taken.model, Model):
+                        key = (taken.model.model_id, taken.rgb.shape)
+                        groups.setdefault(key, []).append((i, k, taken))
+                        continue
+                    try:  # the predictive coder has no batch to share: done here alone
+                        streams = predictive.encode(taken.rgb)
+                        tried[i][k] = _put_together(taken, streams, level)
+                    except Exception:  # found again, and reported, when done alone
+                        failed.add(i)
         for members in groups.values():
             if len(members) < 2:  # alone, a stream codes faster through the coder itself
                 failed.update(i for i, _, _ in members)
                 continue
             first = members[0][2]
+            assert isinstance(first.model, Model) and first.backend is not None
             try:
                 rgbs = [taken.rgb for _, _, taken in members]
                 streams = pixel_codec.encode_many(first.model, first.backend, rgbs)
@@ -278,18 +298,23 @@ class NeuralImageCodec:
         for model in _models(layout.model_id.hex()):
             parts = _cut(layout, payload, model)
             try:
-                rgb = pixel_codec.decode(
-                    model,
-                    _backend(model),
-                    parts.streams,
-                    h,
-                    rgb_w,
-                    layout.tile,
-                    compact=bool(layout.flags & FLAG_COMPACT),
-                    progress=progress,
-                )
+                if isinstance(model, PredictiveCoder):
+                    if layout.tile != predictive.TILE:
+                        raise predictive.PredictiveError(f"bad tile size {layout.tile}")
+                    rgb = predictive.decode(parts.streams, h, rgb_w, progress=progress)
+                else:
+                    rgb = pixel_codec.decode(
+                        model,
+                        _backend(model),
+                        parts.streams,
+                        h,
+                        rgb_w,
+                        layout.tile,
+                        compact=bool(layout.flags & FLAG_COMPACT),
+                        progress=progress,
+                    )
                 break
-            except (CoderError, pixel_codec.PixelCodecError) as exc:
+            except (CoderError, pixel_codec.PixelCodecError, predictive.PredictiveError) as exc:
                 last_error = exc  # a model whose id shares the prefix: try the next one
         else:
             raise IodfError(f"damaged container: image payload: {last_error}")
@@ -308,6 +333,8 @@ class NeuralImageCodec:
                 layout = _layout(sections)
                 model = next(_models(layout.model_id.hex()))
                 h, rgb_w = layout.shape.height, layout.rgb_width
+                if not isinstance(model, Model):
+                    continue  # the predictive coder decodes one image at a time
                 if not layout.flags & FLAG_COMPACT or not pixel_codec.single_tile(
                     h, rgb_w, model.levels, layout.tile
                 ):
@@ -421,14 +448,18 @@ def _layout(sections: Sections) -> _Layout:
     return _Layout(shape, model_id, flags, fmt, tile)
 
 
-def _cut(layout: _Layout, payload: bytes, model: Model) -> _Parts:
-    """``payload`` cut into its parts, for ``model``'s number of streams; IodfError when it
-    cannot be."""
+def _cut(layout: _Layout, payload: bytes, model: Model | PredictiveCoder) -> _Parts:
+    """``payload`` cut into its parts, for ``model``'s number of streams (the predictive
+    coder's parameter part counted as one); IodfError when it cannot be."""
     h, rgb_w, flags = layout.shape.height, layout.rgb_width, layout.flags
     if not fits(h, layout.shape.width, layout.shape.channels, model.levels):
         raise IodfError("damaged container: image too large")
-    plan = pixel_codec.batch_count(*_padded(h, rgb_w, model.levels), layout.tile)
-    if plan * ans.HEAD_WORDS * 2 > len(payload):  # every stream holds its lane heads
+    if isinstance(model, PredictiveCoder):
+        batches = predictive.batch_count(h, rgb_w)
+        plan = batches + 1
+    else:
+        batches = plan = pixel_codec.batch_count(*_padded(h, rgb_w, model.levels), layout.tile)
+    if batches * ans.HEAD_WORDS * 2 > len(payload):  # every stream holds its lane heads
         raise IodfError("damaged container: image payload too short for its shape")
     if flags & FLAG_COMPACT:
         present = (not flags & FLAG_SIDE_NONE) + layout.has_alpha
@@ -463,10 +494,23 @@ def _rebuild(layout: _Layout, rgb: np.ndarray, parts: _Parts) -> bytes:
 _WARNED: set[str] = set()
 
 
-def _engines_for(level: int, height: int, width: int) -> list[tuple[Model, Backend]]:
-    """The level's models for an image of this size (``zoo.models_for``), each with a backend
-    that passed its test vectors; a model that cannot be used is left out — with none left,
-    images go through zstd — with one warning per process (``iodfz selftest`` tells more)."""
+def _engines_for(
+    level: int, height: int, width: int
+) -> list[tuple[Model | PredictiveCoder, Backend | None]]:
+    """What an image of this size is coded with at ``level``: below the max levels, the
+    predictive coder alone above ``PREDICTIVE_FROM_PIXELS``; else the level's models
+    (``zoo.models_for``), each with a backend that passed its test vectors, and from the max
+    levels up the predictive coder too. A model that cannot be used is left out — with none
+    left, images go through zstd — with one warning per process (``iodfz selftest`` tells
+    more)."""
+    if level >= TRY_ALL_FROM:
+        return [*_flow_engines(level, height, width), (predictive.CODER, None)]
+    if height * width > PREDICTIVE_FROM_PIXELS:
+        return [(predictive.CODER, None)]
+    return list(_flow_engines(level, height, width))
+
+
+def _flow_engines(level: int, height: int, width: int) -> list[tuple[Model, Backend]]:
     try:
         models = zoo.models_for(
             level, lambda depth: math.prod(_padded(height, width, depth)), height * width
@@ -492,12 +536,14 @@ def _warn_unusable(exc: Exception) -> None:
         print(f"iodfz: warning: neural image path unusable, using zstd ({exc})", file=sys.stderr)
 
 
-def _models(prefix: str) -> Iterator[Model]:
-    """The installed models whose id starts with ``prefix`` (hex). A version 2 container keeps
-    2 bytes of the id, so two installed models may share it: the caller tries each, and the
-    rANS end check and the content digest refuse the wrong one (FORMAT.md 3.1)."""
+def _models(prefix: str) -> Iterator[Model | PredictiveCoder]:
+    """The installed models whose id starts with ``prefix`` (hex), then the predictive coder
+    if its id does. A version 2 container keeps 2 bytes of the id, so two may share it: the
+    caller tries each, and the rANS end check and the content digest refuse the wrong one
+    (FORMAT.md 3.1)."""
     ids = [card["model_id"] for card in zoo.cards() if card["model_id"].startswith(prefix)]
-    if not ids:
+    coder = [predictive.CODER] if predictive.CODER_ID.startswith(prefix) else []
+    if not ids and not coder:
         searched = ", ".join(map(str, zoo.model_dirs()))
         raise IodfError(f"needs model {prefix[:16]}, which is not installed (searched {searched})")
     for model_id in ids:
@@ -507,6 +553,7 @@ def _models(prefix: str) -> Iterator[Model]:
         except (LookupError, ModelError, CoderError) as exc:
             raise IodfError(f"model {model_id[:16]} is unusable ({exc})") from None
         yield model
+    yield from coder
 
 
 def _backend(model: Model) -> Backend:

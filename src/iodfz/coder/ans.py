@@ -179,8 +179,7 @@ def push(
     n = t_all.size
     if n == 0:
         return
-    freq_f = tables.freq.astype(np.float64)
-    start_f = tables.start.astype(np.float64)
+    freq_f, start_f = tables.freq_float, tables.start_float
     lo_t, nsym_t, base_t = tables.lo, tables.nsym, tables.base
     total = float(1 << tables.precision)
     xmax_scale = float(1 << (L_BITS + WORD_BITS - tables.precision))

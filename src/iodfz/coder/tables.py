@@ -90,6 +90,15 @@ class Tables:
         return len(self.lo)
 
     @cached_property
+    def freq_float(self) -> npt.NDArray[np.float64]:
+        """``freq`` as float64 (what encoding computes with), converted once per table set."""
+        return self.freq.astype(np.float64)
+
+    @cached_property
+    def start_float(self) -> npt.NDArray[np.float64]:
+        return self.start.astype(np.float64)
+
+    @cached_property
     def lut(self) -> npt.NDArray[np.uint16]:
         """[T * 2**precision] cf -> symbol index within its table."""
         sym = np.arange(len(self.freq), dtype=np.int64) - np.repeat(self.base, self.nsym + 1)

@@ -1,0 +1,149 @@
+"""The predictive coder (docs/INTEGER.md "Predictive coder", FORMAT.md 3.5): every image back
+exactly, damage refused, and the image codec routing images to it. Its rules are pinned by a
+golden container (tests/golden/v2-predictive-*, tests/test_golden.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import pytest
+from test_image_codec import encode_file, photo_like
+
+from iodfz import api, zoo
+from iodfz.codec import image as image_codec
+from iodfz.codec import predictive
+from iodfz.codecs import Options
+from iodfz.coder import CoderError
+
+
+def _shapes() -> list[tuple[int, int]]:
+    return [(8, 8), (8, 300), (300, 9), (256, 256), (257, 255), (512, 300)]
+
+
+@pytest.mark.parametrize("shape", _shapes())
+def test_images_come_back_exactly(shape: tuple[int, int]) -> None:
+    rgb = photo_like(*shape, seed=sum(shape))
+    parts = predictive.encode(rgb)
+    assert len(parts) == predictive.batch_count(*shape) + 1
+    assert np.array_equal(predictive.decode(parts, *shape), rgb)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rng: np.zeros((40, 50, 3), np.uint8),
+        lambda rng: np.full((40, 50, 3), 255, np.uint8),
+        lambda rng: rng.integers(0, 256, (40, 50, 3), dtype=np.uint8),  # noise: escapes
+        lambda rng: (
+            (np.indices((40, 50)).sum(0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, -1)
+        ),  # the largest residuals
+        lambda rng: np.stack(
+            [np.full((40, 50), 255), np.zeros((40, 50)), np.full((40, 50), 255)], -1
+        ).astype(np.uint8),  # chroma at its extremes
+    ],
+)
+def test_extreme_images_come_back_exactly(make) -> None:
+    rgb = make(np.random.default_rng(0))
+    assert np.array_equal(predictive.decode(predictive.encode(rgb), 40, 50), rgb)
+
+
+def test_the_colour_transform_is_exact_on_every_pixel() -> None:
+    values = np.arange(256, dtype=np.uint8)
+    rgb = np.stack(np.meshgrid(values, values, values, indexing="ij"), -1).reshape(-1, 3)
+    planes = predictive.to_planes(rgb)
+    assert np.array_equal(predictive.to_rgb(planes), rgb)
+    for plane, (low, high) in zip(planes, predictive.PLANE_RANGES, strict=True):
+        assert low <= plane.min() and plane.max() <= high
+
+
+def test_the_coder_id_is_the_hash_of_its_name() -> None:
+    expected = hashlib.sha256(b"iodfz predictive coder 1 (docs/INTEGER.md)").hexdigest()
+    assert expected == predictive.CODER_ID
+
+
+def test_fitted_parameters_code_no_worse_than_others() -> None:
+    rng = np.random.default_rng(1)
+    residuals = np.round(rng.logistic(0.6, 3.0, 5000)).astype(np.int64)
+    contexts = np.full(5000, 7)
+    params = predictive.fit(residuals, contexts)
+    assert (np.delete(params, 7, axis=0) == 0).all()  # contexts without samples
+    bits = predictive._scale_bits()
+
+    def cost(s: int, m: int) -> float:
+        return float(bits[s, m & 7, residuals - (m >> 3) + 1023].sum())
+
+    best = cost(*params[7])
+    assert all(best <= cost(s, m) for s in range(64) for m in (-8, 0, 5, 8))
+
+
+def test_damaged_parts_are_refused() -> None:
+    rgb = photo_like(40, 50, seed=3)
+    parts = predictive.encode(rgb)
+    with pytest.raises(predictive.PredictiveError):
+        predictive.decode(parts[:1], 40, 50)  # a stream missing
+    with pytest.raises(predictive.PredictiveError):
+        predictive.decode([parts[0][:-1], *parts[1:]], 40, 50)
+    bad = bytearray(parts[0])
+    bad[0] = 64  # scale index beyond the grid
+    with pytest.raises(predictive.PredictiveError):
+        predictive.decode([bytes(bad), *parts[1:]], 40, 50)
+    with pytest.raises((CoderError, predictive.PredictiveError)):
+        predictive.decode([parts[0], parts[1][:-3]], 40, 50)
+    outcomes = set()
+    for i in range(0, len(parts[1]), max(1, len(parts[1]) // 40)):
+        damaged = bytearray(parts[1])
+        damaged[i] ^= 0x5A
+        try:
+            decoded = predictive.decode([parts[0], bytes(damaged)], 40, 50)
+        except (CoderError, predictive.PredictiveError):
+            outcomes.add("refused")
+        else:
+            outcomes.add("same" if np.array_equal(decoded, rgb) else "different")
+    assert "refused" in outcomes  # the rANS end check catches damage on its own
+
+
+needs_models = pytest.mark.skipif(not zoo.cards(), reason="no model installed in models/")
+
+
+def _model_of(data: bytes, level: int) -> str:
+    encoded = image_codec.NeuralImageCodec().try_compress(data, level, Options())
+    assert encoded is not None
+    sections, payload, produced = encoded
+    assert produced == data
+    model_id = sections.model_id()
+    assert model_id is not None
+    back = image_codec.NeuralImageCodec().decompress(sections, payload)
+    assert back == data
+    return model_id.hex()
+
+
+@needs_models
+def test_the_default_level_codes_large_images_predictively_and_small_ones_by_flow() -> None:
+    large = encode_file(photo_like(130, 140, seed=7), "PPM")
+    small = encode_file(photo_like(64, 64, seed=8), "PPM")
+    assert predictive.CODER_ID.startswith(_model_of(large, 3))
+    assert not predictive.CODER_ID.startswith(_model_of(small, 3))
+
+
+@needs_models
+def test_the_max_level_keeps_the_smaller_of_flow_and_predictive() -> None:
+    data = encode_file(photo_like(130, 140, seed=9), "PPM")
+    codec = image_codec.NeuralImageCodec()
+    at_max = codec.try_compress(data, 9, Options())
+    at_default = codec.try_compress(data, 3, Options())
+    assert at_max is not None and at_default is not None
+    assert len(at_max[1]) <= len(at_default[1])
+
+
+@needs_models
+def test_a_container_names_the_predictive_coder() -> None:
+    data = encode_file(photo_like(130, 140, seed=7), "PPM")
+    out = io.BytesIO()
+    api.compress(io.BytesIO(data), out, Options(level=3))
+    back = io.BytesIO()
+    api.decompress(io.BytesIO(out.getvalue()), back)
+    assert back.getvalue() == data
+    card = api.model_card(predictive.CODER_ID[:4])
+    assert card is not None and card["name"] == predictive.NAME
