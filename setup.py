@@ -4,7 +4,9 @@ Everything else is configured in pyproject.toml. The repository keeps its models
 ``models/`` (beside ``src/``) so that training and export write them in one place; a wheel
 built from the repository, or from its sdist, copies whatever ``models/*.iodfm`` and their
 cards ``models/*.json`` exist at build time into ``iodfz/models``, where ``iodfz.zoo`` finds
-them in an installed package. Editable installs read ``models/`` directly.
+them in an installed package, and so does the predictive coder's default parameters
+(``models/iodf-predictive-1.json``, a JSON file without a model). Editable installs read
+``models/`` directly.
 """
 
 from pathlib import Path
@@ -22,10 +24,8 @@ class BuildWithModels(build_py):
             return
         target = Path(self.build_lib, "iodfz", "models")
         self.mkpath(str(target))
-        for model in sorted(MODELS.glob("*.iodfm")):
-            card = model.with_suffix(".json")
-            for path in (model, card) if card.exists() else (model,):
-                self.copy_file(str(path), str(target / path.name))
+        for path in sorted([*MODELS.glob("*.iodfm"), *MODELS.glob("*.json")]):
+            self.copy_file(str(path), str(target / path.name))
 
 
 setup(cmdclass={"build_py": BuildWithModels})

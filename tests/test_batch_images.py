@@ -17,7 +17,6 @@ from test_image_codec import encode_file, photo_like
 from iodfz import api, cli, zoo
 from iodfz.codec import image as image_codec
 from iodfz.codec import pixels as pixel_codec
-from iodfz.codec import predictive
 from iodfz.codecs import Options
 from iodfz.container import CODEC_IMAGE
 
@@ -67,15 +66,9 @@ def test_codec_batch_results_equal_results_alone(level: int) -> None:
         assert (got[0], got[1], got[2]) == alone
     items = [(got[0], got[1]) for got in together.values() if got is not None]
     decoded = codec.decompress_many(items)
-    # an image whose model coded no other of its shape is left out, to be decoded alone, and
-    # so is one the predictive coder (which the max level also tries) coded smallest
+    # an image whose model coded no other of its shape is left out, to be decoded alone
     groups = Counter((s.model_id(), s.shape()) for s, _ in items)
-    paired = [
-        i
-        for i, (s, _) in enumerate(items)
-        if groups[s.model_id(), s.shape()] > 1
-        and not predictive.CODER_ID.startswith(s.model_id().hex())
-    ]
+    paired = [i for i, (s, _) in enumerate(items) if groups[s.model_id(), s.shape()] > 1]
     assert sorted(decoded) == paired
     for i, data in decoded.items():
         assert data == codec.decompress(*items[i])

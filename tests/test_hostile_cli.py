@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from iodfz import api, cli, zoo
 from iodfz.bench import run_cli_peak_rss
+from iodfz.codec import predictive
 from iodfz.codecs import Options
 from iodfz.container import (
     CODEC_ZSTD,
@@ -115,12 +116,11 @@ def test_no_model_is_said_once_on_the_first_image(models: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "no model installed" in warnings[0], result.stderr
-    assert json.loads(invoke("info", "--json", tmp_path / "p0.ppm.iodf").stdout)[0]["codec"] == (
-        "zstd"
-    )
+    row = json.loads(invoke("info", "--json", tmp_path / "p0.ppm.iodf").stdout)[0]
+    assert (row["codec"], row["model_name"]) == ("neural-image", predictive.NAME)  # no network
 
 
-def test_stale_model_card_falls_back_to_zstd(models: Path, tmp_path: Path) -> None:
+def test_stale_model_card_falls_back_to_the_predictive_coder(models: Path, tmp_path: Path) -> None:
     shipped = sorted((SRC.parent / "models").glob("*.iodfm"))
     if not shipped:
         pytest.skip("no shipped model")
@@ -134,8 +134,8 @@ def test_stale_model_card_falls_back_to_zstd(models: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "internal error" not in result.stderr
     assert "warning" in result.stderr and "does not match" in result.stderr
-    with open(tmp_path / "p.ppm.iodf", "rb") as f:
-        assert api.info(f).codec == CODEC_ZSTD
+    row = json.loads(invoke("info", "--json", tmp_path / "p.ppm.iodf").stdout)[0]
+    assert (row["codec"], row["model_name"]) == ("neural-image", predictive.NAME)
 
 
 # --------------------------------------------------------------------------- telling the truth

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from iodfz import api, zoo
+from iodfz.codec import predictive
 from iodfz.codecs import Options
 from iodfz.container import CODEC_IMAGE, CODEC_STORED, CODEC_ZSTD
 from iodfz.errors import IodfError
@@ -174,7 +175,9 @@ def test_cli_info_shows_shape_model_and_guarantee(tmp_path, run_iodfz) -> None:
     assert "neural-image" in out and "64x64x3" in out and "byte-exact pnm" in out
 
 
-def test_unusable_engine_falls_back_to_zstd_with_a_warning(monkeypatch, capsys) -> None:
+def test_unusable_engine_falls_back_to_the_predictive_coder_with_a_warning(
+    monkeypatch, capsys
+) -> None:
     from iodfz.codec import image
     from iodfz.engine.backends import BackendUnavailable
 
@@ -183,8 +186,11 @@ def test_unusable_engine_falls_back_to_zstd_with_a_warning(monkeypatch, capsys) 
 
     monkeypatch.setattr(image, "backend_for", broken)
     data = encode_file(photo_like(64, 64), "PPM")
+    encoded = image.CODEC.try_compress(data, 3, Options())
+    assert encoded is not None
+    assert predictive.CODER_ID.startswith(encoded[0].model_id().hex())
     codec, _, back = roundtrip(data)
-    assert codec != CODEC_IMAGE and back == data
+    assert codec == CODEC_IMAGE and back == data
     assert "neural image path unusable" in capsys.readouterr().err
 
 

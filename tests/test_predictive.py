@@ -67,7 +67,7 @@ def test_fitted_parameters_code_no_worse_than_others() -> None:
     rng = np.random.default_rng(1)
     residuals = np.round(rng.logistic(0.6, 3.0, 5000)).astype(np.int64)
     contexts = np.full(5000, 7)
-    params = predictive.fit(residuals, contexts)
+    params = predictive.fit(predictive.histograms(residuals, contexts))
     assert (np.delete(params, 7, axis=0) == 0).all()  # contexts without samples
     bits = predictive._scale_bits()
 
@@ -120,11 +120,15 @@ def _model_of(data: bytes, level: int) -> str:
 
 
 @needs_models
-def test_the_default_level_codes_large_images_predictively_and_small_ones_by_flow() -> None:
+def test_the_default_level_codes_large_images_predictively_and_small_ones_by_the_smaller() -> None:
     large = encode_file(photo_like(130, 140, seed=7), "PPM")
-    small = encode_file(photo_like(64, 64, seed=8), "PPM")
     assert predictive.CODER_ID.startswith(_model_of(large, 3))
-    assert not predictive.CODER_ID.startswith(_model_of(small, 3))
+    for seed in range(4):
+        rgb = photo_like(64, 64, seed=seed)
+        encoded = image_codec.NeuralImageCodec().try_compress(encode_file(rgb, "PPM"), 3, Options())
+        assert encoded is not None
+        alone = sum(map(len, predictive.encode(rgb)))
+        assert len(encoded[1]) <= alone + 4  # + the parts' lengths
 
 
 @needs_models
@@ -147,3 +151,30 @@ def test_a_container_names_the_predictive_coder() -> None:
     assert back.getvalue() == data
     card = api.model_card(predictive.CODER_ID[:4])
     assert card is not None and card["name"] == predictive.NAME
+
+
+def test_small_images_use_the_shipped_defaults_and_large_ones_may_fit_their_own() -> None:
+    assert predictive.default_params() is not None
+    small = predictive.encode(photo_like(32, 32, seed=2))
+    assert small[0][0] == predictive.MODE_DEFAULTS and len(small[0]) == 4
+    large = predictive.encode(photo_like(300, 280, seed=2))
+    assert large[0][0] in (predictive.MODE_DEFAULTS, predictive.MODE_OWN)
+
+
+def test_a_damaged_parameter_part_is_refused() -> None:
+    parts = predictive.encode(photo_like(32, 32, seed=2))
+    for bad in (b"", b"\x02abc", b"\x01\x00\x00", b"\x01\x00\x00\x08", b"\x00" + bytes(10)):
+        with pytest.raises(predictive.PredictiveError):
+            predictive.decode([bad, parts[1]], 32, 32)
+
+
+def test_batches_of_small_images_give_the_bytes_made_alone() -> None:
+    rgbs = [photo_like(24, 40, seed=s) for s in range(5)]
+    many = predictive.encode_many(rgbs)
+    assert many == [predictive.encode(rgb) for rgb in rgbs]
+    damaged = [list(p) for p in many]
+    damaged[2][1] = damaged[2][1][:-2]
+    back = predictive.decode_many(damaged, 24, 40)
+    assert back[2] is None
+    for k in (0, 1, 3, 4):
+        assert np.array_equal(back[k], rgbs[k])

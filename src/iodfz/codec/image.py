@@ -47,8 +47,9 @@ from iodfz.engine.tables import model_tables
 from iodfz.errors import IodfError
 
 MIN_SIDE = 8
-#: Below the max levels, images of more pixels than this go to the predictive coder alone,
-#: smaller ones to the flow (README "Predictive coder": where each codes smaller).
+#: Below the max levels, images of more pixels than this go to the predictive coder alone;
+#: smaller ones to the flow and the predictive coder, the smaller result kept (README
+#: "Predictive coder": the flow still wins some small images, never many large ones).
 PREDICTIVE_FROM_PIXELS = 128 * 128
 MODEL_ID_SIZE = 8  # bytes of the model file's SHA-256 a version 1 container names it by
 FLAG_EXACT = IMAGE_EXACT  # image format section flags (FORMAT.md 3.1)
@@ -255,31 +256,22 @@ class NeuralImageCodec:
                 continue
             if not takens:
                 results[i] = None
-            elif all(
-                not isinstance(t.model, Model)
-                or pixel_codec.single_tile(*t.rgb.shape[:2], t.model.levels)
-                for t in takens
-            ):
+            elif all(_single_tile(t) for t in takens):
                 tried[i] = [None] * len(takens)
                 for k, taken in enumerate(takens):
-                    if isinstance(taken.model, Model):
-                        key = (taken.model.model_id, taken.rgb.shape)
-                        groups.setdefault(key, []).append((i, k, taken))
-                        continue
-                    try:  # the predictive coder has no batch to share: done here alone
-                        streams = predictive.encode(taken.rgb)
-                        tried[i][k] = _put_together(taken, streams, level)
-                    except Exception:  # found again, and reported, when done alone
-                        failed.add(i)
+                    key = (taken.model.model_id, taken.rgb.shape)
+                    groups.setdefault(key, []).append((i, k, taken))
         for members in groups.values():
             if len(members) < 2:  # alone, a stream codes faster through the coder itself
                 failed.update(i for i, _, _ in members)
                 continue
             first = members[0][2]
-            assert isinstance(first.model, Model) and first.backend is not None
             try:
                 rgbs = [taken.rgb for _, _, taken in members]
-                streams = pixel_codec.encode_many(first.model, first.backend, rgbs)
+                if isinstance(first.model, Model) and first.backend is not None:
+                    streams = pixel_codec.encode_many(first.model, first.backend, rgbs)
+                else:
+                    streams = predictive.encode_many(rgbs)
                 for (i, k, taken), image_streams in zip(members, streams, strict=True):
                     tried[i][k] = _put_together(taken, image_streams, level)
             except Exception:  # found again, and reported, when each input is done alone
@@ -327,17 +319,17 @@ class NeuralImageCodec:
         that are anything else, or fail here in any way, are left out, for ``decompress`` to
         do (and report) alone; a result is the very bytes ``decompress`` gives."""
         groups: dict[tuple[str, int, int, int], list[tuple[int, _Layout, _Parts]]] = {}
-        models: dict[str, Model] = {}
+        models: dict[str, Model | PredictiveCoder] = {}
         for i, (sections, payload) in enumerate(items):
             try:
                 layout = _layout(sections)
                 model = next(_models(layout.model_id.hex()))
                 h, rgb_w = layout.shape.height, layout.rgb_width
-                if not isinstance(model, Model):
-                    continue  # the predictive coder decodes one image at a time
-                if not layout.flags & FLAG_COMPACT or not pixel_codec.single_tile(
-                    h, rgb_w, model.levels, layout.tile
-                ):
+                if isinstance(model, PredictiveCoder):
+                    one_tile = layout.tile == predictive.TILE and predictive.single_tile(h, rgb_w)
+                else:
+                    one_tile = pixel_codec.single_tile(h, rgb_w, model.levels, layout.tile)
+                if not layout.flags & FLAG_COMPACT or not one_tile:
                     continue
                 parts = _cut(layout, payload, model)
             except Exception:  # found again, and reported, when this item is done alone
@@ -351,8 +343,11 @@ class NeuralImageCodec:
                 continue
             model = models[model_id]
             try:
-                streams = [parts.streams[0] for _, _, parts in members]
-                rgbs = pixel_codec.decode_many(model, _backend(model), streams, h, rgb_w)
+                if isinstance(model, PredictiveCoder):
+                    rgbs = predictive.decode_many([p.streams for _, _, p in members], h, rgb_w)
+                else:
+                    streams = [parts.streams[0] for _, _, parts in members]
+                    rgbs = pixel_codec.decode_many(model, _backend(model), streams, h, rgb_w)
             except Exception:  # found again, and reported, when each item is done alone
                 continue
             for (i, layout, parts), rgb in zip(members, rgbs, strict=True):
@@ -497,17 +492,14 @@ _WARNED: set[str] = set()
 def _engines_for(
     level: int, height: int, width: int
 ) -> list[tuple[Model | PredictiveCoder, Backend | None]]:
-    """What an image of this size is coded with at ``level``: below the max levels, the
-    predictive coder alone above ``PREDICTIVE_FROM_PIXELS``; else the level's models
-    (``zoo.models_for``), each with a backend that passed its test vectors, and from the max
-    levels up the predictive coder too. A model that cannot be used is left out — with none
-    left, images go through zstd — with one warning per process (``iodfz selftest`` tells
-    more)."""
-    if level >= TRY_ALL_FROM:
-        return [*_flow_engines(level, height, width), (predictive.CODER, None)]
-    if height * width > PREDICTIVE_FROM_PIXELS:
+    """What an image of this size is coded with at ``level`` (the encoder keeps the smallest
+    result): below the max levels, the predictive coder alone above
+    ``PREDICTIVE_FROM_PIXELS``; else the level's models (``zoo.models_for``), each with a
+    backend that passed its test vectors, and the predictive coder. A model that cannot be
+    used is left out, with one warning per process (``iodfz selftest`` tells more)."""
+    if level < TRY_ALL_FROM and height * width > PREDICTIVE_FROM_PIXELS:
         return [(predictive.CODER, None)]
-    return list(_flow_engines(level, height, width))
+    return [*_flow_engines(level, height, width), (predictive.CODER, None)]
 
 
 def _flow_engines(level: int, height: int, width: int) -> list[tuple[Model, Backend]]:
@@ -575,3 +567,11 @@ def _canonical_pnm(shape: ImageShape, pixels: np.ndarray) -> bytes:
 
 
 CODEC = NeuralImageCodec()
+
+
+def _single_tile(taken: _Input) -> bool:
+    """Whether ``taken`` is one tile of its coder (what the batch paths take)."""
+    h, w = taken.rgb.shape[:2]
+    if isinstance(taken.model, PredictiveCoder):
+        return predictive.single_tile(h, w)
+    return pixel_codec.single_tile(h, w, taken.model.levels)

@@ -14,13 +14,19 @@ one), all tiles of a batch and all three planes at once: ``2·h + w`` steps per 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import json
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import numpy.typing as npt
 
+from iodfz import zoo
+from iodfz.codec import lockstep
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codecs import Share
 from iodfz.coder import ans
@@ -40,15 +46,21 @@ PLANE_CONTEXTS = (ERROR_CONTEXTS, *(ERROR_CONTEXTS * (len(RESIDUAL_EDGES) + 1),)
 PLANE_FIRST = np.cumsum((0, *PLANE_CONTEXTS[:-1]))  # each plane's first context
 CONTEXTS = sum(PLANE_CONTEXTS)
 PREDICTORS = 6
-PREDICT_TILES = 4  # tiles predicted at once by the encoder
+PREDICT_PIXELS = 1 << 18  # pixels predicted at once (bounds the temporaries' memory)
 WEIGHT_ONE = 1 << 24
 #: Each plane's sample range: Y, then Co and Cg.
 PLANE_RANGES = ((0, 255), (-255, 255), (-255, 255))
 MAX_MEAN = 127  # |mean| of a context in 1/8 units: one signed byte
 PARAMS_BYTES = 2 * CONTEXTS
+MODE_OWN, MODE_DEFAULTS = 0, 1  # the parameter part's first byte (FORMAT.md 3.5)
+SHIFTS = range(-8, 8)  # scale-index shifts of the default parameters, per plane
+OWN_FROM = 3 * 96 * 96  # samples from which the encoder also tries parameters of its own
+DEFAULTS_FILE = "iodf-predictive-1.json"
+DEFAULTS_SHA256 = "6eb0331dba2de24baeb8ca1d3af4838c20527465162fa1eb396b6c1244c9bddb"
 LOGISTIC_TABLES_HASH = "724e3d9069a3206f29f5a7963e991af169fbd3fd27f561c3e6d0e205c7185706"
 
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 class PredictiveError(ValueError):
@@ -149,7 +161,7 @@ def predict(x: IntArray) -> tuple[IntArray, IntArray]:
 # --- parameters -------------------------------------------------------------------------
 
 
-@cache
+@functools.cache
 def _scale_bits() -> np.ndarray:
     """Ideal bits (64 scales, 8 phases, value −1023 … 1023) of the logistic tables; an escape
     counts 24 bits."""
@@ -174,27 +186,133 @@ def contexts_of(error_context: IntArray, residual: IntArray) -> IntArray:
     return np.concatenate([error_context[:1], chroma + PLANE_FIRST[1:].reshape(shape)])
 
 
-def fit(residuals: IntArray, contexts: IntArray) -> IntArray:
+@dataclass(frozen=True)
+class Counts:
+    """How often each residual (clipped to ±1023) falls in each context: the nonzero counts,
+    ordered by context, then residual."""
+
+    context: IntArray
+    residual: IntArray
+    count: IntArray
+
+    @staticmethod
+    def of(keys: IntArray, weights: IntArray | None = None) -> Counts:
+        unique, inverse = np.unique(keys, return_inverse=True)
+        count = np.bincount(inverse.ravel(), weights, len(unique)).astype(np.int64)
+        return Counts(unique // 2047, unique % 2047 - 1023, count)
+
+    def __add__(self, other: Counts) -> Counts:
+        keys = [c.context * 2047 + c.residual + 1023 for c in (self, other)]
+        return Counts.of(np.concatenate(keys), np.concatenate([self.count, other.count]))
+
+
+def histograms(residuals: IntArray, contexts: IntArray) -> Counts:
+    """The residuals' counts per context."""
+    residual = np.clip(residuals.ravel().astype(np.int64), -1023, 1023)
+    return Counts.of(contexts.ravel().astype(np.int64) * 2047 + residual + 1023)
+
+
+def fit(counts: Counts) -> IntArray:
     """(CONTEXTS, 2): the scale index and mean (1/8 units) of each context minimising the
     ideal code length of its residuals (0, 0 for a context no sample falls in)."""
     bits = _scale_bits()
-    key = contexts.ravel().astype(np.int64) * 2047 + np.clip(residuals.ravel(), -1023, 1023) + 1023
-    hist = np.bincount(key, minlength=CONTEXTS * 2047).reshape(CONTEXTS, 2047)
     params = np.zeros((CONTEXTS, 2), np.int64)
-    for c in np.flatnonzero(hist.sum(1)):
-        values = np.flatnonzero(hist[c]) - 1023
-        weights = hist[c, values + 1023]
+    starts = np.flatnonzero(np.diff(counts.context, prepend=-1))
+    for c, values, weights in zip(
+        counts.context[starts],
+        np.split(counts.residual, starts[1:]),
+        np.split(counts.count, starts[1:]),
+        strict=True,
+    ):
         mean = round(8 * float(np.average(values, weights=weights)))
         best = None
         for m in range(max(mean - 4, -MAX_MEAN), min(mean + 4, MAX_MEAN) + 1):
-            shifted = np.clip(values - (m >> 3), -1023, 1023) + 1023
-            costs = bits[:, m & 7, shifted] @ weights
+            at = np.clip(values - (m >> 3), -1023, 1023) + 1023
+            costs = bits[:, m & 7, at] @ weights
             s = int(np.argmin(costs))
             if best is None or costs[s] < best[0]:
                 best = (costs[s], s, m)
         if best is not None:
             params[c] = best[1:]
     return params
+
+
+def cost(counts: Counts, params: IntArray) -> float:
+    """Ideal bits of the residuals counted with ``params`` (context by context)."""
+    s, m = params[counts.context, 0], params[counts.context, 1]
+    at = np.clip(counts.residual - (m >> 3), -1023, 1023) + 1023
+    return float(_scale_bits()[s, m & 7, at] @ counts.count)
+
+
+def shifted(defaults: IntArray, shifts: IntArray | list[int]) -> IntArray:
+    """``defaults`` with each plane's scale indices moved by its shift (clamped to the grid)."""
+    params = defaults.copy()
+    for k, shift in enumerate(shifts):
+        plane = slice(PLANE_FIRST[k], PLANE_FIRST[k] + PLANE_CONTEXTS[k])
+        params[plane, 0] = np.clip(params[plane, 0] + shift, 0, coder_tables.NUM_SCALES - 1)
+    return params
+
+
+def choose_params(counts: Counts) -> tuple[bytes, IntArray]:
+    """(parameter part, parameters): the shipped defaults with the best shift per plane, or
+    parameters fitted to this image when that is smaller, parameter part included (not tried
+    below OWN_FROM samples, where 416 bytes of parameters never pay)."""
+    candidates = []
+    defaults = default_params()
+    if defaults is not None:
+        shifts = []
+        contexts, counted = counts.context, counts.count
+        m = defaults[contexts, 1]
+        at = np.clip(counts.residual - (m >> 3), -1023, 1023) + 1023
+        trial = np.array(SHIFTS)[:, None]
+        scale = np.clip(defaults[contexts, 0][None, :] + trial, 0, coder_tables.NUM_SCALES - 1)
+        bits = _scale_bits()[scale, (m & 7)[None, :], at[None, :]] * counted  # (shifts, n)
+        plane = np.searchsorted(PLANE_FIRST, contexts, side="right") - 1
+        for k in range(3):
+            shifts.append(SHIFTS[int(np.argmin(bits[:, plane == k].sum(1)))])
+        params = shifted(defaults, shifts)
+        part = bytes([MODE_DEFAULTS]) + np.array(shifts, np.int8).tobytes()
+        candidates.append((cost(counts, params) + 8 * len(part), part, params))
+    if defaults is None or counts.count.sum() >= OWN_FROM:
+        own = fit(counts)
+        part = bytes([MODE_OWN]) + pack_params(own)
+        candidates.append((cost(counts, own) + 8 * len(part), part, own))
+    _, part, params = min(candidates, key=lambda c: c[0])
+    return part, params
+
+
+def read_params(part: bytes) -> IntArray:
+    """The parameters a parameter part (FORMAT.md 3.5) stands for; PredictiveError if damaged,
+    or if it needs default parameters that are not installed intact."""
+    if not part:
+        raise PredictiveError("parameter part is empty")
+    if part[0] == MODE_OWN:
+        return unpack_params(part[1:])
+    if part[0] == MODE_DEFAULTS and len(part) == 4:
+        shifts = np.frombuffer(part[1:], np.int8).astype(np.int64)
+        if int(shifts.min()) < SHIFTS.start or int(shifts.max()) >= SHIFTS.stop:
+            raise PredictiveError("parameter shift out of range")
+        defaults = default_params()
+        if defaults is None:
+            raise PredictiveError(f"needs {DEFAULTS_FILE}, which is not installed intact")
+        return shifted(defaults, shifts)
+    raise PredictiveError("bad parameter part")
+
+
+@functools.cache
+def default_params() -> IntArray | None:
+    """The shipped default parameters (models/DEFAULTS_FILE, fitted on the training photos'
+    thumbnails by scripts/fit_predictive.py) if found with their pinned hash, else None."""
+    for folder in zoo.model_dirs():
+        try:
+            card = json.loads((folder / DEFAULTS_FILE).read_text())
+            packed = np.array(card["scales"], np.uint8).tobytes()
+            packed += np.array(card["means"], np.int8).tobytes()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if hashlib.sha256(packed).hexdigest() == DEFAULTS_SHA256:
+            return unpack_params(packed)
+    return None
 
 
 def pack_params(params: IntArray) -> bytes:
@@ -219,7 +337,7 @@ def _table_of(params: IntArray, context: IntArray) -> tuple[IntArray, IntArray]:
 # --- streams ----------------------------------------------------------------------------
 
 
-@cache
+@functools.cache
 def _diagonals(h: int, w: int) -> list[tuple[IntArray, IntArray]]:
     """(rows, columns) of each anti-diagonal ``2·i + j = t`` of an h×w tile, rows ascending."""
     out = []
@@ -248,19 +366,18 @@ def encode(rgb: np.ndarray, progress: Share | None = None) -> list[bytes]:
     coded = []
     for rects in batches:
         residuals, contexts = [], []
-        for i in range(0, len(rects), PREDICT_TILES):  # bounds the temporaries' memory
-            part = rects[i : i + PREDICT_TILES]
+        per_chunk = max(1, PREDICT_PIXELS // (rects[0][2] * rects[0][3]))
+        for i in range(0, len(rects), per_chunk):
+            part = rects[i : i + per_chunk]
             x = to_planes(np.stack([rgb[y : y + h, x0 : x0 + w] for y, x0, h, w in part]))
             pred, error_context = predict(x)
             residuals.append((x - pred).astype(np.int16))
             contexts.append(contexts_of(error_context, x - pred).astype(np.int16))
         coded.append((np.concatenate(residuals, axis=1), np.concatenate(contexts, axis=1)))
-    params = fit(
-        np.concatenate([r.reshape(3, -1) for r, _ in coded], axis=1),
-        np.concatenate([c.reshape(3, -1) for _, c in coded], axis=1),
-    )
+    counts = [histograms(residual, context) for residual, context in coded]
+    part, params = choose_params(functools.reduce(operator.add, counts))
     tables = logistic_tables()
-    streams = [pack_params(params)]
+    streams = [part]
     done = 0
     for residual, context in coded:
         _, tiles, h, w = residual.shape
@@ -290,7 +407,7 @@ def decode(
     batches = _batches(height, width)
     if len(parts) != len(batches) + 1:
         raise PredictiveError("wrong number of parts")
-    params = unpack_params(parts[0])
+    params = read_params(parts[0])
     tables = logistic_tables()
     rgb = np.empty((height, width, 3), np.uint8)
     done = 0
@@ -305,7 +422,7 @@ def decode(
     return rgb
 
 
-@cache
+@functools.cache
 def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
     """Per anti-diagonal of an h×w tile: flat indices of its samples, of their N, W, NW, NE
     samples after the edge rules (index ``h·w`` is a slot that stays 0), and of the samples'
@@ -323,17 +440,38 @@ def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
     return out
 
 
+Pop = Callable[[IntArray, IntArray], IntArray]  # (table index, offset) (n, tiles) → values
+
+
 def _decode_batch(
     stream: bytes, params: IntArray, tables: coder_tables.Tables, tiles: int, h: int, w: int
 ) -> IntArray:
-    """One batch's planes (3, tiles, h, w). Position-major layouts, so that each gather of a
-    diagonal's neighbours reads whole rows of (predictor,) plane and tile."""
+    """One batch's planes (3, tiles, h, w), its tiles sharing ``params`` and one stream."""
     dec = ans.compact_decoder(stream, _lanes(tiles, h, w))
+
+    def pop(index: IntArray, offset: IntArray) -> IntArray:
+        return ans.pop(dec, tables, index.T.ravel(), offset.T.ravel()).reshape(tiles, -1).T
+
+    x, inside = _decode_tiles(pop, np.broadcast_to(params, (tiles, *params.shape)), h, w)
+    ans.check_finished(dec)
+    if not inside.all():
+        raise PredictiveError("a decoded sample is out of range")
+    return x
+
+
+def _decode_tiles(pop: Pop, params: IntArray, h: int, w: int) -> tuple[IntArray, BoolArray]:
+    """Planes (3, tiles, h, w) of tiles with parameters ``params`` (tiles, CONTEXTS, 2), their
+    residuals from ``pop``, and whether each tile's samples all fell in their planes' ranges
+    (a damaged stream's may not). Position-major layouts, so that each gather of a
+    diagonal's neighbours reads whole rows of (predictor,) plane and tile."""
+    tiles = len(params)
     lanes = 3 * tiles  # (plane, tile) pairs
     x = np.zeros((h * w + 1, lanes), np.int64)  # the last position stays 0
     errors = np.zeros(((h + 1) * (w + 2), PREDICTORS, lanes), np.int32)  # zero border: absent
     low, high = (np.repeat(b.ravel(), tiles)[None, :] for b in _plane_bounds((3, 1)))
     planes = [slice(k * tiles, (k + 1) * tiles) for k in range(3)]
+    tile = np.arange(tiles)[None, :]
+    inside = np.ones(lanes, bool)
     for here, n, west, nw, ne, at, at_n, at_w, at_ne, at_nw in _gathers(h, w):
         preds = _predictors(x[n], x[west], x[nw], x[ne])
         near = 2 * (errors[at_n] + errors[at_w] + errors[at_ne]) + errors[at_nw]
@@ -344,14 +482,78 @@ def _decode_batch(
             if k:
                 previous = np.abs(residual[:, planes[k - 1]])
                 context += ERROR_CONTEXTS * np.searchsorted(RESIDUAL_EDGES, previous, "right")
-            index, offset = _table_of(params, context)
-            coded = ans.pop(dec, tables, index.T.ravel(), offset.T.ravel())
-            residual[:, columns] = coded.reshape(tiles, -1).T
+            chosen = params[tile, context]
+            residual[:, columns] = pop(*coder_tables.logistic_index(chosen[..., 0], chosen[..., 1]))
         value = pred + residual
+        inside &= ((value >= low) & (value <= high)).all(0)
+        value = np.clip(value, low, high)  # a damaged stream's lanes stay bounded
         x[here] = value
         errors[at] = np.abs(value[:, None, :] - np.stack(preds, axis=1))
-    ans.check_finished(dec)
-    x = x[:-1]
-    if (x < low).any() or (x > high).any():
-        raise PredictiveError("a decoded sample is out of range")
-    return x.T.reshape(3, tiles, h, w)
+    return x[:-1].T.reshape(3, tiles, h, w), inside.reshape(3, tiles).all(0)
+
+
+def single_tile(height: int, width: int) -> bool:
+    """Whether an image of this size is one tile (what the batch functions take)."""
+    return height <= TILE and width <= TILE
+
+
+def encode_many(rgbs: Sequence[np.ndarray]) -> list[list[bytes]]:
+    """``[encode(rgb) for rgb in rgbs]`` for images of one shape, one tile each: predicted
+    together, their streams coded in lockstep (each the very bytes ``encode`` gives)."""
+    h, w, _ = rgbs[0].shape
+    if not single_tile(h, w) or any(rgb.shape != rgbs[0].shape for rgb in rgbs):
+        raise ValueError("encode_many takes images of one shape, one tile each")
+    tables = logistic_tables()
+    out = []
+    per_group = max(1, PREDICT_PIXELS // (h * w))
+    for i in range(0, len(rgbs), per_group):
+        x = to_planes(np.stack(rgbs[i : i + per_group]))
+        pred, error_context = predict(x)
+        residual = x - pred
+        context = contexts_of(error_context, residual)
+        chosen = [
+            choose_params(histograms(residual[:, t], context[:, t])) for t in range(len(pred[0]))
+        ]
+        params = np.stack([p for _, p in chosen])
+        picked = params[np.arange(len(params))[:, None, None], context]  # (3, T, h, w, 2)
+        index, offset = coder_tables.logistic_index(picked[..., 0], picked[..., 1])
+        group = lockstep.Encoder(len(params), _lanes(1, h, w))
+        for rows, cols in reversed(_diagonals(h, w)):
+            for plane in (2, 1, 0):
+                group.push(
+                    tables,
+                    residual[plane][:, rows, cols],
+                    index[plane][:, rows, cols],
+                    offset[plane][:, rows, cols],
+                )
+        out += [[part, stream] for (part, _), stream in zip(chosen, group.finish(), strict=True)]
+    return out
+
+
+def decode_many(parts: Sequence[list[bytes]], height: int, width: int) -> list[np.ndarray | None]:
+    """``decode(p, height, width)`` of each of ``parts`` (images of one shape, one tile each),
+    their streams decoded in lockstep; None for one that is damaged (decoding it alone says
+    how)."""
+    if not single_tile(height, width):
+        raise ValueError("decode_many takes images of one tile each")
+    tables = logistic_tables()
+    out: list[np.ndarray | None] = [None] * len(parts)
+    good = []
+    for k, image_parts in enumerate(parts):
+        with contextlib.suppress(PredictiveError):
+            if len(image_parts) == 2:
+                good.append((k, read_params(image_parts[0]), image_parts[1]))
+    per_group = max(1, PREDICT_PIXELS // (height * width))
+    for i in range(0, len(good), per_group):
+        members = good[i : i + per_group]
+        group = lockstep.Decoder([stream for _, _, stream in members], _lanes(1, height, width))
+
+        def pop(index: IntArray, offset: IntArray, group: lockstep.Decoder = group) -> IntArray:
+            return group.pop(tables, index.T, offset.T).T
+
+        x, inside = _decode_tiles(pop, np.stack([p for _, p, _ in members]), height, width)
+        rgbs = to_rgb(x)
+        for (k, _, _), ok, rgb in zip(members, group.finish() & inside, rgbs, strict=True):
+            if ok:
+                out[k] = rgb
+    return out
