@@ -156,7 +156,7 @@ def test_a_container_names_the_predictive_coder() -> None:
 def test_small_images_use_the_shipped_defaults_and_large_ones_may_fit_their_own() -> None:
     assert predictive.default_params() is not None
     small = predictive.encode(photo_like(32, 32, seed=2))
-    assert small[0][0] == predictive.MODE_DEFAULTS and len(small[0]) == 4
+    assert small[0][0] == predictive.MODE_DEFAULTS and len(small[0]) == 7
     large = predictive.encode(photo_like(300, 280, seed=2))
     assert large[0][0] in (predictive.MODE_DEFAULTS, predictive.MODE_OWN)
 
@@ -178,3 +178,10 @@ def test_batches_of_small_images_give_the_bytes_made_alone() -> None:
     assert back[2] is None
     for k in (0, 1, 3, 4):
         assert np.array_equal(back[k], rgbs[k])
+
+
+def test_shifts_pack_two_to_a_byte() -> None:
+    shifts = np.array([-8, 7, 0, -1, 3, -5, 1, 2, -2, 6, 5, -3])
+    packed = predictive.pack_shifts(shifts)
+    assert len(packed) == 6
+    assert np.array_equal(predictive.unpack_shifts(packed), shifts)

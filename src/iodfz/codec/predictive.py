@@ -53,7 +53,10 @@ PLANE_RANGES = ((0, 255), (-255, 255), (-255, 255))
 MAX_MEAN = 127  # |mean| of a context in 1/8 units: one signed byte
 PARAMS_BYTES = 2 * CONTEXTS
 MODE_OWN, MODE_DEFAULTS = 0, 1  # the parameter part's first byte (FORMAT.md 3.5)
-SHIFTS = range(-8, 8)  # scale-index shifts of the default parameters, per plane
+#: The default parameters' scale indices move by a shift (−8 … 7) per plane and group of
+#: error contexts (e < 4, 4–7, 8–11, ≥ 12): 12 shifts, 6 bytes.
+SHIFT_EDGES = np.array([4, 8, 12], np.int64)
+SHIFT_COUNT = 3 * (len(SHIFT_EDGES) + 1)
 OWN_FROM = 3 * 96 * 96  # samples from which the encoder also tries parameters of its own
 DEFAULTS_FILE = "iodf-predictive-1.json"
 DEFAULTS_SHA256 = "6eb0331dba2de24baeb8ca1d3af4838c20527465162fa1eb396b6c1244c9bddb"
@@ -244,34 +247,56 @@ def cost(counts: Counts, params: IntArray) -> float:
     return float(_scale_bits()[s, m & 7, at] @ counts.count)
 
 
-def shifted(defaults: IntArray, shifts: IntArray | list[int]) -> IntArray:
-    """``defaults`` with each plane's scale indices moved by its shift (clamped to the grid)."""
+def _shift_groups() -> IntArray:
+    """Each context's shift group: its plane × 4 + the group of its error context (edges
+    SHIFT_EDGES)."""
+    plane = np.searchsorted(PLANE_FIRST, np.arange(CONTEXTS), side="right") - 1
+    error = (np.arange(CONTEXTS) - PLANE_FIRST[plane]) % ERROR_CONTEXTS
+    return plane * (len(SHIFT_EDGES) + 1) + np.searchsorted(SHIFT_EDGES, error, side="right")
+
+
+SHIFT_GROUPS = _shift_groups()
+
+
+def shifted(defaults: IntArray, shifts: IntArray) -> IntArray:
+    """``defaults`` with each context's scale index moved by its group's shift (clamped to
+    the grid)."""
     params = defaults.copy()
-    for k, shift in enumerate(shifts):
-        plane = slice(PLANE_FIRST[k], PLANE_FIRST[k] + PLANE_CONTEXTS[k])
-        params[plane, 0] = np.clip(params[plane, 0] + shift, 0, coder_tables.NUM_SCALES - 1)
+    params[:, 0] = np.clip(defaults[:, 0] + shifts[SHIFT_GROUPS], 0, coder_tables.NUM_SCALES - 1)
     return params
 
 
+def pack_shifts(shifts: IntArray) -> bytes:
+    """Two 4-bit two's complement shifts a byte, the first in the low half."""
+    nibbles = (shifts & 15).reshape(-1, 2)
+    return (nibbles[:, 0] | nibbles[:, 1] << 4).astype(np.uint8).tobytes()
+
+
+def unpack_shifts(data: bytes) -> IntArray:
+    raw = np.frombuffer(data, np.uint8).astype(np.int64)
+    nibbles = np.stack([raw & 15, raw >> 4], axis=1).ravel()
+    return nibbles - 16 * (nibbles >= 8)
+
+
 def choose_params(counts: Counts) -> tuple[bytes, IntArray]:
-    """(parameter part, parameters): the shipped defaults with the best shift per plane, or
+    """(parameter part, parameters): the shipped defaults with the best shift per group, or
     parameters fitted to this image when that is smaller, parameter part included (not tried
     below OWN_FROM samples, where 416 bytes of parameters never pay)."""
     candidates = []
     defaults = default_params()
     if defaults is not None:
-        shifts = []
-        contexts, counted = counts.context, counts.count
+        contexts = counts.context
         m = defaults[contexts, 1]
         at = np.clip(counts.residual - (m >> 3), -1023, 1023) + 1023
-        trial = np.array(SHIFTS)[:, None]
+        trial = np.arange(-8, 8)[:, None]
         scale = np.clip(defaults[contexts, 0][None, :] + trial, 0, coder_tables.NUM_SCALES - 1)
-        bits = _scale_bits()[scale, (m & 7)[None, :], at[None, :]] * counted  # (shifts, n)
-        plane = np.searchsorted(PLANE_FIRST, contexts, side="right") - 1
-        for k in range(3):
-            shifts.append(SHIFTS[int(np.argmin(bits[:, plane == k].sum(1)))])
+        bits = _scale_bits()[scale, (m & 7)[None, :], at[None, :]] * counts.count  # (16, n)
+        group = SHIFT_GROUPS[contexts]
+        shifts = np.array(
+            [trial[np.argmin(bits[:, group == g].sum(1)), 0] for g in range(SHIFT_COUNT)]
+        )
         params = shifted(defaults, shifts)
-        part = bytes([MODE_DEFAULTS]) + np.array(shifts, np.int8).tobytes()
+        part = bytes([MODE_DEFAULTS]) + pack_shifts(shifts)
         candidates.append((cost(counts, params) + 8 * len(part), part, params))
     if defaults is None or counts.count.sum() >= OWN_FROM:
         own = fit(counts)
@@ -288,14 +313,11 @@ def read_params(part: bytes) -> IntArray:
         raise PredictiveError("parameter part is empty")
     if part[0] == MODE_OWN:
         return unpack_params(part[1:])
-    if part[0] == MODE_DEFAULTS and len(part) == 4:
-        shifts = np.frombuffer(part[1:], np.int8).astype(np.int64)
-        if int(shifts.min()) < SHIFTS.start or int(shifts.max()) >= SHIFTS.stop:
-            raise PredictiveError("parameter shift out of range")
+    if part[0] == MODE_DEFAULTS and len(part) == 1 + SHIFT_COUNT // 2:
         defaults = default_params()
         if defaults is None:
             raise PredictiveError(f"needs {DEFAULTS_FILE}, which is not installed intact")
-        return shifted(defaults, shifts)
+        return shifted(defaults, unpack_shifts(part[1:]))
     raise PredictiveError("bad parameter part")
 
 
