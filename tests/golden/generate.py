@@ -155,6 +155,21 @@ def main(out_dir: Path) -> None:
         mode="0644",
         mtime_ns=MTIME_NS,
     )
+    # the same with the shipped default parameters (a small image, which the predictive coder
+    # codes smaller than the flow at level 3)
+    data = image_file(photo(40, 48, 3, 9), "PPM")
+    meta = {"name": b"defaults.ppm", "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}
+    c, codec = compress(data, Options(level=3), **meta)  # type: ignore[arg-type]
+    put(
+        "v2-predictive-defaults-ppm-rgb-40x48.iodf",
+        c,
+        data,
+        codec=codec,
+        frame_codecs={"neural-image": 1},
+        name="defaults.ppm",
+        mode="0644",
+        mtime_ns=MTIME_NS,
+    )
     for file, expect in manifest.items():  # the frame codecs claimed above are the real ones
         container = io.BytesIO((out_dir / file).read_bytes())
         assert api.info(container).to_dict()["frame_codecs"] == expect["frame_codecs"], file
