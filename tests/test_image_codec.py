@@ -301,7 +301,7 @@ def _payload_span(blob: bytes) -> tuple[int, int]:
     return end - len(frame.payload), end
 
 
-@pytest.mark.parametrize("fmt", ["PPM", "PNG-RGBA", "BMP"])
+@pytest.mark.parametrize("fmt", ["PPM", "PNG-RGBA", "BMP", "PPM-predictive"])
 def test_damage_that_reaches_the_decoder_is_never_accepted(fmt: str) -> None:
     """Flip payload bits (side data, alpha, stream heads, words, escapes) and recompute the
     CRC: the container checks pass, so the decoders themselves see the damage. Every case
@@ -309,6 +309,8 @@ def test_damage_that_reaches_the_decoder_is_never_accepted(fmt: str) -> None:
     the very same file (a zstd frame header has bits that do not change its output)."""
     if fmt == "PNG-RGBA":
         data = encode_file(photo_like(32, 32, 4), "PNG")
+    elif fmt == "PPM-predictive":  # above 128×128: the predictive coder, parameters its own
+        data = encode_file(photo_like(150, 140), "PPM")
     else:
         data = encode_file(photo_like(32, 32), fmt)
     out = io.BytesIO()
