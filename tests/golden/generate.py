@@ -141,35 +141,18 @@ def main(out_dir: Path) -> None:
         c, codec = compress(data, Options(level=level))
         assert codec == 2
         put(f"neural-l{level}-stdin.iodf", c, data, codec=codec, frame_codecs={"neural-image": 1})
-    # codec 2, the predictive coder (iodf-predictive-1: the default level above 128×128)
-    data = image_file(photo(144, 160, 3, 8), "PPM")
-    meta = {"name": b"predictive.ppm", "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}
-    c, codec = compress(data, Options(level=3), **meta)  # type: ignore[arg-type]
-    put(
-        "v2-predictive-ppm-rgb-144x160.iodf",
-        c,
-        data,
-        codec=codec,
-        frame_codecs={"neural-image": 1},
-        name="predictive.ppm",
-        mode="0644",
-        mtime_ns=MTIME_NS,
-    )
-    # the same with the shipped default parameters (a small image, which the predictive coder
-    # codes smaller than the flow at level 3)
-    data = image_file(photo(40, 48, 3, 9), "PPM")
-    meta = {"name": b"defaults.ppm", "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}
-    c, codec = compress(data, Options(level=3), **meta)  # type: ignore[arg-type]
-    put(
-        "v2-predictive-defaults-ppm-rgb-40x48.iodf",
-        c,
-        data,
-        codec=codec,
-        frame_codecs={"neural-image": 1},
-        name="defaults.ppm",
-        mode="0644",
-        mtime_ns=MTIME_NS,
-    )
+    # codec 2, the predictive coder (iodf-predictive-1): above 128×128 (the default level's
+    # coder there; parameters of its own), and a small image it codes smaller than the flow
+    # (the shipped default parameters)
+    for file, name, pixels in (
+        ("v2-predictive-ppm-rgb-144x160.iodf", "predictive.ppm", photo(144, 160, 3, 8)),
+        ("v2-predictive-defaults-ppm-rgb-40x48.iodf", "defaults.ppm", photo(40, 48, 3, 9)),
+    ):
+        data = image_file(pixels, "PPM")
+        meta = {"name": name.encode(), "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}
+        c, codec = compress(data, Options(level=3), **meta)  # type: ignore[arg-type]
+        expect = {"name": name, "mode": "0644", "mtime_ns": MTIME_NS}
+        put(file, c, data, codec=codec, frame_codecs={"neural-image": 1}, **expect)
     for file, expect in manifest.items():  # the frame codecs claimed above are the real ones
         container = io.BytesIO((out_dir / file).read_bytes())
         assert api.info(container).to_dict()["frame_codecs"] == expect["frame_codecs"], file
