@@ -26,7 +26,7 @@ def _shapes() -> list[tuple[int, int]]:
 def test_images_come_back_exactly(shape: tuple[int, int]) -> None:
     rgb = photo_like(*shape, seed=sum(shape))
     parts = predictive.encode(rgb)
-    assert len(parts) == predictive.batch_count(*shape) + 1
+    assert len(parts) == predictive.batch_count(*shape)
     assert np.array_equal(predictive.decode(parts, *shape), rgb)
 
 
@@ -79,24 +79,23 @@ def test_fitted_parameters_code_no_worse_than_others() -> None:
 
 
 def test_damaged_parts_are_refused() -> None:
-    rgb = photo_like(40, 50, seed=3)
+    rgb = photo_like(300, 40, seed=3)  # two batches (tile rows of 256 and 44)
     parts = predictive.encode(rgb)
     with pytest.raises(predictive.PredictiveError):
-        predictive.decode(parts[:1], 40, 50)  # a stream missing
+        predictive.decode(parts[:1], 300, 40)  # a stream missing
     with pytest.raises(predictive.PredictiveError):
-        predictive.decode([parts[0][:-1], *parts[1:]], 40, 50)
-    bad = bytearray(parts[0])
-    bad[0] = 64  # scale index beyond the grid
+        predictive.decode([parts[0][:5], parts[1]], 300, 40)  # parameter part cut
+    own = bytes([predictive.MODE_OWN, 64]) + bytes(predictive.PARAMS_BYTES - 1)  # scale 64
     with pytest.raises(predictive.PredictiveError):
-        predictive.decode([bytes(bad), *parts[1:]], 40, 50)
+        predictive.decode([own + parts[0][7:], parts[1]], 300, 40)
     with pytest.raises((CoderError, predictive.PredictiveError)):
-        predictive.decode([parts[0], parts[1][:-3]], 40, 50)
+        predictive.decode([parts[0], parts[1][:-3]], 300, 40)
     outcomes = set()
     for i in range(0, len(parts[1]), max(1, len(parts[1]) // 40)):
         damaged = bytearray(parts[1])
         damaged[i] ^= 0x5A
         try:
-            decoded = predictive.decode([parts[0], bytes(damaged)], 40, 50)
+            decoded = predictive.decode([parts[0], bytes(damaged)], 300, 40)
         except (CoderError, predictive.PredictiveError):
             outcomes.add("refused")
         else:
@@ -156,16 +155,19 @@ def test_a_container_names_the_predictive_coder() -> None:
 def test_small_images_use_the_shipped_defaults_and_large_ones_may_fit_their_own() -> None:
     assert predictive.default_params() is not None
     small = predictive.encode(photo_like(32, 32, seed=2))
-    assert small[0][0] == predictive.MODE_DEFAULTS and len(small[0]) == 7
+    assert len(small) == 1 and small[0][0] == predictive.MODE_DEFAULTS
     large = predictive.encode(photo_like(300, 280, seed=2))
     assert large[0][0] in (predictive.MODE_DEFAULTS, predictive.MODE_OWN)
 
 
-def test_a_damaged_parameter_part_is_refused() -> None:
+def test_a_damaged_parameter_part_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     parts = predictive.encode(photo_like(32, 32, seed=2))
-    for bad in (b"", b"\x02abc", b"\x01\x00\x00", b"\x01\x00\x00\x08", b"\x00" + bytes(10)):
+    for bad in (b"", b"\x02abc", b"\x01\x00\x00", b"\x00" + bytes(10)):
         with pytest.raises(predictive.PredictiveError):
-            predictive.decode([bad, parts[1]], 32, 32)
+            predictive.decode([bad], 32, 32)
+    monkeypatch.setattr(predictive, "default_params", lambda: None)  # not installed
+    with pytest.raises(predictive.PredictiveError, match=predictive.DEFAULTS_FILE):
+        predictive.decode(parts, 32, 32)
 
 
 def test_batches_of_small_images_give_the_bytes_made_alone() -> None:
@@ -173,7 +175,7 @@ def test_batches_of_small_images_give_the_bytes_made_alone() -> None:
     many = predictive.encode_many(rgbs)
     assert many == [predictive.encode(rgb) for rgb in rgbs]
     damaged = [list(p) for p in many]
-    damaged[2][1] = damaged[2][1][:-2]
+    damaged[2][0] = damaged[2][0][:-2]
     back = predictive.decode_many(damaged, 24, 40)
     assert back[2] is None
     for k in (0, 1, 3, 4):

@@ -444,17 +444,16 @@ def _layout(sections: Sections) -> _Layout:
 
 
 def _cut(layout: _Layout, payload: bytes, model: Model | PredictiveCoder) -> _Parts:
-    """``payload`` cut into its parts, for ``model``'s number of streams (the predictive
-    coder's parameter part counted as one); IodfError when it cannot be."""
+    """``payload`` cut into its parts, for ``model``'s number of streams; IodfError when it
+    cannot be."""
     h, rgb_w, flags = layout.shape.height, layout.rgb_width, layout.flags
     if not fits(h, layout.shape.width, layout.shape.channels, model.levels):
         raise IodfError("damaged container: image too large")
     if isinstance(model, PredictiveCoder):
-        batches = predictive.batch_count(h, rgb_w)
-        plan = batches + 1
+        plan = predictive.batch_count(h, rgb_w)
     else:
-        batches = plan = pixel_codec.batch_count(*_padded(h, rgb_w, model.levels), layout.tile)
-    if batches * ans.HEAD_WORDS * 2 > len(payload):  # every stream holds its lane heads
+        plan = pixel_codec.batch_count(*_padded(h, rgb_w, model.levels), layout.tile)
+    if plan * ans.HEAD_WORDS * 2 > len(payload):  # every stream holds its lane heads
         raise IodfError("damaged container: image payload too short for its shape")
     if flags & FLAG_COMPACT:
         present = (not flags & FLAG_SIDE_NONE) + layout.has_alpha

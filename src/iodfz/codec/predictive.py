@@ -321,6 +321,17 @@ def read_params(part: bytes) -> IntArray:
     raise PredictiveError("bad parameter part")
 
 
+def split_params(first: bytes) -> tuple[IntArray, bytes]:
+    """(parameters, first stream) of a payload's first part: the parameter part's length
+    follows from its mode byte (FORMAT.md 3.5)."""
+    size = {MODE_OWN: 1 + PARAMS_BYTES, MODE_DEFAULTS: 1 + SHIFT_COUNT // 2}.get(
+        first[:1][0] if first else -1
+    )
+    if size is None or len(first) < size:
+        raise PredictiveError("bad parameter part")
+    return read_params(first[:size]), first[size:]
+
+
 @functools.cache
 def default_params() -> IntArray | None:
     """The shipped default parameters (models/DEFAULTS_FILE, fitted on the training photos'
@@ -382,7 +393,8 @@ def batch_count(height: int, width: int) -> int:
 
 
 def encode(rgb: np.ndarray, progress: Share | None = None) -> list[bytes]:
-    """(H, W, 3) uint8 → [parameter part, one compact rANS stream per batch]."""
+    """(H, W, 3) uint8 → one compact rANS stream per batch, the first after the parameter
+    part."""
     height, width, _ = rgb.shape
     batches = _batches(height, width)
     coded = []
@@ -399,7 +411,7 @@ def encode(rgb: np.ndarray, progress: Share | None = None) -> list[bytes]:
     counts = [histograms(residual, context) for residual, context in coded]
     part, params = choose_params(functools.reduce(operator.add, counts))
     tables = logistic_tables()
-    streams = [part]
+    streams: list[bytes] = []
     done = 0
     for residual, context in coded:
         _, tiles, h, w = residual.shape
@@ -418,7 +430,7 @@ def encode(rgb: np.ndarray, progress: Share | None = None) -> list[bytes]:
         done += tiles * h * w
         if progress:
             progress(done / (height * width))
-    return streams
+    return [part + streams[0], *streams[1:]]
 
 
 def decode(
@@ -427,13 +439,13 @@ def decode(
     """Inverse of :func:`encode`; PredictiveError (or the coder's CoderError) when the parts
     are damaged."""
     batches = _batches(height, width)
-    if len(parts) != len(batches) + 1:
+    if len(parts) != len(batches):
         raise PredictiveError("wrong number of parts")
-    params = read_params(parts[0])
+    params, first = split_params(parts[0])
     tables = logistic_tables()
     rgb = np.empty((height, width, 3), np.uint8)
     done = 0
-    for rects, stream in zip(batches, parts[1:], strict=True):
+    for rects, stream in zip(batches, [first, *parts[1:]], strict=True):
         tiles, h, w = len(rects), rects[0][2], rects[0][3]
         x = _decode_batch(stream, params, tables, tiles, h, w)
         for tile, (y, x0, th, tw) in zip(to_rgb(x), rects, strict=True):
@@ -548,7 +560,7 @@ def encode_many(rgbs: Sequence[np.ndarray]) -> list[list[bytes]]:
                     index[plane][:, rows, cols],
                     offset[plane][:, rows, cols],
                 )
-        out += [[part, stream] for (part, _), stream in zip(chosen, group.finish(), strict=True)]
+        out += [[part + stream] for (part, _), stream in zip(chosen, group.finish(), strict=True)]
     return out
 
 
@@ -563,8 +575,8 @@ def decode_many(parts: Sequence[list[bytes]], height: int, width: int) -> list[n
     good = []
     for k, image_parts in enumerate(parts):
         with contextlib.suppress(PredictiveError):
-            if len(image_parts) == 2:
-                good.append((k, read_params(image_parts[0]), image_parts[1]))
+            if len(image_parts) == 1:
+                good.append((k, *split_params(image_parts[0])))
     per_group = max(1, PREDICT_PIXELS // (height * width))
     for i in range(0, len(good), per_group):
         members = good[i : i + per_group]
