@@ -24,8 +24,9 @@ from rich.console import Console
 from rich.table import Table
 
 from iodfz import api, zoo
+from iodfz.codec import image as image_codec
 from iodfz.codec import pixels as pixel_codec
-from iodfz.codecs import Options
+from iodfz.codecs import TRY_ALL_FROM, Options
 from iodfz.engine import flow
 from iodfz.engine.backends import backend_for
 from iodfz.engine.model import Model
@@ -195,11 +196,22 @@ def main() -> None:
 
 
 def default_model(folder: Path) -> Model:
-    """The model the default level codes the set's first image with (cards' ``pixels``
-    ranges pick by size)."""
+    """The flow the default level codes the set's first image with (cards' ``pixels`` ranges
+    pick by size); for an image it gives to the predictive coder alone (more than
+    ``PREDICTIVE_FROM_PIXELS``), the flow whose card's range holds it at the max levels."""
     first = next(p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES)
     width, height = Image.open(first).size
-    model = zoo.for_level(Options().level, pixels=width * height)
+    pixels = width * height
+    if pixels > image_codec.PREDICTIVE_FROM_PIXELS:
+        for card in zoo.cards():
+            low, high = zoo.served_pixels(card)
+            if (
+                TRY_ALL_FROM in zoo.served_levels(card)
+                and low <= pixels <= high
+                and card.get("pixels")
+            ):
+                return zoo.load_by_id(card["model_id"])
+    model = zoo.for_level(Options().level, pixels=pixels)
     if model is None:
         raise SystemExit(f"bits_breakdown: no model for --level {Options().level}")
     return model
