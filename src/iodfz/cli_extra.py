@@ -16,7 +16,8 @@ if TYPE_CHECKING:  # rich is imported where a table is printed: other commands n
 
 @app.command()
 def selftest() -> None:
-    """Check every backend against every shipped model's test vectors."""
+    """Check every backend against every shipped model's test vectors, and the predictive
+    coder."""
     from iodfz import zoo
     from iodfz.coder.errors import CoderError
     from iodfz.engine.backends import (
@@ -52,7 +53,30 @@ def selftest() -> None:
             status = "pass" if not differs else f"DIFFERS ({', '.join(differs)})"
             failed |= bool(differs)
             typer.echo(f"{name:16} {backend_name:15} {status}")
+    failed |= not _predictive_selftest()
     raise typer.Exit(1 if failed else 0)
+
+
+def _predictive_selftest() -> bool:
+    """One line for the predictive coder: its default parameters found intact, and a small
+    image and a tiled one back exactly (it has one backend, numpy)."""
+    import numpy as np
+
+    from iodfz.codec import predictive
+
+    name = predictive.NAME
+    if predictive.default_params() is None:
+        typer.echo(f"{name:16} {'numpy':15} DAMAGED  {predictive.DEFAULTS_FILE} missing or altered")
+        return False
+    rng = np.random.default_rng(0)
+    for h, w in ((24, 40), (300, 270)):
+        ramp = np.add.outer(np.arange(h), np.arange(w))[..., None] + np.arange(3) * 40
+        rgb = np.clip(ramp + rng.normal(0, 3, (h, w, 3)), 0, 255).astype(np.uint8)
+        if not np.array_equal(predictive.decode(predictive.encode(rgb), h, w), rgb):
+            typer.echo(f"{name:16} {'numpy':15} DIFFERS  {h}x{w} round trip")
+            return False
+    typer.echo(f"{name:16} {'numpy':15} pass")
+    return True
 
 
 @app.command()
