@@ -49,10 +49,8 @@ def test_wheel_in_fresh_venv_uses_the_flow(tmp_path: Path) -> None:
     (source / "models").mkdir()
     for name in _BUILD_FILES:
         shutil.copy(ROOT / name, source / name)
-    for model in _models():
-        for path in (model, model.with_suffix(".json")):
-            if path.exists():
-                shutil.copy(path, source / "models" / path.name)
+    for path in [*_models(), *(ROOT / "models").glob("*.json")]:  # models, cards, defaults
+        shutil.copy(path, source / "models" / path.name)
     env = {k: v for k, v in os.environ.items() if k not in ("IODFZ_MODELS", "PYTHONPATH")}
     env["IODFZ_BACKEND"] = "numpy"
     pip = (sys.executable, "-m", "pip")
