@@ -380,6 +380,18 @@ def _diagonals(h: int, w: int) -> list[tuple[IntArray, IntArray]]:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _push_order(tiles: int, h: int, w: int) -> tuple[IntArray, list[int]]:
+    """Where each symbol pushed comes from in a batch's (3, tiles, h, w) arrays, and where each
+    push ends: the anti-diagonals last to first (rANS is LIFO), each as Cg, Co, Y, each in
+    (tile, row) order — the decoder pops them the other way round."""
+    parts = []
+    for rows, cols in reversed(_diagonals(h, w)):
+        at = (np.arange(tiles)[:, None] * (h * w) + rows * w + cols).ravel()
+        parts += [plane * tiles * h * w + at for plane in (2, 1, 0)]
+    return np.concatenate(parts), np.cumsum([len(p) for p in parts]).tolist()
+
+
 def _lanes(tiles: int, h: int, w: int) -> int:
     return ans.lanes_for(3 * tiles * h * w)
 
@@ -417,15 +429,9 @@ def encode(rgb: np.ndarray, progress: Share | None = None) -> list[bytes]:
         _, tiles, h, w = residual.shape
         index, offset = _table_of(params, context)
         enc = ans.encoder(_lanes(tiles, h, w))
-        for rows, cols in reversed(_diagonals(h, w)):  # rANS is LIFO: last diagonal first
-            for plane in (2, 1, 0):  # (tile, row) order within a plane
-                ans.push(
-                    enc,
-                    tables,
-                    residual[plane][:, rows, cols],
-                    index[plane][:, rows, cols],
-                    offset[plane][:, rows, cols],
-                )
+        order, ends = _push_order(tiles, h, w)
+        flat = (a.reshape(-1)[order] for a in (residual, index, offset))
+        ans.push_chunks(enc, tables, *flat, ends)
         streams.append(ans.finish(enc, compact=True))
         done += tiles * h * w
         if progress:
