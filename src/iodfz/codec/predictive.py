@@ -370,7 +370,7 @@ def _table_of(params: IntArray, context: IntArray) -> tuple[IntArray, IntArray]:
 # --- streams ----------------------------------------------------------------------------
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)  # tile shapes: a batch of odd-sized images has many
 def _diagonals(h: int, w: int) -> list[tuple[IntArray, IntArray]]:
     """(rows, columns) of each anti-diagonal ``2·i + j = t`` of an h×w tile, rows ascending."""
     out = []
@@ -462,7 +462,7 @@ def decode(
     return rgb
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)
 def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
     """Per anti-diagonal of an h×w tile: flat indices of its samples, of their N, W, NW, NE
     samples after the edge rules (index ``h·w`` is a slot that stays 0), and of the samples'
