@@ -391,6 +391,14 @@ def _take_apart(data: bytes, level: int, options: Options) -> list[_Input]:
     ]
 
 
+def _single_tile(taken: _Input) -> bool:
+    """Whether ``taken`` is one tile of its coder (what the batch paths take)."""
+    h, w = taken.rgb.shape[:2]
+    if isinstance(taken.model, PredictiveCoder):
+        return predictive.single_tile(h, w)
+    return pixel_codec.single_tile(h, w, taken.model.levels)
+
+
 def _part_of(progress: Share, i: int, n: int) -> Share:
     """The progress of the ``i``-th of ``n`` equal parts of one input's work."""
     return lambda share: progress((i + share) / n)
@@ -566,11 +574,3 @@ def _canonical_pnm(shape: ImageShape, pixels: np.ndarray) -> bytes:
 
 
 CODEC = NeuralImageCodec()
-
-
-def _single_tile(taken: _Input) -> bool:
-    """Whether ``taken`` is one tile of its coder (what the batch paths take)."""
-    h, w = taken.rgb.shape[:2]
-    if isinstance(taken.model, PredictiveCoder):
-        return predictive.single_tile(h, w)
-    return pixel_codec.single_tile(h, w, taken.model.levels)
