@@ -4,8 +4,8 @@ Everything else is configured in pyproject.toml. The repository keeps its models
 ``models/`` (beside ``src/``) so that training and export write them in one place; a wheel
 built from the repository, or from its sdist, copies whatever ``models/*.iodfm`` and their
 cards ``models/*.json`` exist at build time into ``iodfz/models``, where ``iodfz.zoo`` finds
-them in an installed package, and so does the predictive coder's default parameters
-(``models/iodf-predictive-1.json``, a JSON file without a model). Editable installs read
+them in an installed package, and so do the predictive coders' default parameters
+(``models/iodf-predictive-*.json``, JSON files without a model). Editable installs read
 ``models/`` directly.
 """
 

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from iodfz import machine, zoo
+from iodfz.codecs import FLOW_FROM
 from iodfz.engine import flow
 from iodfz.engine.backends import (
     BACKEND_NAMES,
@@ -64,7 +65,7 @@ def main() -> None:
     ap.add_argument("--batch", nargs="+", type=int, default=[1], help="images per call")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    model = load(args.model) if args.model else zoo.for_level(3)
+    model = load(args.model) if args.model else zoo.for_level(FLOW_FROM)
     x = test_image()
     rows = []
     for name in args.backends:

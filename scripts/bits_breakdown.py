@@ -26,7 +26,7 @@ from rich.table import Table
 from iodfz import api, zoo
 from iodfz.codec import image as image_codec
 from iodfz.codec import pixels as pixel_codec
-from iodfz.codecs import TRY_ALL_FROM, Options
+from iodfz.codecs import FLOW_FROM, TRY_ALL_FROM, Options
 from iodfz.engine import flow
 from iodfz.engine.backends import backend_for
 from iodfz.engine.model import Model
@@ -196,8 +196,9 @@ def main() -> None:
 
 
 def default_model(folder: Path) -> Model:
-    """The flow the default level codes the set's first image with (cards' ``pixels`` ranges
-    pick by size); for an image it gives to the predictive coder alone (more than
+    """The flow ``--level FLOW_FROM`` tries on the set's first image (cards' ``pixels`` ranges
+    pick by size; the default level codes every image with the predictive coder alone); for an
+    image that level also gives to the predictive coder alone (more than
     ``PREDICTIVE_FROM_PIXELS``), the flow whose card's range holds it at the max levels."""
     first = next(p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES)
     width, height = Image.open(first).size
@@ -211,9 +212,9 @@ def default_model(folder: Path) -> Model:
                 and card.get("pixels")
             ):
                 return zoo.load_by_id(card["model_id"])
-    model = zoo.for_level(Options().level, pixels=pixels)
+    model = zoo.for_level(FLOW_FROM, pixels=pixels)
     if model is None:
-        raise SystemExit(f"bits_breakdown: no model for --level {Options().level}")
+        raise SystemExit(f"bits_breakdown: no model for --level {FLOW_FROM}")
     return model
 
 

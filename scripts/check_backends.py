@@ -3,7 +3,7 @@ byte-identical to the numpy reference's, and decode with the other backend; MB/s
 through ``api.compress`` / ``api.decompress`` (after one untimed warm-up per backend).
 
     python scripts/check_backends.py FOLDER... [--backends numpy torch-cuda-int8 ...]
-        [--limit N] [--level 3] [--json FILE]
+        [--limit N] [--level 4] [--json FILE]
 
 Images are fed as PPM (their pixels), so every one takes the neural path. Meant for a lent GPU
 machine (scripts/gpu_session.sh) but runs anywhere: unavailable backends are listed as such.
@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from iodfz import api, zoo
-from iodfz.codecs import Options
+from iodfz.codecs import FLOW_FROM, Options
 from iodfz.engine.backends import BACKEND_NAMES, BackendUnavailable, backend_for
 
 
@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--backends", nargs="+", default=list(BACKEND_NAMES))
     ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--level", type=int, default=3)
+    ap.add_argument("--level", type=int, default=FLOW_FROM)  # images through a flow
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     report = []

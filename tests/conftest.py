@@ -48,6 +48,20 @@ def _run_iodfz(
 
 
 @pytest.fixture
+def flow_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images coded by a flow alone, as ``--level FLOW_FROM`` picks it (that level also tries
+    the predictive coder and keeps the smaller; the levels below use no flow), so that a test
+    sees the flow's files."""
+    from iodfz.codec import image
+    from iodfz.codecs import FLOW_FROM
+
+    def flows(level: int, height: int, width: int) -> list:
+        return image._flow_engines(max(level, FLOW_FROM), height, width)
+
+    monkeypatch.setattr(image, "_engines_for", flows)
+
+
+@pytest.fixture
 def run_iodfz() -> Callable[..., subprocess.CompletedProcess[bytes]]:
     """The iodfz command line as a function: ``run_iodfz("compress", path).returncode``."""
     return _run_iodfz

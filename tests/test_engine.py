@@ -174,7 +174,7 @@ def test_a_block_with_every_channel_gated_off_exports_and_runs(tmp_path: Path) -
 def test_auto_backend_does_not_import_torch_without_a_gpu() -> None:
     code = (
         "import sys; from iodfz import zoo; from iodfz.engine.backends import backend_for; "
-        "print(backend_for(zoo.for_level(3)).name, 'torch' in sys.modules)"
+        "print(backend_for(zoo.for_level(4)).name, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["numpy", "False"]

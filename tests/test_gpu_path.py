@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from iodfz import zoo
+from iodfz.codecs import FLOW_FROM
 from iodfz.engine import backends
 from iodfz.engine.backends import BackendUnavailable, backend_for, backend_name, check_test_vectors
 
@@ -29,7 +30,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "synthetic-photo.png"
 
 @pytest.fixture(scope="module")
 def model():
-    found = zoo.for_level(1)
+    found = zoo.for_level(FLOW_FROM)
     if found is None:
         pytest.skip("no shipped model installed")
     return found
@@ -237,7 +238,7 @@ def iodfz(*args: str, backend: str) -> subprocess.CompletedProcess:
 
 def test_cli_compress_with_an_unknown_backend_exits_1_with_one_line(tmp_path) -> None:
     image = png(tmp_path / "a.png")
-    out = iodfz("compress", "-c", str(image), backend="bogus")
+    out = iodfz("compress", "-c", f"--level={FLOW_FROM}", str(image), backend="bogus")
     assert out.returncode == 1 and out.stdout == b""
     lines = out.stderr.decode().splitlines()
     assert len(lines) == 1
@@ -247,9 +248,10 @@ def test_cli_compress_with_an_unknown_backend_exits_1_with_one_line(tmp_path) ->
 
 def test_cli_files_cross_between_onnxruntime_and_numpy(tmp_path) -> None:
     image = SAMPLE
-    made = iodfz("compress", "-c", str(image), backend="onnxruntime")
+    flow = f"--level={FLOW_FROM}"  # small images also through a flow
+    made = iodfz("compress", "-c", flow, str(image), backend="onnxruntime")
     assert made.returncode == 0, made.stderr
-    assert made.stdout == iodfz("compress", "-c", str(image), backend="numpy").stdout
+    assert made.stdout == iodfz("compress", "-c", flow, str(image), backend="numpy").stdout
     (tmp_path / "a.png.iodf").write_bytes(made.stdout)
     assert b"neural-image" in iodfz("info", str(tmp_path / "a.png.iodf"), backend="numpy").stdout
     back = iodfz("decompress", "-c", str(tmp_path / "a.png.iodf"), backend="numpy")

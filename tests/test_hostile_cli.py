@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from iodfz import api, cli, zoo
 from iodfz.bench import run_cli_peak_rss
 from iodfz.codec import predictive
-from iodfz.codecs import Options
+from iodfz.codecs import FLOW_FROM, Options
 from iodfz.container import (
     CODEC_ZSTD,
     SECTION_MODEL_ID,
@@ -112,12 +112,13 @@ def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_no_model_is_said_once_on_the_first_image(models: Path, tmp_path: Path) -> None:
     for i in range(2):
         (tmp_path / f"p{i}.ppm").write_bytes(ppm(photo(seed=i)))
-    result = invoke("compress", tmp_path / "p0.ppm", tmp_path / "p1.ppm")
+    flow = f"--level={FLOW_FROM}"  # small images also through a flow
+    result = invoke("compress", flow, tmp_path / "p0.ppm", tmp_path / "p1.ppm")
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "no model installed" in warnings[0], result.stderr
     row = json.loads(invoke("info", "--json", tmp_path / "p0.ppm.iodf").stdout)[0]
-    assert (row["codec"], row["model_name"]) == ("neural-image", predictive.NAME)  # no network
+    assert (row["codec"], row["model_name"]) == ("neural-image", predictive.CODER.name)
 
 
 def test_stale_model_card_falls_back_to_the_predictive_coder(models: Path, tmp_path: Path) -> None:
@@ -130,21 +131,24 @@ def test_stale_model_card_falls_back_to_the_predictive_coder(models: Path, tmp_p
     card["levels"] = [1, 19]
     (models / shipped[0].with_suffix(".json").name).write_text(json.dumps(card))
     (tmp_path / "p.ppm").write_bytes(ppm(photo()))
-    result = invoke("compress", tmp_path / "p.ppm")
+    result = invoke("compress", f"--level={FLOW_FROM}", tmp_path / "p.ppm")
     assert result.exit_code == 0, result.output
     assert "internal error" not in result.stderr
     assert "warning" in result.stderr and "does not match" in result.stderr
     row = json.loads(invoke("info", "--json", tmp_path / "p.ppm.iodf").stdout)[0]
-    assert (row["codec"], row["model_name"]) == ("neural-image", predictive.NAME)
+    assert (row["codec"], row["model_name"]) == ("neural-image", predictive.CODER.name)
 
 
 # --------------------------------------------------------------------------- telling the truth
 
 
-@pytest.fixture
-def image_iodf(tmp_path: Path) -> Path:
+@pytest.fixture(params=["predictive", "flow"])
+def image_iodf(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A photo compressed by the CLI (in this process) with the predictive coder or a flow."""
     if not zoo.cards():
         pytest.skip("no shipped model")
+    if request.param == "flow":
+        request.getfixturevalue("flow_only")
     src = tmp_path / "photo.ppm"
     src.write_bytes(ppm(photo()))
     result = invoke("compress", "-v", src)
@@ -157,10 +161,13 @@ def test_verbose_names_codec_model_and_backend(image_iodf: Path) -> None:
 
     with open(image_iodf, "rb") as f:
         model_id = api.info(f).to_dict()["model_id"]
-    card = zoo.card_for(model_id)
+    card = api.model_card(model_id)
     assert card is not None
     model_id = card["model_id"]
-    backend = backend_for(zoo.load_by_id(model_id)).name
+    if predictive.coders_for(model_id):
+        backend = "numpy (no network)"
+    else:
+        backend = backend_for(zoo.load_by_id(model_id)).name
     model_id = model_id[:16]
     for command in ("test", "decompress -c"):
         result = invoke(*command.split(), "-v", image_iodf)
@@ -177,7 +184,7 @@ def test_info_shows_model_name_and_id_within_80_columns(image_iodf: Path, tmp_pa
     assert invoke("compress", text).exit_code == 0
     with open(image_iodf, "rb") as f:
         row = api.info(f).to_dict()
-    card = zoo.card_for(row["model_id"])
+    card = api.model_card(row["model_id"])
     assert card is not None and row["model_name"] == card["name"]
     model_id = card["model_id"][:8]
     env = dict(ENV, COLUMNS="80", TERM="xterm")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from iodfz import api, zoo
 from iodfz.codec import predictive
-from iodfz.codecs import Options
+from iodfz.codecs import FLOW_FROM, Options
 from iodfz.container import CODEC_IMAGE, CODEC_STORED, CODEC_ZSTD
 from iodfz.errors import IodfError
 
@@ -153,7 +153,7 @@ def test_damaged_neural_payload_is_a_clean_error() -> None:
         api.decompress(io.BytesIO(bytes(damaged)), io.BytesIO())
 
 
-def test_missing_model_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_model_is_named(monkeypatch: pytest.MonkeyPatch, flow_only: None) -> None:
     data = encode_file(photo_like(64, 64), "PPM")
     codec, container, _ = roundtrip(data)
     assert codec == CODEC_IMAGE
@@ -186,9 +186,9 @@ def test_unusable_engine_falls_back_to_the_predictive_coder_with_a_warning(
 
     monkeypatch.setattr(image, "backend_for", broken)
     data = encode_file(photo_like(64, 64), "PPM")
-    encoded = image.CODEC.try_compress(data, 3, Options())
+    encoded = image.CODEC.try_compress(data, FLOW_FROM, Options())
     assert encoded is not None
-    assert predictive.CODER_ID.startswith(encoded[0].model_id().hex())
+    assert predictive.CODER.model_id.startswith(encoded[0].model_id().hex())
     codec, _, back = roundtrip(data)
     assert codec == CODEC_IMAGE and back == data
     assert "neural image path unusable" in capsys.readouterr().err
@@ -340,11 +340,11 @@ def test_models_sharing_the_id_prefix_are_tried_in_turn(monkeypatch) -> None:
 
     data = ppm(photo_like(16, 16))
     out = io.BytesIO()
-    api.compress(io.BytesIO(data), out, Options(level=3))
+    api.compress(io.BytesIO(data), out, Options(level=3))  # the predictive coder
     right = list(
         image._models(api.info(io.BytesIO(out.getvalue())).header.sections.model_id().hex())
     )
-    wrong = zoo.for_level(1)
+    wrong = zoo.for_level(FLOW_FROM)
     assert wrong is not None and wrong.model_id != right[0].model_id
     monkeypatch.setattr(image, "_models", lambda prefix: iter([wrong, *right]))
     back = io.BytesIO()

@@ -100,7 +100,8 @@ def test_wheel_in_fresh_venv_uses_the_flow(tmp_path: Path) -> None:
     shipped = {p.stem for p in _models()}
     selftest = _run(iodfz, "selftest", cwd=tmp_path, env=env)
     listed = {line.split()[0] for line in selftest.stdout.splitlines()}
-    assert listed == shipped | {"iodf-predictive-1"}
+    coders = {"iodf-predictive-1", "iodf-predictive-2"}
+    assert listed == shipped | coders
     assert "DIFFERS" not in selftest.stdout
 
     photo = tmp_path / "photo.ppm"
@@ -111,7 +112,7 @@ def test_wheel_in_fresh_venv_uses_the_flow(tmp_path: Path) -> None:
         _run(iodfz, "info", "--json", f"{photo}.iodf", cwd=tmp_path, env=env).stdout
     )
     assert row["codec"] == "neural-image", row
-    assert row["model_name"] in shipped | {"iodf-predictive-1"}
+    assert row["model_name"] in shipped | coders
     photo.unlink()
     _run(iodfz, "decompress", f"{photo}.iodf", cwd=tmp_path, env=env)
     assert photo.read_bytes() == original

@@ -1,6 +1,6 @@
-"""The predictive coder (docs/INTEGER.md "Predictive coder", FORMAT.md 3.5): every image back
-exactly, damage refused, and the image codec routing images to it. Its rules are pinned by a
-golden container (tests/golden/v2-predictive-*, tests/test_golden.py)."""
+"""The predictive coders (docs/INTEGER.md "Predictive coder", FORMAT.md 3.5): every image back
+exactly, damage refused, and the image codec routing images to the current one. Their rules are
+pinned by golden containers (tests/golden/v2-predictive-*, tests/test_golden.py)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,15 @@ def _shapes() -> list[tuple[int, int]]:
     return [(8, 8), (8, 300), (300, 9), (256, 256), (257, 255), (512, 300)]
 
 
+@pytest.mark.parametrize("coder", predictive.CODERS, ids=lambda c: c.name)
 @pytest.mark.parametrize("shape", _shapes())
-def test_images_come_back_exactly(shape: tuple[int, int]) -> None:
+def test_images_come_back_exactly(
+    shape: tuple[int, int], coder: predictive.PredictiveCoder
+) -> None:
     rgb = photo_like(*shape, seed=sum(shape))
-    parts = predictive.encode(rgb)
+    parts = predictive.encode(rgb, coder)
     assert len(parts) == predictive.batch_count(*shape)
-    assert np.array_equal(predictive.decode(parts, *shape), rgb)
+    assert np.array_equal(predictive.decode(parts, *shape, coder), rgb)
 
 
 @pytest.mark.parametrize(
@@ -44,9 +47,10 @@ def test_images_come_back_exactly(shape: tuple[int, int]) -> None:
         ).astype(np.uint8),  # chroma at its extremes
     ],
 )
-def test_extreme_images_come_back_exactly(make) -> None:
+@pytest.mark.parametrize("coder", predictive.CODERS, ids=lambda c: c.name)
+def test_extreme_images_come_back_exactly(make, coder: predictive.PredictiveCoder) -> None:
     rgb = make(np.random.default_rng(0))
-    assert np.array_equal(predictive.decode(predictive.encode(rgb), 40, 50), rgb)
+    assert np.array_equal(predictive.decode(predictive.encode(rgb, coder), 40, 50, coder), rgb)
 
 
 def test_the_colour_transform_is_exact_on_every_pixel() -> None:
@@ -58,21 +62,35 @@ def test_the_colour_transform_is_exact_on_every_pixel() -> None:
         assert low <= plane.min() and plane.max() <= high
 
 
-def test_the_coder_id_is_the_hash_of_its_name() -> None:
-    expected = hashlib.sha256(b"iodfz predictive coder 1 (docs/INTEGER.md)").hexdigest()
-    assert expected == predictive.CODER_ID
+def test_each_coder_id_is_the_hash_of_its_name() -> None:
+    for version, coder in ((1, predictive.V1), (2, predictive.V2)):
+        label = b"iodfz predictive coder %d (docs/INTEGER.md)" % version
+        assert coder.model_id == hashlib.sha256(label).hexdigest()
+    assert predictive.CODER is predictive.V2
+    assert predictive.V1.contexts == 208 and predictive.V2.contexts == 1664
+
+
+def test_the_eighths_and_the_new_contexts_pay_on_small_photos() -> None:
+    rgbs = [photo_like(32, 32, seed=s) for s in range(6)]
+    sizes = {
+        coder.name: sum(len(predictive.encode(rgb, coder)[0]) for rgb in rgbs)
+        for coder in predictive.CODERS
+    }
+    assert sizes["iodf-predictive-2"] < sizes["iodf-predictive-1"]
 
 
 def test_fitted_parameters_code_no_worse_than_others() -> None:
     rng = np.random.default_rng(1)
-    residuals = np.round(rng.logistic(0.6, 3.0, 5000)).astype(np.int64)
-    contexts = np.full(5000, 7)
-    params = predictive.fit(predictive.histograms(residuals, contexts))
+    coder = predictive.V2
+    samples = np.round(rng.logistic(100.6, 3.0, 5000)).astype(np.int64)
+    pred = np.full(5000, 8 * 100 + 3)  # 100 3/8
+    params = predictive.fit(coder, predictive.histograms(coder, samples, pred, np.full(5000, 7)))
     assert (np.delete(params, 7, axis=0) == 0).all()  # contexts without samples
     bits = predictive._scale_bits()
 
     def cost(s: int, m: int) -> float:
-        return float(bits[s, m & 7, residuals - (m >> 3) + 1023].sum())
+        total = 3 + m
+        return float(bits[s, total & 7, samples - 100 - (total >> 3) + 1023].sum())
 
     best = cost(*params[7])
     assert all(best <= cost(s, m) for s in range(64) for m in (-8, 0, 5, 8))
@@ -85,9 +103,12 @@ def test_damaged_parts_are_refused() -> None:
         predictive.decode(parts[:1], 300, 40)  # a stream missing
     with pytest.raises(predictive.PredictiveError):
         predictive.decode([parts[0][:5], parts[1]], 300, 40)  # parameter part cut
-    own = bytes([predictive.MODE_OWN, 64]) + bytes(predictive.PARAMS_BYTES - 1)  # scale 64
-    with pytest.raises(predictive.PredictiveError):
-        predictive.decode([own + parts[0][7:], parts[1]], 300, 40)
+    bitmap = bytes([1]) + bytes(predictive.V2.contexts // 8 - 1)  # context 0 only
+    for own in (bitmap + bytes([64, 0]), bitmap + bytes([3, 0x80])):  # scale 64, mean −128
+        with pytest.raises(predictive.PredictiveError):
+            predictive.decode(
+                [bytes([predictive.MODE_OWN]) + own + parts[0][7:], parts[1]], 300, 40
+            )
     with pytest.raises((CoderError, predictive.PredictiveError)):
         predictive.decode([parts[0], parts[1][:-3]], 300, 40)
     outcomes = set()
@@ -121,7 +142,7 @@ def _model_of(data: bytes, level: int) -> str:
 @needs_models
 def test_the_default_level_codes_large_images_predictively_and_small_ones_by_the_smaller() -> None:
     large = encode_file(photo_like(130, 140, seed=7), "PPM")
-    assert predictive.CODER_ID.startswith(_model_of(large, 3))
+    assert predictive.CODER.model_id.startswith(_model_of(large, 3))
     for seed in range(4):
         rgb = photo_like(64, 64, seed=seed)
         encoded = image_codec.NeuralImageCodec().try_compress(encode_file(rgb, "PPM"), 3, Options())
@@ -148,12 +169,13 @@ def test_a_container_names_the_predictive_coder() -> None:
     back = io.BytesIO()
     api.decompress(io.BytesIO(out.getvalue()), back)
     assert back.getvalue() == data
-    card = api.model_card(predictive.CODER_ID[:4])
-    assert card is not None and card["name"] == predictive.NAME
+    for coder in predictive.CODERS:
+        card = api.model_card(coder.model_id[:4])
+        assert card is not None and card["name"] == coder.name
 
 
 def test_small_images_use_the_shipped_defaults_and_large_ones_may_fit_their_own() -> None:
-    assert predictive.default_params() is not None
+    assert all(predictive.default_params(coder) is not None for coder in predictive.CODERS)
     small = predictive.encode(photo_like(32, 32, seed=2))
     assert len(small) == 1 and small[0][0] == predictive.MODE_DEFAULTS
     large = predictive.encode(photo_like(300, 280, seed=2))
@@ -165,8 +187,8 @@ def test_a_damaged_parameter_part_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     for bad in (b"", b"\x02abc", b"\x01\x00\x00", b"\x00" + bytes(10)):
         with pytest.raises(predictive.PredictiveError):
             predictive.decode([bad], 32, 32)
-    monkeypatch.setattr(predictive, "default_params", lambda: None)  # not installed
-    with pytest.raises(predictive.PredictiveError, match=predictive.DEFAULTS_FILE):
+    monkeypatch.setattr(predictive, "default_params", lambda coder: None)  # not installed
+    with pytest.raises(predictive.PredictiveError, match=predictive.CODER.defaults_file):
         predictive.decode(parts, 32, 32)
 
 

@@ -15,6 +15,7 @@ from test_image_codec import encode_file, photo_like
 
 from iodfz import api, zoo
 from iodfz.codec import pixels as pixel_codec
+from iodfz.codecs import FLOW_FROM
 from iodfz.container import CODEC_IMAGE
 
 pytestmark = pytest.mark.skipif(not zoo.cards(), reason="no model installed in models/")
@@ -28,7 +29,7 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_pixel_codec_reports_each_batch(small_batches: None) -> None:
-    model = zoo.for_level(3)
+    model = zoo.for_level(FLOW_FROM)
     assert model is not None
     from iodfz.engine.backends import backend_for
 

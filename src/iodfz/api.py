@@ -148,8 +148,9 @@ def model_card(model_id: str) -> dict[str, Any] | None:
     except ImportError:  # the engine cannot be imported: no models either
         return None
     card = zoo.card_for(model_id)
-    if card is None and predictive.CODER_ID.startswith(model_id.lower()):
-        return {"name": predictive.NAME, "model_id": predictive.CODER_ID}
+    coders = predictive.coders_for(model_id)
+    if card is None and coders:
+        return {"name": coders[0].name, "model_id": coders[0].model_id}
     return card
 
 

@@ -32,7 +32,14 @@ try:  # recent typer carries its own copy of click: its exceptions are the ones 
     from typer._click import exceptions as click
 except ImportError:  # older typer uses click itself
     from click import exceptions as click  # type: ignore[no-redef]
-from iodfz.codecs import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL, TRY_ALL_FROM, Options
+from iodfz.codecs import (
+    DEFAULT_LEVEL,
+    FLOW_FROM,
+    MAX_LEVEL,
+    MIN_LEVEL,
+    TRY_ALL_FROM,
+    Options,
+)
 from iodfz.container import CODEC_IMAGE, codec_name
 from iodfz.errors import IodfError
 from iodfz.limits import MAX_AHEAD_FILES
@@ -303,7 +310,7 @@ def _backend_name(model_id: str) -> str:
         from iodfz.codec import predictive
         from iodfz.engine.backends import backend_for
 
-        if model_id == predictive.CODER_ID:
+        if predictive.coders_for(model_id):
             return "numpy (no network)"
         return backend_for(zoo.load_by_id(model_id)).name
     except Exception as exc:  # no usable model or backend: say why instead of failing the file
@@ -728,8 +735,9 @@ def compress(
         metavar="N",
         show_default=False,
         help=(
-            f"{MIN_LEVEL} (fast) to {MAX_LEVEL}, or -1 … -19 (default {DEFAULT_LEVEL}); images"
-            f" from {TRY_ALL_FROM} up: every model tried, the smallest kept."
+            f"{MIN_LEVEL} (fast) to {MAX_LEVEL}, or -1 … -19 (default {DEFAULT_LEVEL}); images:"
+            f" below {FLOW_FROM} no network, from {FLOW_FROM} small ones also through a flow,"
+            f" from {TRY_ALL_FROM} every model tried; the smallest kept."
         ),
     ),
     pixels: bool = typer.Option(

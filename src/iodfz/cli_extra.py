@@ -58,25 +58,32 @@ def selftest() -> None:
 
 
 def _predictive_selftest() -> bool:
-    """One line for the predictive coder: its default parameters found intact, and a small
-    image and a tiled one back exactly (it has one backend, numpy)."""
+    """One line per predictive coder: its default parameters found intact, and a small image
+    and a tiled one back exactly (it has one backend, numpy)."""
     import numpy as np
 
     from iodfz.codec import predictive
 
-    name = predictive.NAME
-    if predictive.default_params() is None:
-        typer.echo(f"{name:16} {'numpy':15} DAMAGED  {predictive.DEFAULTS_FILE} missing or altered")
-        return False
-    rng = np.random.default_rng(0)
-    for h, w in ((24, 40), (300, 270)):
-        ramp = np.add.outer(np.arange(h), np.arange(w))[..., None] + np.arange(3) * 40
-        rgb = np.clip(ramp + rng.normal(0, 3, (h, w, 3)), 0, 255).astype(np.uint8)
-        if not np.array_equal(predictive.decode(predictive.encode(rgb), h, w), rgb):
-            typer.echo(f"{name:16} {'numpy':15} DIFFERS  {h}x{w} round trip")
-            return False
-    typer.echo(f"{name:16} {'numpy':15} pass")
-    return True
+    passed = True
+    for coder in predictive.CODERS:
+        name = coder.name
+        if predictive.default_params(coder) is None:
+            typer.echo(f"{name:16} {'numpy':15} DAMAGED  {coder.defaults_file} missing or altered")
+            passed = False
+            continue
+        rng = np.random.default_rng(0)
+        for h, w in ((24, 40), (300, 270)):
+            ramp = np.add.outer(np.arange(h), np.arange(w))[..., None] + np.arange(3) * 40
+            rgb = np.clip(ramp + rng.normal(0, 3, (h, w, 3)), 0, 255).astype(np.uint8)
+            if not np.array_equal(
+                predictive.decode(predictive.encode(rgb, coder), h, w, coder), rgb
+            ):
+                typer.echo(f"{name:16} {'numpy':15} DIFFERS  {h}x{w} round trip")
+                passed = False
+                break
+        else:
+            typer.echo(f"{name:16} {'numpy':15} pass")
+    return passed
 
 
 @app.command()

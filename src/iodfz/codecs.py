@@ -26,6 +26,7 @@ Share = Callable[[float], None]  # progress: the share of one input's work done 
 DEFAULT_LEVEL = 3
 MIN_LEVEL = 1
 MAX_LEVEL = 19
+FLOW_FROM = 4  # from this level up small images also go through a flow (below: no network)
 TRY_ALL_FROM = 9  # from this level up an image is coded with every model serving the level
 
 

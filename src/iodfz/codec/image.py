@@ -23,7 +23,7 @@ from iodfz import formats, limits, zoo
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codec import predictive
 from iodfz.codec.predictive import PredictiveCoder
-from iodfz.codecs import TRY_ALL_FROM, Options, Share
+from iodfz.codecs import FLOW_FROM, TRY_ALL_FROM, Options, Share
 from iodfz.coder import CoderError, ans
 from iodfz.container import (
     CODEC_IMAGE,
@@ -47,8 +47,9 @@ from iodfz.engine.tables import model_tables
 from iodfz.errors import IodfError
 
 MIN_SIDE = 8
-#: Below the max levels, images of more pixels than this go to the predictive coder alone;
-#: smaller ones to the flow and the predictive coder, the smaller result kept (README
+#: From FLOW_FROM and below the max levels, images of more pixels than this go to the
+#: predictive coder alone; smaller ones to the flow and the predictive coder, the smaller
+#: result kept (README
 #: "Predictive coder": the flow still wins some small images, never many large ones).
 PREDICTIVE_FROM_PIXELS = 128 * 128
 MODEL_ID_SIZE = 8  # bytes of the model file's SHA-256 a version 1 container names it by
@@ -232,7 +233,7 @@ class NeuralImageCodec:
             if isinstance(taken.model, Model) and taken.backend is not None:
                 streams = pixel_codec.encode(taken.model, taken.backend, taken.rgb, progress=share)
             else:
-                streams = predictive.encode(taken.rgb, progress=share)
+                streams = predictive.encode(taken.rgb, taken.model, progress=share)
             results.append(_put_together(taken, streams, level))
         return _smallest(results)
 
@@ -271,7 +272,7 @@ class NeuralImageCodec:
                 if isinstance(first.model, Model) and first.backend is not None:
                     streams = pixel_codec.encode_many(first.model, first.backend, rgbs)
                 else:
-                    streams = predictive.encode_many(rgbs)
+                    streams = predictive.encode_many(rgbs, first.model)
                 for (i, k, taken), image_streams in zip(members, streams, strict=True):
                     tried[i][k] = _put_together(taken, image_streams, level)
             except Exception:  # found again, and reported, when each input is done alone
@@ -293,7 +294,7 @@ class NeuralImageCodec:
                 if isinstance(model, PredictiveCoder):
                     if layout.tile != predictive.TILE:
                         raise predictive.PredictiveError(f"bad tile size {layout.tile}")
-                    rgb = predictive.decode(parts.streams, h, rgb_w, progress=progress)
+                    rgb = predictive.decode(parts.streams, h, rgb_w, model, progress=progress)
                 else:
                     rgb = pixel_codec.decode(
                         model,
@@ -344,7 +345,8 @@ class NeuralImageCodec:
             model = models[model_id]
             try:
                 if isinstance(model, PredictiveCoder):
-                    rgbs = predictive.decode_many([p.streams for _, _, p in members], h, rgb_w)
+                    streams = [p.streams for _, _, p in members]
+                    rgbs = predictive.decode_many(streams, h, rgb_w, model)
                 else:
                     streams = [parts.streams[0] for _, _, parts in members]
                     rgbs = pixel_codec.decode_many(model, _backend(model), streams, h, rgb_w)
@@ -500,11 +502,12 @@ def _engines_for(
     level: int, height: int, width: int
 ) -> list[tuple[Model | PredictiveCoder, Backend | None]]:
     """What an image of this size is coded with at ``level`` (the encoder keeps the smallest
-    result): below the max levels, the predictive coder alone above
-    ``PREDICTIVE_FROM_PIXELS``; else the level's models (``zoo.models_for``), each with a
-    backend that passed its test vectors, and the predictive coder. A model that cannot be
-    used is left out, with one warning per process (``iodfz selftest`` tells more)."""
-    if level < TRY_ALL_FROM and height * width > PREDICTIVE_FROM_PIXELS:
+    result): below ``FLOW_FROM``, the predictive coder alone; below the max levels, the
+    predictive coder alone above ``PREDICTIVE_FROM_PIXELS``; else the level's models
+    (``zoo.models_for``), each with a backend that passed its test vectors, and the predictive
+    coder. A model that cannot be used is left out, with one warning per process (``iodfz
+    selftest`` tells more)."""
+    if level < FLOW_FROM or (level < TRY_ALL_FROM and height * width > PREDICTIVE_FROM_PIXELS):
         return [(predictive.CODER, None)]
     return [*_flow_engines(level, height, width), (predictive.CODER, None)]
 
@@ -541,7 +544,7 @@ def _models(prefix: str) -> Iterator[Model | PredictiveCoder]:
     caller tries each, and the rANS end check and the content digest refuse the wrong one
     (FORMAT.md 3.1)."""
     ids = [card["model_id"] for card in zoo.cards() if card["model_id"].startswith(prefix)]
-    coder = [predictive.CODER] if predictive.CODER_ID.startswith(prefix) else []
+    coder = predictive.coders_for(prefix)
     if not ids and not coder:
         searched = ", ".join(map(str, zoo.model_dirs()))
         raise IodfError(f"needs model {prefix[:16]}, which is not installed (searched {searched})")

@@ -1,10 +1,16 @@
-"""RGB pixels ↔ the predictive payload (docs/INTEGER.md "Predictive coder", FORMAT.md 3.5).
+"""RGB pixels ↔ the predictive payload (docs/INTEGER.md "Predictive coders", FORMAT.md 3.5).
 
 No network: a reversible colour transform (YCoCg-R), then each sample predicted from its
 decoded neighbours by a blend of six fixed predictors, weighted by how well each did on the
-neighbours (the idea of JPEG-XL's weighted predictor, in integers), and its residual coded with
-the logistic tables of the flow's coder, in a context given by the neighbours' smallest error.
-The encoder fits one (scale, mean) per plane and context to the image (the parameter part).
+neighbours (the idea of JPEG-XL's weighted predictor, in integers), and the sample coded with
+the logistic tables of the flow's coder around that prediction, in a context given by the
+neighbours' errors. The encoder fits one (scale, mean) per plane and context to the image, or
+takes shipped defaults with a few scale shifts (the parameter part).
+
+Two coders share these rules and this code: ``iodf-predictive-1`` (integer predictions, 208
+contexts; decoded only) and ``iodf-predictive-2`` (predictions in eighths, contexts also by the
+neighbours' residuals and the tile's first row and column; what new files get). A
+:class:`PredictiveCoder` holds what tells them apart.
 
 The image is cut into tiles of ``TILE`` pixels a side (no padding), and tiles of one shape are
 coded in batches, one rANS stream each. Encoding is one vectorised pass; decoding runs over the
@@ -15,12 +21,13 @@ one), all tiles of a batch and all three planes at once: ``2·h + w`` steps per 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -33,33 +40,26 @@ from iodfz.coder import ans
 from iodfz.coder import tables as coder_tables
 from iodfz.engine.tables import pinned_tables
 
-#: The coder's id where a container names a model (FORMAT.md 3.1): the first bytes name it.
-CODER_ID = hashlib.sha256(b"iodfz predictive coder 1 (docs/INTEGER.md)").hexdigest()
-NAME = "iodf-predictive-1"
 TILE = 256
 #: Context edges on the neighbours' smallest weighted error (2 units per unit of error).
 ERROR_EDGES = np.array([1, 2, 3, 4, 6, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181], np.int64)
 ERROR_CONTEXTS = len(ERROR_EDGES) + 1
 #: Co's context also buckets |Y's residual| at the same pixel, Cg's |Co's residual|.
 RESIDUAL_EDGES = np.array([1, 2, 3, 5, 9], np.int64)
-PLANE_CONTEXTS = (ERROR_CONTEXTS, *(ERROR_CONTEXTS * (len(RESIDUAL_EDGES) + 1),) * 2)
-PLANE_FIRST = np.cumsum((0, *PLANE_CONTEXTS[:-1]))  # each plane's first context
-CONTEXTS = sum(PLANE_CONTEXTS)
+RESIDUAL_BUCKETS = len(RESIDUAL_EDGES) + 1
 PREDICTORS = 6
 PREDICT_PIXELS = 1 << 18  # pixels predicted at once (bounds the temporaries' memory)
 WEIGHT_ONE = 1 << 24
 #: Each plane's sample range: Y, then Co and Cg.
 PLANE_RANGES = ((0, 255), (-255, 255), (-255, 255))
 MAX_MEAN = 127  # |mean| of a context in 1/8 units: one signed byte
-PARAMS_BYTES = 2 * CONTEXTS
 MODE_OWN, MODE_DEFAULTS = 0, 1  # the parameter part's first byte (FORMAT.md 3.5)
 #: The default parameters' scale indices move by a shift (−8 … 7) per plane and group of
 #: error contexts (e < 4, 4–7, 8–11, ≥ 12): 12 shifts, 6 bytes.
 SHIFT_EDGES = np.array([4, 8, 12], np.int64)
 SHIFT_COUNT = 3 * (len(SHIFT_EDGES) + 1)
+SHIFTS_BYTES = SHIFT_COUNT // 2
 OWN_FROM = 3 * 96 * 96  # samples from which the encoder also tries parameters of its own
-DEFAULTS_FILE = "iodf-predictive-1.json"
-DEFAULTS_SHA256 = "6eb0331dba2de24baeb8ca1d3af4838c20527465162fa1eb396b6c1244c9bddb"
 LOGISTIC_TABLES_HASH = "724e3d9069a3206f29f5a7963e991af169fbd3fd27f561c3e6d0e205c7185706"
 
 IntArray = npt.NDArray[np.int64]
@@ -70,17 +70,84 @@ class PredictiveError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PredictiveCoder:
-    """The predictive coder where the image codec takes a model: an id (what a container
-    names) and no flow levels (nothing is padded)."""
+    """One predictive coder where the image codec takes a model: an id (what a container
+    names; the SHA-256 of ``label``), no flow levels (nothing is padded), and the rules that
+    tell the versions apart (docs/INTEGER.md "Predictive coders")."""
 
-    model_id: str = CODER_ID
-    name: str = NAME
+    name: str
+    label: bytes
+    #: fractional bits of the prediction (the coder's tables take the mean in eighths)
+    frac_bits: int
+    #: edges on the largest |residual| at N, W, NE, NW of the plane (none: not a context)
+    neighbour_edges: tuple[int, ...]
+    #: whether a tile's first row and column have contexts of their own
+    border_context: bool
+    #: whether parameters of the image's own list only the contexts it uses (FORMAT.md 3.5)
+    sparse_params: bool
+    defaults_sha256: str
     levels: int = 0
 
+    @property
+    def model_id(self) -> str:
+        return hashlib.sha256(self.label).hexdigest()
 
-CODER = PredictiveCoder()
+    @property
+    def defaults_file(self) -> str:
+        return f"{self.name}.json"
+
+    @functools.cached_property
+    def local_contexts(self) -> int:
+        """Contexts of a plane before Co's and Cg's residual buckets."""
+        borders = 2 if self.border_context else 1
+        return ERROR_CONTEXTS * (len(self.neighbour_edges) + 1) * borders
+
+    @functools.cached_property
+    def plane_first(self) -> IntArray:
+        """Each plane's first context: Y has ``local_contexts``, Co and Cg that many times
+        ``RESIDUAL_BUCKETS`` each."""
+        return np.array([0, 1, 1 + RESIDUAL_BUCKETS]) * self.local_contexts
+
+    @functools.cached_property
+    def contexts(self) -> int:
+        return (1 + 2 * RESIDUAL_BUCKETS) * self.local_contexts
+
+    @functools.cached_property
+    def shift_groups(self) -> IntArray:
+        """Each context's shift group: its plane × 4 + the group of its error context."""
+        c = np.arange(self.contexts)
+        plane = np.searchsorted(self.plane_first, c, side="right") - 1
+        error = (c - self.plane_first[plane]) % ERROR_CONTEXTS
+        return plane * (len(SHIFT_EDGES) + 1) + np.searchsorted(SHIFT_EDGES, error, side="right")
+
+
+V1 = PredictiveCoder(
+    name="iodf-predictive-1",
+    label=b"iodfz predictive coder 1 (docs/INTEGER.md)",
+    frac_bits=0,
+    neighbour_edges=(),
+    border_context=False,
+    sparse_params=False,
+    defaults_sha256="6eb0331dba2de24baeb8ca1d3af4838c20527465162fa1eb396b6c1244c9bddb",
+)
+V2 = PredictiveCoder(
+    name="iodf-predictive-2",
+    label=b"iodfz predictive coder 2 (docs/INTEGER.md)",
+    frac_bits=3,
+    neighbour_edges=(2, 4, 8),
+    border_context=True,
+    sparse_params=True,
+    defaults_sha256="98e930c700db61ba92da2c460dac6b2c9bddc6bb10b72c22b181077a6564c878",
+)
+#: What new files get; every coder here decodes.
+CODER = V2
+CODERS = (V2, V1)
+
+
+def coders_for(prefix: str) -> list[PredictiveCoder]:
+    """The coders whose id starts with ``prefix`` (hex)."""
+    return [coder for coder in CODERS if coder.model_id.startswith(prefix.lower())]
 
 
 def logistic_tables() -> coder_tables.Tables:
@@ -122,15 +189,54 @@ def _predictors(n: IntArray, w: IntArray, nw: IntArray, ne: IntArray) -> list[In
 
 
 def _blend(
-    preds: list[IntArray], errors: IntArray, low: IntArray, high: IntArray
+    coder: PredictiveCoder,
+    preds: list[IntArray],
+    n_plus_ne: IntArray,
+    errors: IntArray,
+    low: IntArray,
+    high: IntArray,
 ) -> tuple[IntArray, IntArray]:
-    """(prediction, context) from the six predictions and their neighbourhood errors
-    ``errors`` (6, ...): weights ``2^24 // (E + 1)``, rounded weighted mean, clamped."""
+    """(prediction in units of ``2^-frac_bits``, error context) from the six predictions, N + NE
+    (P3 exactly) and their neighbourhood errors ``errors`` (6, ...): weights
+    ``2^24 // (E + 1)``, rounded weighted mean, clamped to the plane's range."""
+    bits = coder.frac_bits
     weights = (WEIGHT_ONE // (errors + 1)).astype(np.int64)
     total = weights.sum(0)
-    blended = (sum(wk * pk for wk, pk in zip(weights, preds, strict=True)) + (total >> 1)) // total
+    scaled = [p << bits for p in preds]
+    scaled[3] = (n_plus_ne << bits) >> 1
+    blended = (sum(wk * pk for wk, pk in zip(weights, scaled, strict=True)) + (total >> 1)) // total
     context = np.searchsorted(ERROR_EDGES, errors.min(0), side="right")
-    return np.clip(blended, low, high), context
+    return np.clip(blended, low << bits, high << bits), context
+
+
+def _rounded(coder: PredictiveCoder, pred: IntArray) -> IntArray:
+    """The prediction rounded to a whole sample (what residual contexts are measured from)."""
+    return (pred + ((1 << coder.frac_bits) >> 1)) >> coder.frac_bits
+
+
+def _local_context(
+    coder: PredictiveCoder, error_context: IntArray, neighbour_residual: IntArray, border: BoolArray
+) -> IntArray:
+    """A plane's context before Co's and Cg's residual buckets: the error context, then the
+    bucket of the largest |residual| among N, W, NE, NW, then the tile's first row or column."""
+    context = error_context
+    if coder.neighbour_edges:
+        edges = np.array(coder.neighbour_edges)
+        bucket = np.searchsorted(edges, neighbour_residual, side="right")
+        context = context + ERROR_CONTEXTS * bucket
+    if coder.border_context:
+        context = context + (coder.local_contexts // 2) * border
+    return context
+
+
+def _plane_contexts(coder: PredictiveCoder, local: IntArray, residual: IntArray) -> IntArray:
+    """Each plane's contexts (numbered across the planes, plane-major) from planes (3, ...) of
+    local contexts and residuals: Co's and Cg's also by the bucket of the previous plane's
+    |residual| at the same pixel."""
+    previous = np.searchsorted(RESIDUAL_EDGES, np.abs(residual[:-1]), side="right")
+    chroma = local[1:] + coder.local_contexts * previous
+    shape = (2,) + (1,) * (chroma.ndim - 1)
+    return np.concatenate([local[:1], chroma + coder.plane_first[1:].reshape(shape)])
 
 
 def _plane_bounds(shape: tuple[int, ...]) -> tuple[IntArray, IntArray]:
@@ -144,9 +250,21 @@ def _bordered(a: np.ndarray) -> np.ndarray:
     return np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 0), (1, 1)])
 
 
-def predict(x: IntArray) -> tuple[IntArray, IntArray]:
-    """(prediction, context) of every sample of planes ``x`` (3, T, h, w): what the decoder
-    computes one anti-diagonal at a time, here at once from the known samples."""
+def _around(bordered: np.ndarray, h: int) -> list[np.ndarray]:
+    """The N, W, NE and NW neighbours' values of every position of a bordered grid (zero
+    outside)."""
+    return [
+        bordered[..., :h, 1:-1],
+        bordered[..., 1:, :-2],
+        bordered[..., :h, 2:],
+        bordered[..., :h, :-2],
+    ]
+
+
+def predict(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray]:
+    """(prediction in units of ``2^-frac_bits``, context) of every sample of planes ``x``
+    (3, T, h, w): what the decoder computes one anti-diagonal at a time, here at once from the
+    known samples."""
     h, w = x.shape[-2:]
     rows, cols = np.indices((h, w))
     has_up, has_left, has_right = rows > 0, cols > 0, cols < w - 1
@@ -156,9 +274,13 @@ def predict(x: IntArray) -> tuple[IntArray, IntArray]:
     nw = np.where(has_up & has_left, p[..., :h, :-2], n)
     ne = np.where(has_up & has_right, p[..., :h, 2:], n)
     preds = _predictors(n, west, nw, ne)
-    e = _bordered(np.stack([np.abs(x - pk) for pk in preds]))  # errors, absent ones 0
-    near = 2 * (e[..., :h, 1:-1] + e[..., 1:, :-2] + e[..., :h, 2:]) + e[..., :h, :-2]
-    return _blend(preds, near, *_plane_bounds(x.shape))
+    e_n, e_w, e_ne, e_nw = _around(_bordered(np.stack([np.abs(x - pk) for pk in preds])), h)
+    near = 2 * (e_n + e_w + e_ne) + e_nw  # absent neighbours' errors 0
+    pred, error_context = _blend(coder, preds, n + ne, near, *_plane_bounds(x.shape))
+    residual = x - _rounded(coder, pred)
+    largest = np.maximum.reduce(_around(_bordered(np.abs(residual)), h))
+    local = _local_context(coder, error_context, largest, (rows == 0) | (cols == 0))
+    return pred, _plane_contexts(coder, local, residual)
 
 
 # --- parameters -------------------------------------------------------------------------
@@ -179,22 +301,17 @@ def _scale_bits() -> np.ndarray:
     return out
 
 
-def contexts_of(error_context: IntArray, residual: IntArray) -> IntArray:
-    """Each plane's contexts (numbered across the planes, plane-major) from the error contexts
-    and residuals of planes (3, ...): Y's error context; Co's and Cg's with the bucket of the
-    previous plane's residual at the same pixel."""
-    previous = np.searchsorted(RESIDUAL_EDGES, np.abs(residual[:-1]), side="right")
-    chroma = error_context[1:] + ERROR_CONTEXTS * previous
-    shape = (2,) + (1,) * (chroma.ndim - 1)
-    return np.concatenate([error_context[:1], chroma + PLANE_FIRST[1:].reshape(shape)])
+_KEY_VALUES = 2047  # residuals −1023 … 1023 (clipped)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Counts:
-    """How often each residual (clipped to ±1023) falls in each context: the nonzero counts,
-    ordered by context, then residual."""
+    """How often each (phase, residual) falls in each context — phase: the prediction's
+    eighths (0 … 7), residual: the sample less the prediction's whole part (clipped to
+    ±1023) — the nonzero counts, ordered by context, phase, residual."""
 
     context: IntArray
+    phase: IntArray
     residual: IntArray
     count: IntArray
 
@@ -202,36 +319,56 @@ class Counts:
     def of(keys: IntArray, weights: IntArray | None = None) -> Counts:
         unique, inverse = np.unique(keys, return_inverse=True)
         count = np.bincount(inverse.ravel(), weights, len(unique)).astype(np.int64)
-        return Counts(unique // 2047, unique % 2047 - 1023, count)
+        rest, residual = np.divmod(unique, _KEY_VALUES)
+        context, phase = np.divmod(rest, coder_tables.NUM_PHASES)
+        return Counts(context, phase, residual - 1023, count)
+
+    def keys(self) -> IntArray:
+        return _keys(self.context, self.phase, self.residual)
 
     def __add__(self, other: Counts) -> Counts:
-        keys = [c.context * 2047 + c.residual + 1023 for c in (self, other)]
-        return Counts.of(np.concatenate(keys), np.concatenate([self.count, other.count]))
+        keys = np.concatenate([self.keys(), other.keys()])
+        return Counts.of(keys, np.concatenate([self.count, other.count]))
 
 
-def histograms(residuals: IntArray, contexts: IntArray) -> Counts:
-    """The residuals' counts per context."""
-    residual = np.clip(residuals.ravel().astype(np.int64), -1023, 1023)
-    return Counts.of(contexts.ravel().astype(np.int64) * 2047 + residual + 1023)
+def _keys(context: IntArray, phase: IntArray, residual: IntArray) -> IntArray:
+    residual = np.clip(residual, -1023, 1023) + 1023
+    return (context * coder_tables.NUM_PHASES + phase) * _KEY_VALUES + residual
 
 
-def fit(counts: Counts) -> IntArray:
-    """(CONTEXTS, 2): the scale index and mean (1/8 units) of each context minimising the
-    ideal code length of its residuals (0, 0 for a context no sample falls in)."""
+def histograms(coder: PredictiveCoder, x: IntArray, pred: IntArray, contexts: IntArray) -> Counts:
+    """The samples' counts per context, with predictions ``pred`` (units of 2^-frac_bits)."""
+    eighths = pred.astype(np.int64) << (3 - coder.frac_bits)
+    residual = x.astype(np.int64) - (eighths >> 3)
+    return Counts.of(_keys(contexts.astype(np.int64), eighths & 7, residual).ravel())
+
+
+def _mean_costs(counts: Counts, scales: IntArray, means: IntArray) -> np.ndarray:
+    """Ideal bits of each count under its (scale, mean) (arrays broadcasting with the counts)."""
+    total = counts.phase + means
+    at = np.clip(counts.residual - (total >> 3), -1023, 1023) + 1023
+    return _scale_bits()[scales, total & 7, at] * counts.count
+
+
+def fit(coder: PredictiveCoder, counts: Counts) -> IntArray:
+    """(contexts, 2): the scale index and mean (1/8 units) of each context minimising the
+    ideal code length of its samples (0, 0 for a context no sample falls in)."""
     bits = _scale_bits()
-    params = np.zeros((CONTEXTS, 2), np.int64)
+    params = np.zeros((coder.contexts, 2), np.int64)
     starts = np.flatnonzero(np.diff(counts.context, prepend=-1))
-    for c, values, weights in zip(
+    for c, phases, values, weights in zip(
         counts.context[starts],
+        np.split(counts.phase, starts[1:]),
         np.split(counts.residual, starts[1:]),
         np.split(counts.count, starts[1:]),
         strict=True,
     ):
-        mean = round(8 * float(np.average(values, weights=weights)))
+        mean = round(float(np.average(8 * values - phases, weights=weights)))
         best = None
         for m in range(max(mean - 4, -MAX_MEAN), min(mean + 4, MAX_MEAN) + 1):
-            at = np.clip(values - (m >> 3), -1023, 1023) + 1023
-            costs = bits[:, m & 7, at] @ weights
+            total = phases + m
+            at = np.clip(values - (total >> 3), -1023, 1023) + 1023
+            costs = bits[:, total & 7, at] @ weights
             s = int(np.argmin(costs))
             if best is None or costs[s] < best[0]:
                 best = (costs[s], s, m)
@@ -241,28 +378,16 @@ def fit(counts: Counts) -> IntArray:
 
 
 def cost(counts: Counts, params: IntArray) -> float:
-    """Ideal bits of the residuals counted with ``params`` (context by context)."""
-    s, m = params[counts.context, 0], params[counts.context, 1]
-    at = np.clip(counts.residual - (m >> 3), -1023, 1023) + 1023
-    return float(_scale_bits()[s, m & 7, at] @ counts.count)
+    """Ideal bits of the counted samples with ``params`` (context by context)."""
+    return float(_mean_costs(counts, params[counts.context, 0], params[counts.context, 1]).sum())
 
 
-def _shift_groups() -> IntArray:
-    """Each context's shift group: its plane × 4 + the group of its error context (edges
-    SHIFT_EDGES)."""
-    plane = np.searchsorted(PLANE_FIRST, np.arange(CONTEXTS), side="right") - 1
-    error = (np.arange(CONTEXTS) - PLANE_FIRST[plane]) % ERROR_CONTEXTS
-    return plane * (len(SHIFT_EDGES) + 1) + np.searchsorted(SHIFT_EDGES, error, side="right")
-
-
-SHIFT_GROUPS = _shift_groups()
-
-
-def shifted(defaults: IntArray, shifts: IntArray) -> IntArray:
+def shifted(coder: PredictiveCoder, defaults: IntArray, shifts: IntArray) -> IntArray:
     """``defaults`` with each context's scale index moved by its group's shift (clamped to
     the grid)."""
     params = defaults.copy()
-    params[:, 0] = np.clip(defaults[:, 0] + shifts[SHIFT_GROUPS], 0, coder_tables.NUM_SCALES - 1)
+    moved = defaults[:, 0] + shifts[coder.shift_groups]
+    params[:, 0] = np.clip(moved, 0, coder_tables.NUM_SCALES - 1)
     return params
 
 
@@ -278,93 +403,127 @@ def unpack_shifts(data: bytes) -> IntArray:
     return nibbles - 16 * (nibbles >= 8)
 
 
-def choose_params(counts: Counts) -> tuple[bytes, IntArray]:
+def choose_params(coder: PredictiveCoder, counts: Counts) -> tuple[bytes, IntArray]:
     """(parameter part, parameters): the shipped defaults with the best shift per group, or
     parameters fitted to this image when that is smaller, parameter part included (not tried
-    below OWN_FROM samples, where 416 bytes of parameters never pay)."""
+    below OWN_FROM samples, where parameters of its own never pay)."""
     candidates = []
-    defaults = default_params()
+    defaults = default_params(coder)
     if defaults is not None:
-        contexts = counts.context
-        m = defaults[contexts, 1]
-        at = np.clip(counts.residual - (m >> 3), -1023, 1023) + 1023
+        c = counts.context
         trial = np.arange(-8, 8)[:, None]
-        scale = np.clip(defaults[contexts, 0][None, :] + trial, 0, coder_tables.NUM_SCALES - 1)
-        bits = _scale_bits()[scale, (m & 7)[None, :], at[None, :]] * counts.count  # (16, n)
-        group = SHIFT_GROUPS[contexts]
+        scales = np.clip(defaults[c, 0][None, :] + trial, 0, coder_tables.NUM_SCALES - 1)
+        bits = _mean_costs(counts, scales, defaults[c, 1][None, :])  # (16, counts)
+        group = coder.shift_groups[c]
         shifts = np.array(
             [trial[np.argmin(bits[:, group == g].sum(1)), 0] for g in range(SHIFT_COUNT)]
         )
-        params = shifted(defaults, shifts)
+        params = shifted(coder, defaults, shifts)
         part = bytes([MODE_DEFAULTS]) + pack_shifts(shifts)
         candidates.append((cost(counts, params) + 8 * len(part), part, params))
     if defaults is None or counts.count.sum() >= OWN_FROM:
-        own = fit(counts)
-        part = bytes([MODE_OWN]) + pack_params(own)
+        own = fit(coder, counts)
+        used = np.zeros(coder.contexts, bool)
+        used[counts.context] = True
+        part = bytes([MODE_OWN]) + pack_params(coder, own, used)
         candidates.append((cost(counts, own) + 8 * len(part), part, own))
     _, part, params = min(candidates, key=lambda c: c[0])
     return part, params
 
 
-def read_params(part: bytes) -> IntArray:
-    """The parameters a parameter part (FORMAT.md 3.5) stands for; PredictiveError if damaged,
-    or if it needs default parameters that are not installed intact."""
-    if not part:
+def split_params(coder: PredictiveCoder, first: bytes) -> tuple[IntArray, bytes]:
+    """(parameters, first stream) of a payload's first part, which begins with the parameter
+    part (FORMAT.md 3.5); PredictiveError if it is damaged, or needs default parameters that
+    are not installed intact."""
+    if not first:
         raise PredictiveError("parameter part is empty")
-    if part[0] == MODE_OWN:
-        return unpack_params(part[1:])
-    if part[0] == MODE_DEFAULTS and len(part) == 1 + SHIFT_COUNT // 2:
-        defaults = default_params()
+    if first[0] == MODE_DEFAULTS and len(first) > SHIFTS_BYTES:
+        defaults = default_params(coder)
         if defaults is None:
-            raise PredictiveError(f"needs {DEFAULTS_FILE}, which is not installed intact")
-        return shifted(defaults, unpack_shifts(part[1:]))
+            raise PredictiveError(f"needs {coder.defaults_file}, which is not installed intact")
+        end = 1 + SHIFTS_BYTES
+        return shifted(coder, defaults, unpack_shifts(first[1:end])), first[end:]
+    if first[0] == MODE_OWN:
+        params, size = unpack_params(coder, first[1:])
+        return params, first[1 + size :]
     raise PredictiveError("bad parameter part")
 
 
-def split_params(first: bytes) -> tuple[IntArray, bytes]:
-    """(parameters, first stream) of a payload's first part: the parameter part's length
-    follows from its mode byte (FORMAT.md 3.5)."""
-    size = {MODE_OWN: 1 + PARAMS_BYTES, MODE_DEFAULTS: 1 + SHIFT_COUNT // 2}.get(
-        first[:1][0] if first else -1
-    )
-    if size is None or len(first) < size:
-        raise PredictiveError("bad parameter part")
-    return read_params(first[:size]), first[size:]
-
-
-@functools.cache
-def default_params() -> IntArray | None:
-    """The shipped default parameters (models/DEFAULTS_FILE, fitted on the training photos'
-    thumbnails by scripts/fit_predictive.py) if found with their pinned hash, else None."""
+def default_params(coder: PredictiveCoder) -> IntArray | None:
+    """The coder's shipped default parameters (models/<name>.json, fitted on the training
+    photos' thumbnails by scripts/fit_predictive.py) if found with their pinned hash, else
+    None. Read once per state of the files (path, size, modification time), like the model
+    cards: a process whose model folders change sees the change."""
+    found = []
     for folder in zoo.model_dirs():
+        path = folder / coder.defaults_file
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            found.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return _defaults_in(coder, tuple(found))
+
+
+@functools.lru_cache(maxsize=8)
+def _defaults_in(
+    coder: PredictiveCoder, files: tuple[tuple[str, int, int], ...]
+) -> IntArray | None:
+    for path, _, _ in files:
         try:
-            card = json.loads((folder / DEFAULTS_FILE).read_text())
+            card = json.loads(Path(path).read_text())
             packed = np.array(card["scales"], np.uint8).tobytes()
             packed += np.array(card["means"], np.int8).tobytes()
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if hashlib.sha256(packed).hexdigest() == DEFAULTS_SHA256:
-            return unpack_params(packed)
+        if hashlib.sha256(packed).hexdigest() == coder.defaults_sha256:
+            return unpack_params(dataclasses.replace(coder, sparse_params=False), packed)[0]
     return None
 
 
-def pack_params(params: IntArray) -> bytes:
+def defaults_bytes(params: IntArray) -> bytes:
+    """Default parameters as their pinned hash covers them: every context's scale index (u8),
+    then every context's mean (i8)."""
     return params[:, 0].astype(np.uint8).tobytes() + params[:, 1].astype(np.int8).tobytes()
 
 
-def unpack_params(data: bytes) -> IntArray:
-    if len(data) != PARAMS_BYTES:
-        raise PredictiveError("parameter part has the wrong size")
-    raw = np.frombuffer(data, np.uint8)
-    scales = raw[:CONTEXTS].astype(np.int64)
-    means = raw[CONTEXTS:].view(np.int8).astype(np.int64)
-    if int(scales.max()) >= coder_tables.NUM_SCALES or int(np.abs(means).max()) > MAX_MEAN:
+def pack_params(coder: PredictiveCoder, params: IntArray, used: BoolArray) -> bytes:
+    """Parameters of an image's own (FORMAT.md 3.5): every context's (``sparse_params``: a
+    bitmap of the contexts used, then the used ones') scale indices, then their means."""
+    if not coder.sparse_params:
+        return defaults_bytes(params)
+    return np.packbits(used, bitorder="little").tobytes() + defaults_bytes(params[used])
+
+
+def unpack_params(coder: PredictiveCoder, data: bytes) -> tuple[IntArray, int]:
+    """(parameters, bytes read) of parameters of an image's own at the start of ``data``;
+    contexts a bitmap leaves out get (0, 0)."""
+    contexts = coder.contexts
+    used = np.ones(contexts, bool)
+    start = 0
+    if coder.sparse_params:
+        start = -(-contexts // 8)
+        if len(data) < start:
+            raise PredictiveError("parameter part is cut short")
+        bitmap = np.frombuffer(data[:start], np.uint8)
+        used = np.unpackbits(bitmap, count=contexts, bitorder="little").astype(bool)
+    k = int(used.sum())
+    if len(data) < start + 2 * k:
+        raise PredictiveError("parameter part is cut short")
+    raw = np.frombuffer(data[start : start + 2 * k], np.uint8)
+    scales = raw[:k].astype(np.int64)
+    means = raw[k:].view(np.int8).astype(np.int64)
+    if k and (int(scales.max()) >= coder_tables.NUM_SCALES or int(np.abs(means).max()) > MAX_MEAN):
         raise PredictiveError("parameter out of range")
-    return np.stack([scales, means], axis=-1)
+    params = np.zeros((contexts, 2), np.int64)
+    params[used] = np.stack([scales, means], axis=-1)
+    return params, start + 2 * k
 
 
-def _table_of(params: IntArray, context: IntArray) -> tuple[IntArray, IntArray]:
-    return coder_tables.logistic_index(params[context, 0], params[context, 1])
+def _coding(coder: PredictiveCoder, chosen: IntArray, pred: IntArray) -> tuple[IntArray, IntArray]:
+    """(table index, offset) of samples with predictions ``pred`` and their contexts'
+    parameters ``chosen`` (..., 2): the logistic table of the context's scale, centred on the
+    prediction plus the context's mean."""
+    mean = (pred << (3 - coder.frac_bits)) + chosen[..., 1]
+    return coder_tables.logistic_index(chosen[..., 0], mean)
 
 
 # --- streams ----------------------------------------------------------------------------
@@ -404,33 +563,38 @@ def batch_count(height: int, width: int) -> int:
     return pixel_codec.batch_count(height, width, TILE)
 
 
-def encode(rgb: np.ndarray, progress: Share | None = None) -> list[bytes]:
+def encode(
+    rgb: np.ndarray, coder: PredictiveCoder = CODER, progress: Share | None = None
+) -> list[bytes]:
     """(H, W, 3) uint8 → one compact rANS stream per batch, the first after the parameter
     part."""
     height, width, _ = rgb.shape
     batches = _batches(height, width)
     coded = []
     for rects in batches:
-        residuals, contexts = [], []
+        planes, preds, contexts = [], [], []
         per_chunk = max(1, PREDICT_PIXELS // (rects[0][2] * rects[0][3]))
         for i in range(0, len(rects), per_chunk):
             part = rects[i : i + per_chunk]
             x = to_planes(np.stack([rgb[y : y + h, x0 : x0 + w] for y, x0, h, w in part]))
-            pred, error_context = predict(x)
-            residuals.append((x - pred).astype(np.int16))
-            contexts.append(contexts_of(error_context, x - pred).astype(np.int16))
-        coded.append((np.concatenate(residuals, axis=1), np.concatenate(contexts, axis=1)))
-    counts = [histograms(residual, context) for residual, context in coded]
-    part, params = choose_params(functools.reduce(operator.add, counts))
+            pred, context = predict(coder, x)
+            planes.append(x.astype(np.int16))
+            preds.append(pred.astype(np.int32))
+            contexts.append(context.astype(np.int16))
+        coded.append(
+            tuple(np.concatenate(a, axis=1).astype(np.int64) for a in (planes, preds, contexts))
+        )
+    counts = [histograms(coder, *batch) for batch in coded]
+    part, params = choose_params(coder, functools.reduce(operator.add, counts))
     tables = logistic_tables()
     streams: list[bytes] = []
     done = 0
-    for residual, context in coded:
-        _, tiles, h, w = residual.shape
-        index, offset = _table_of(params, context)
+    for x, pred, context in coded:
+        _, tiles, h, w = x.shape
+        index, offset = _coding(coder, params[context], pred)
         enc = ans.encoder(_lanes(tiles, h, w))
         order, ends = _push_order(tiles, h, w)
-        flat = (a.reshape(-1)[order] for a in (residual, index, offset))
+        flat = (a.reshape(-1)[order] for a in (x, index, offset))
         ans.push_chunks(enc, tables, *flat, ends)
         streams.append(ans.finish(enc, compact=True))
         done += tiles * h * w
@@ -440,20 +604,24 @@ def encode(rgb: np.ndarray, progress: Share | None = None) -> list[bytes]:
 
 
 def decode(
-    parts: list[bytes], height: int, width: int, progress: Share | None = None
+    parts: list[bytes],
+    height: int,
+    width: int,
+    coder: PredictiveCoder = CODER,
+    progress: Share | None = None,
 ) -> np.ndarray:
     """Inverse of :func:`encode`; PredictiveError (or the coder's CoderError) when the parts
     are damaged."""
     batches = _batches(height, width)
     if len(parts) != len(batches):
         raise PredictiveError("wrong number of parts")
-    params, first = split_params(parts[0])
+    params, first = split_params(coder, parts[0])
     tables = logistic_tables()
     rgb = np.empty((height, width, 3), np.uint8)
     done = 0
     for rects, stream in zip(batches, [first, *parts[1:]], strict=True):
         tiles, h, w = len(rects), rects[0][2], rects[0][3]
-        x = _decode_batch(stream, params, tables, tiles, h, w)
+        x = _decode_batch(coder, stream, params, tables, tiles, h, w)
         for tile, (y, x0, th, tw) in zip(to_rgb(x), rects, strict=True):
             rgb[y : y + th, x0 : x0 + tw] = tile
         done += tiles * h * w
@@ -465,8 +633,9 @@ def decode(
 @functools.lru_cache(maxsize=8)
 def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
     """Per anti-diagonal of an h×w tile: flat indices of its samples, of their N, W, NW, NE
-    samples after the edge rules (index ``h·w`` is a slot that stays 0), and of the samples'
-    own, N, W, NE and NW places in the zero-bordered (h+1)×(w+2) error grid."""
+    samples after the edge rules (index ``h·w`` is a slot that stays 0), of the samples' own,
+    N, W, NE and NW places in the zero-bordered (h+1)×(w+2) grids, and whether each is in
+    the tile's first row or column."""
     out = []
     for rows, cols in _diagonals(h, w):
         here = rows * w + cols
@@ -476,7 +645,8 @@ def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
         nw = np.where((rows > 0) & (cols > 0), here - w - 1, n)
         ne = np.where((rows > 0) & (cols + 1 < w), here - w + 1, n)
         at = (rows + 1) * (w + 2) + cols + 1
-        out.append((here, n, west, nw, ne, at, at - w - 2, at - 1, at - w - 1, at - w - 3))
+        border = ((rows == 0) | (cols == 0))[:, None]
+        out.append((here, n, west, nw, ne, at, at - w - 2, at - 1, at - w - 1, at - w - 3, border))
     return out
 
 
@@ -484,7 +654,13 @@ Pop = Callable[[IntArray, IntArray], IntArray]  # (table index, offset) (n, tile
 
 
 def _decode_batch(
-    stream: bytes, params: IntArray, tables: coder_tables.Tables, tiles: int, h: int, w: int
+    coder: PredictiveCoder,
+    stream: bytes,
+    params: IntArray,
+    tables: coder_tables.Tables,
+    tiles: int,
+    h: int,
+    w: int,
 ) -> IntArray:
     """One batch's planes (3, tiles, h, w), its tiles sharing ``params`` and one stream."""
     dec = ans.compact_decoder(stream, _lanes(tiles, h, w))
@@ -492,43 +668,54 @@ def _decode_batch(
     def pop(index: IntArray, offset: IntArray) -> IntArray:
         return ans.pop(dec, tables, index.T.ravel(), offset.T.ravel()).reshape(tiles, -1).T
 
-    x, inside = _decode_tiles(pop, np.broadcast_to(params, (tiles, *params.shape)), h, w)
+    x, inside = _decode_tiles(coder, pop, np.broadcast_to(params, (tiles, *params.shape)), h, w)
     ans.check_finished(dec)
     if not inside.all():
         raise PredictiveError("a decoded sample is out of range")
     return x
 
 
-def _decode_tiles(pop: Pop, params: IntArray, h: int, w: int) -> tuple[IntArray, BoolArray]:
-    """Planes (3, tiles, h, w) of tiles with parameters ``params`` (tiles, CONTEXTS, 2), their
-    residuals from ``pop``, and whether each tile's samples all fell in their planes' ranges
+def _decode_tiles(
+    coder: PredictiveCoder, pop: Pop, params: IntArray, h: int, w: int
+) -> tuple[IntArray, BoolArray]:
+    """Planes (3, tiles, h, w) of tiles with parameters ``params`` (tiles, contexts, 2), their
+    samples from ``pop``, and whether each tile's samples all fell in their planes' ranges
     (a damaged stream's may not). Position-major layouts, so that each gather of a
     diagonal's neighbours reads whole rows of (predictor,) plane and tile."""
     tiles = len(params)
     lanes = 3 * tiles  # (plane, tile) pairs
     x = np.zeros((h * w + 1, lanes), np.int64)  # the last position stays 0
-    errors = np.zeros(((h + 1) * (w + 2), PREDICTORS, lanes), np.int32)  # zero border: absent
+    grid = (h + 1) * (w + 2)  # zero border: absent
+    errors = np.zeros((grid, PREDICTORS, lanes), np.int32)
+    residuals = np.zeros((grid, lanes), np.int32)  # |sample − rounded prediction|
     low, high = (np.repeat(b.ravel(), tiles)[None, :] for b in _plane_bounds((3, 1)))
     planes = [slice(k * tiles, (k + 1) * tiles) for k in range(3)]
     tile = np.arange(tiles)[None, :]
     inside = np.ones(lanes, bool)
-    for here, n, west, nw, ne, at, at_n, at_w, at_ne, at_nw in _gathers(h, w):
-        preds = _predictors(x[n], x[west], x[nw], x[ne])
+    for here, n, west, nw, ne, at, at_n, at_w, at_ne, at_nw, border in _gathers(h, w):
+        xn, xne = x[n], x[ne]
+        preds = _predictors(xn, x[west], x[nw], xne)
         near = 2 * (errors[at_n] + errors[at_w] + errors[at_ne]) + errors[at_nw]
-        pred, error_context = _blend(preds, near.transpose(1, 0, 2), low, high)
-        residual = np.empty_like(pred)
+        pred, error_context = _blend(coder, preds, xn + xne, near.transpose(1, 0, 2), low, high)
+        largest = np.maximum(
+            np.maximum(residuals[at_n], residuals[at_w]),
+            np.maximum(residuals[at_ne], residuals[at_nw]),
+        )
+        local = _local_context(coder, error_context, largest, border)
+        rounded = _rounded(coder, pred)
+        value = np.empty_like(pred)
         for k, columns in enumerate(planes):  # Y, Co, Cg: each plane's context needs the last
-            context = error_context[:, columns] + PLANE_FIRST[k]
+            context = local[:, columns] + coder.plane_first[k]
             if k:
-                previous = np.abs(residual[:, planes[k - 1]])
-                context += ERROR_CONTEXTS * np.searchsorted(RESIDUAL_EDGES, previous, "right")
-            chosen = params[tile, context]
-            residual[:, columns] = pop(*coder_tables.logistic_index(chosen[..., 0], chosen[..., 1]))
-        value = pred + residual
+                previous = np.abs(value[:, planes[k - 1]] - rounded[:, planes[k - 1]])
+                bucket = np.searchsorted(RESIDUAL_EDGES, previous, "right")
+                context += coder.local_contexts * bucket
+            value[:, columns] = pop(*_coding(coder, params[tile, context], pred[:, columns]))
         inside &= ((value >= low) & (value <= high)).all(0)
         value = np.clip(value, low, high)  # a damaged stream's lanes stay bounded
         x[here] = value
         errors[at] = np.abs(value[:, None, :] - np.stack(preds, axis=1))
+        residuals[at] = np.abs(value - rounded)
     return x[:-1].T.reshape(3, tiles, h, w), inside.reshape(3, tiles).all(0)
 
 
@@ -537,7 +724,7 @@ def single_tile(height: int, width: int) -> bool:
     return height <= TILE and width <= TILE
 
 
-def encode_many(rgbs: Sequence[np.ndarray]) -> list[list[bytes]]:
+def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> list[list[bytes]]:
     """``[encode(rgb) for rgb in rgbs]`` for images of one shape, one tile each: predicted
     together, their streams coded in lockstep (each the very bytes ``encode`` gives)."""
     h, w, _ = rgbs[0].shape
@@ -548,21 +735,20 @@ def encode_many(rgbs: Sequence[np.ndarray]) -> list[list[bytes]]:
     per_group = max(1, PREDICT_PIXELS // (h * w))
     for i in range(0, len(rgbs), per_group):
         x = to_planes(np.stack(rgbs[i : i + per_group]))
-        pred, error_context = predict(x)
-        residual = x - pred
-        context = contexts_of(error_context, residual)
+        pred, context = predict(coder, x)
         chosen = [
-            choose_params(histograms(residual[:, t], context[:, t])) for t in range(len(pred[0]))
+            choose_params(coder, histograms(coder, x[:, t], pred[:, t], context[:, t]))
+            for t in range(x.shape[1])
         ]
         params = np.stack([p for _, p in chosen])
-        picked = params[np.arange(len(params))[:, None, None], context]  # (3, T, h, w, 2)
-        index, offset = coder_tables.logistic_index(picked[..., 0], picked[..., 1])
+        tile = np.arange(len(params))[:, None, None]
+        index, offset = _coding(coder, params[tile, context], pred)
         group = lockstep.Encoder(len(params), _lanes(1, h, w))
         for rows, cols in reversed(_diagonals(h, w)):
             for plane in (2, 1, 0):
                 group.push(
                     tables,
-                    residual[plane][:, rows, cols],
+                    x[plane][:, rows, cols],
                     index[plane][:, rows, cols],
                     offset[plane][:, rows, cols],
                 )
@@ -570,10 +756,12 @@ def encode_many(rgbs: Sequence[np.ndarray]) -> list[list[bytes]]:
     return out
 
 
-def decode_many(parts: Sequence[list[bytes]], height: int, width: int) -> list[np.ndarray | None]:
-    """``decode(p, height, width)`` of each of ``parts`` (images of one shape, one tile each),
-    their streams decoded in lockstep; None for one that is damaged (decoding it alone says
-    how)."""
+def decode_many(
+    parts: Sequence[list[bytes]], height: int, width: int, coder: PredictiveCoder = CODER
+) -> list[np.ndarray | None]:
+    """``decode(p, height, width, coder)`` of each of ``parts`` (images of one shape, one tile
+    each), their streams decoded in lockstep; None for one that is damaged (decoding it alone
+    says how)."""
     if not single_tile(height, width):
         raise ValueError("decode_many takes images of one tile each")
     tables = logistic_tables()
@@ -582,7 +770,7 @@ def decode_many(parts: Sequence[list[bytes]], height: int, width: int) -> list[n
     for k, image_parts in enumerate(parts):
         with contextlib.suppress(PredictiveError):
             if len(image_parts) == 1:
-                good.append((k, *split_params(image_parts[0])))
+                good.append((k, *split_params(coder, image_parts[0])))
     per_group = max(1, PREDICT_PIXELS // (height * width))
     for i in range(0, len(good), per_group):
         members = good[i : i + per_group]
@@ -591,7 +779,8 @@ def decode_many(parts: Sequence[list[bytes]], height: int, width: int) -> list[n
         def pop(index: IntArray, offset: IntArray, group: lockstep.Decoder = group) -> IntArray:
             return group.pop(tables, index.T, offset.T).T
 
-        x, inside = _decode_tiles(pop, np.stack([p for _, p, _ in members]), height, width)
+        params = np.stack([p for _, p, _ in members])
+        x, inside = _decode_tiles(coder, pop, params, height, width)
         rgbs = to_rgb(x)
         for (k, _, _), ok, rgb in zip(members, group.finish() & inside, rgbs, strict=True):
             if ok:
