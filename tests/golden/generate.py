@@ -38,6 +38,17 @@ def photo(h: int, w: int, channels: int, seed: int) -> np.ndarray:
     return np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
 
 
+def quadratic(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth quadratic surface with sparse +1 noise: statistics unlike a photo's, so that
+    the predictive coder fits parameters of its own even to a small image."""
+    i, j = np.mgrid[:h, :w]
+    base = (i * i + 3 * j * j + 5 * i * j).astype(float)
+    base = base / base.max() * 250
+    rgb = np.stack([base, base * 0.7 + 40, 250 - base * 0.9], -1).astype(np.uint8)
+    bumps = np.random.default_rng(seed).random(rgb.shape) < 0.1
+    return np.clip(rgb.astype(int) + bumps, 0, 255).astype(np.uint8)
+
+
 def with_alpha(pixels: np.ndarray) -> np.ndarray:
     """``pixels`` plus an alpha plane: opaque with a half-transparent block."""
     alpha = np.full((*pixels.shape[:2], 1), 255, np.uint8)
@@ -141,12 +152,16 @@ def main(out_dir: Path) -> None:
         c, codec = compress(data, Options(level=level))
         assert codec == 2
         put(f"neural-l{level}-stdin.iodf", c, data, codec=codec, frame_codecs={"neural-image": 1})
-    # codec 2, the predictive coder (iodf-predictive-1): above 128×128 (the default level's
-    # coder there; parameters of its own), and a small image it codes smaller than the flow
-    # (the shipped default parameters)
+    # codec 2, the predictive coders, each an image large enough for parameters of its own and
+    # a small one with the shipped default parameters (for version 2 not a photo: its photos
+    # of that size take the defaults too): ``v2-predictive-*`` by
+    # iodf-predictive-1 (when it was the default level's coder above 128×128), then
+    # ``v2-predictive2-*`` by iodf-predictive-2 (the default level's coder for every image)
     for file, name, pixels in (
         ("v2-predictive-ppm-rgb-144x160.iodf", "predictive.ppm", photo(144, 160, 3, 8)),
         ("v2-predictive-defaults-ppm-rgb-40x48.iodf", "defaults.ppm", photo(40, 48, 3, 9)),
+        ("v2-predictive2-own-ppm-rgb-96x100.iodf", "own.ppm", quadratic(96, 100, 10)),
+        ("v2-predictive2-defaults-ppm-rgb-40x48.iodf", "defaults2.ppm", photo(40, 48, 3, 11)),
     ):
         data = image_file(pixels, "PPM")
         meta = {"name": name.encode(), "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}
