@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from iodfz.codec import lockstep
-from iodfz.coder import ans
-from iodfz.coder.tables import build_mixture_table, default_tables, logistic_index
+from iodfz.coder import CoderError, ans
+from iodfz.coder.tables import build_mixture_table, default_tables, logistic_index, symbol_bits
 
 
 def _symbols(rng: np.random.Generator, streams: int, n: int) -> list[tuple]:
@@ -66,3 +66,118 @@ def test_a_damaged_stream_fails_alone() -> None:
     assert decoder.finish().tolist() == [True, False, False, False]
     for got, (_, values, _, _) in zip(popped, pushes[::-1], strict=True):
         np.testing.assert_array_equal(got[0], values[0])
+
+
+def _chunked(rng: np.random.Generator, streams: int, n: int) -> tuple:
+    """Logistic symbols with escapes far out (several-byte codes) and just outside the support
+    (one-byte codes), but none in stream 1; and random chunk ends over them (empty chunks,
+    lengths that are no multiple of the lanes)."""
+    tables, values, index, offset = _symbols(rng, streams, n)[0]
+    lo, nsym = tables.lo[index] + offset, tables.nsym[index]
+    near = rng.random((streams, n))
+    values = np.where(near < 0.01, lo + nsym + rng.integers(0, 3, (streams, n)), values)
+    values = np.where(near > 0.99, lo - 1 - rng.integers(0, 3, (streams, n)), values)
+    values[1] = lo[1] + nsym[1] // 2
+    ends = [*sorted(rng.integers(0, n + 1, n // 4).tolist()), n]
+    return tables, values, index, offset, ends
+
+
+def _chunks(ends: list[int]) -> list[slice]:
+    return [slice(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_push_chunks_is_a_push_per_chunk(lanes: int) -> None:
+    rng = np.random.default_rng(lanes)
+    streams = 6
+    tables, values, index, offset, ends = _chunked(rng, streams, 400)
+    escaped = symbol_bits(tables, values, index, offset)[1].reshape(streams, -1)
+    assert escaped.any(axis=1).tolist() == [k != 1 for k in range(streams)]
+    mixture, top, channel, zero = _symbols(rng, streams, 60)[1]
+
+    group = lockstep.Encoder(streams, lanes)
+    group.push_chunks(tables, values, index, offset, ends)
+    group.push(mixture, top, channel, zero)
+    one_by_one = lockstep.Encoder(streams, lanes)
+    for chunk in _chunks(ends):
+        one_by_one.push(tables, values[:, chunk], index[:, chunk], offset[:, chunk])
+    one_by_one.push(mixture, top, channel, zero)
+    together = group.finish()
+    assert together == one_by_one.finish()
+    for k in range(streams):
+        enc = ans.encoder(lanes)
+        ans.push_chunks(enc, tables, values[k], index[k], offset[k], ends)
+        ans.push(enc, mixture, top[k], channel[k], zero[k])
+        assert together[k] == ans.finish(enc, compact=True), k
+
+    decoder = lockstep.Decoder(together, lanes)
+    np.testing.assert_array_equal(decoder.pop(mixture, channel, zero), top)
+    for chunk in _chunks(ends)[::-1]:
+        got = decoder.pop(tables, index[:, chunk], offset[:, chunk])
+        np.testing.assert_array_equal(got, values[:, chunk])
+    assert decoder.finish().all()
+
+
+@pytest.mark.parametrize("ends", [[3], [5, 4, 6], [2, 8], []])
+def test_push_chunks_refuses_ends_that_do_not_cover_the_symbols(ends: list[int]) -> None:
+    rng = np.random.default_rng(0)
+    tables, values, index, offset = _symbols(rng, 2, 6)[0]
+    with pytest.raises(CoderError):
+        lockstep.Encoder(2, 1).push_chunks(tables, values, index, offset, ends)
+
+
+def _alone(stream: bytes, lanes: int, pops: list[tuple]) -> list[np.ndarray] | None:
+    """What decoding ``stream`` alone gives: its pops' values, or None if it is damaged."""
+    try:
+        dec = ans.compact_decoder(stream, lanes)
+        got = [ans.pop(dec, tables, index, offset) for tables, index, offset in pops]
+        ans.check_finished(dec)
+    except CoderError:
+        return None
+    return got
+
+
+@pytest.mark.parametrize(("lanes", "seed"), [(1, 1), (1, 2), (3, 3), (3, 4)])
+def test_damaged_streams_fail_as_they_do_alone(lanes: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    streams = 12
+    tables, values, index, offset, ends = _chunked(rng, streams, 300)
+    group = lockstep.Encoder(streams, lanes)
+    group.push_chunks(tables, values, index, offset, ends)
+    coded = group.finish()
+    for k in range(2, streams):  # a bit flipped: among the escape bytes (at the end) or anywhere
+        damaged = bytearray(coded[k])
+        tail = len(damaged) - 1 - int(rng.integers(0, 6))
+        damaged[tail if k % 3 else int(rng.integers(len(damaged)))] ^= 1 << int(rng.integers(8))
+        coded[k] = bytes(damaged)
+    chunks = _chunks(ends)[::-1]
+
+    decoder = lockstep.Decoder(coded, lanes)
+    got = [decoder.pop(tables, index[:, c], offset[:, c]) for c in chunks]
+    ok = decoder.finish()
+    assert ok[:2].all()
+    for k in range(streams):
+        alone = _alone(coded[k], lanes, [(tables, index[k, c], offset[k, c]) for c in chunks])
+        assert ok[k] == (alone is not None), k
+        if alone is not None:
+            for mine, theirs in zip(got, alone, strict=True):
+                np.testing.assert_array_equal(mine[k], theirs)
+
+
+def test_bad_arguments_are_refused() -> None:
+    rng = np.random.default_rng(5)
+    tables, values, index, offset = _symbols(rng, 2, 6)[0]
+    stream = lockstep.Encoder(2, 1)
+    stream.push(tables, values, index, offset)
+    decoder = lockstep.Decoder(stream.finish(), 1)
+    for bad_index in (index - 10**6, index + tables.count):
+        with pytest.raises(CoderError, match="table index"):
+            lockstep.Encoder(2, 1).push(tables, values, bad_index, offset)
+        with pytest.raises(CoderError, match="table index"):
+            decoder.pop(tables, bad_index, offset)
+    with pytest.raises(CoderError, match="range"):
+        lockstep.Encoder(2, 1).push(tables, values + 2**47, index, offset)
+    with pytest.raises(CoderError, match="range"):
+        decoder.pop(tables, index, offset - 2**47)
+    with pytest.raises(CoderError, match="streams"):
+        lockstep.Encoder(3, 1).push(tables, values, index, offset)

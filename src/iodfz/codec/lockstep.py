@@ -5,9 +5,13 @@ alone steps through its symbols one at a time. Images of one shape have streams 
 lane count and symbol layout, so here the lanes of all of them advance together, one numpy
 operation per step for the whole group, and every stream keeps its own words, escapes and
 state. Each step is the arithmetic of :func:`iodfz.coder.ans.push` / ``pop`` on more lanes
-(float64 states when encoding, int64 when decoding), and every stream is written by
-``ans.finish`` and checked by ``ans.check_finished``, so each stream is byte for byte the one
-that coding its image alone gives (tests/test_batch_lockstep.py).
+(in int64, which gives what ``push``'s exact float64 arithmetic gives), and every stream is
+written by ``ans.finish`` and checked by ``ans.check_finished``, so each stream is byte for
+byte the one that coding its image alone gives (tests/test_batch_lockstep.py).
+
+The step loops run once per step of a group, a few dozen streams wide, so numpy's per-call
+cost is what they spend: they do as few calls per step as they can, and everything that can
+be done for all steps at once (table lookups, escapes, words) is done outside them.
 
 A damaged stream does not stop the others: the decoder marks it failed and goes on; its
 caller decodes such a file alone, which reports the damage as usual.
@@ -16,42 +20,126 @@ caller decodes such a file alone, which reports the damage as usual.
 from __future__ import annotations
 
 import functools
+import threading
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from iodfz.coder import CoderError, ans
 from iodfz.coder.tables import Tables
 
-_INV_WORD = 1.0 / (1 << ans.WORD_BITS)
+IntArray = npt.NDArray[np.int64]
+_WORD_MASK = (1 << ans.WORD_BITS) - 1
+_MAX_VARINT = 8  # bytes of an escape code's varint at most (ans.read_escapes)
 
 
-def _by_step(a: np.ndarray, lanes: int, fill: float = 0) -> np.ndarray:
-    """(streams, symbols) → (steps, streams, lanes), contiguous per step: symbol i of a stream
-    is coded at step i // lanes by lane i % lanes (the last step's missing lanes hold ``fill``)."""
-    streams, n = a.shape
-    steps = -(-n // lanes)
-    padded = np.full((streams, steps * lanes), fill, a.dtype)
-    padded[:, :n] = a
-    return np.ascontiguousarray(padded.reshape(streams, steps, lanes).transpose(1, 0, 2))
+class _PushTables(NamedTuple):
+    """A table set's per-symbol encoding constants, flat like ``Tables.freq``, plus a last,
+    *pad* symbol that leaves a state as it is (frequency 2^precision, start 0; its xmax, 2^48,
+    is above every state): it fills the lanes that a chunk's partial last step leaves idle."""
 
-
-def _last_lanes(n: int, lanes: int) -> int:
-    """Lanes the last step of ``n`` symbols uses."""
-    return n - (-(-n // lanes) - 1) * lanes
+    freq: IntArray
+    start: IntArray
+    total: int  # 2^precision: a step makes x into (x // freq)·(total - freq) + x + start
+    xmax_shift: int  # a state at or above freq << xmax_shift writes its low word out first
 
 
 @functools.lru_cache(maxsize=8)
-def _ends(tables: Tables) -> np.ndarray:
-    """Where each symbol's interval ends, counted from the first table's start: table t's
-    symbols cover ``[t·2^precision, (t+1)·2^precision)`` in order (each sums to 2^precision)."""
-    return np.cumsum(tables.freq)
+def _push_tables(tables: Tables) -> _PushTables:
+    total = 1 << tables.precision
+    return _PushTables(
+        np.append(tables.freq, total),
+        np.append(tables.start, 0),
+        total,
+        ans.L_BITS + ans.WORD_BITS - tables.precision,
+    )
 
 
-def _table_rows(tables: Tables, table_index: np.ndarray) -> np.ndarray:
+def _table_rows(tables: Tables, table_index: npt.ArrayLike) -> IntArray:
     t = np.asarray(table_index, np.int64)
-    if t.size and (int(t.min()) < 0 or int(t.max()) >= tables.count):
+    if t.size and int(t.view(np.uint64).max()) >= tables.count:  # (negative: above 2**63)
         raise CoderError("table index out of range")
     return t
+
+
+def _check_values(*arrays: IntArray) -> None:
+    for arr in arrays:
+        if arr.size and (int(arr.min()) <= -ans.VALUE_LIMIT or int(arr.max()) >= ans.VALUE_LIMIT):
+            raise CoderError("value or offset out of the coder's range (|x| < 2**47)")
+
+
+def _slots(ends: Sequence[int], n: int, lanes: int) -> IntArray:
+    """Which symbol each coding slot codes, for pushes of the chunks that end at ``ends``.
+
+    Slot ``r·lanes + i`` is lane i of row r. The rows hold every chunk's steps, the last
+    chunk's first and each chunk's in order: the order in which the streams hold their words
+    (a later push's first) and the decoder reads them, so the encoder runs over the rows last
+    to first. The idle lanes of a chunk's partial last step hold ``n``, the pad symbol."""
+    bounds = np.concatenate([[0], np.asarray(ends, np.int64).ravel()])
+    lengths = np.diff(bounds)
+    if (lengths < 0).any() or bounds[-1] != n:
+        raise CoderError("chunk ends must rise to the number of symbols")
+    steps = -(-lengths // lanes)
+    first_row = steps.sum() - np.cumsum(steps)  # a later chunk's rows come first
+    symbol = np.arange(n)
+    chunk = np.repeat(np.arange(len(lengths)), lengths)
+    src = np.full(int(steps.sum()) * lanes, n)
+    src[(first_row * lanes - bounds[:-1])[chunk] + symbol] = symbol
+    return src
+
+
+def _escape_bytes(
+    j: IntArray, nsym: IntArray, esc: npt.NDArray[np.bool_], slot: IntArray
+) -> tuple[npt.NDArray[np.uint8], IntArray]:
+    """Every stream's escape bytes, the streams' back to back, and how many each has. A push
+    writes its escapes in symbol order and a stream holds a later push's first: each stream's
+    come in the order of their symbols' slots (``slot[i]``: symbol i's, :func:`_slots`)."""
+    streams, n = j.shape
+    k, at = np.divmod(np.flatnonzero(esc), n)  # (np.nonzero is slow on 2-d arrays)
+    if not k.size:
+        return np.zeros(0, np.uint8), np.zeros(streams, np.int64)
+    order = np.lexsort((slot[at], k))
+    k, at = k[order], at[order]
+    data = ans.escape_bytes(ans.escape_codes(j[k, at], nsym[k, at]))
+    last_byte = np.flatnonzero(data < 0x80)  # of each varint
+    codes_end = np.cumsum(np.bincount(k, minlength=streams))
+    bytes_end = np.where(codes_end > 0, last_byte[codes_end - 1] + 1, 0)
+    return data, np.diff(bytes_end, prepend=0)
+
+
+def _per_stream(
+    parts: list[tuple[np.ndarray, IntArray]], streams: int, dtype: npt.DTypeLike
+) -> list[np.ndarray]:
+    """Each stream's runs of ``parts`` joined in the parts' order; a part holds its streams'
+    runs back to back, ``counts[k]`` items for stream k."""
+    data = np.concatenate([np.zeros(0, dtype), *(d for d, _ in parts)])
+    counts = np.array([c for _, c in parts], np.int64).reshape(len(parts), streams)
+    owner = np.repeat(np.tile(np.arange(streams), len(counts)), counts.ravel())
+    by_stream = data[np.argsort(owner, kind="stable")]
+    return np.split(by_stream, np.cumsum(counts.sum(axis=0))[:-1])
+
+
+def _encode_rows(
+    states: IntArray, freq: IntArray, start: IntArray, spare: IntArray, xmax: IntArray
+) -> None:
+    """``ans.push``'s step loop over rows of lanes, last row first: ``states[r]`` is what
+    row r's step makes of ``states[r + 1]``. Integer floor division is what ``push``'s float64
+    division gives (exact below 2**53), in fewer numpy calls."""
+    keep = np.empty(states.shape[1], bool)
+    low, q = np.empty(states.shape[1], np.int64), np.empty(states.shape[1], np.int64)
+    word = np.array(ans.WORD_BITS)  # numpy scalars: cheaper to pass than Python ints
+    before, after = states[:0:-1], states[-2::-1]
+    rows = zip(before, after, freq[::-1], start[::-1], spare[::-1], xmax[::-1], strict=True)
+    for x, out, f, c, mf, xm in rows:
+        np.less(x, xm, out=keep)
+        np.right_shift(x, word, out=low)  # the state once its low word is written out…
+        np.copyto(low, x, where=keep)  # …if it has to be
+        np.floor_divide(low, f, out=q)
+        q *= mf
+        q += low
+        np.add(q, c, out=out)
 
 
 class Encoder:
@@ -62,84 +150,195 @@ class Encoder:
         if not 1 <= lanes <= ans.MAX_LANES:
             raise CoderError(f"lanes must be in 1..{ans.MAX_LANES}")
         self.lanes = lanes
-        self.x = np.full((streams, lanes), float(ans.L))
-        # per push, (steps, streams, lanes): each lane's state before a step, and whether it
-        # wrote that state's low word out (renormalized) there
-        self._records: list[tuple[np.ndarray, np.ndarray]] = []
-        self._escapes: list[list[bytes]] = [[] for _ in range(streams)]  # per stream, per push
+        self.x = np.full((streams, lanes), ans.L, np.int64)
+        # per push_chunks, each stream's words and escape bytes (back to back, and counts)
+        self._words: list[tuple[IntArray, IntArray]] = []
+        self._escapes: list[tuple[npt.NDArray[np.uint8], IntArray]] = []
 
     def push(
-        self, tables: Tables, values: np.ndarray, table_index: np.ndarray, offset: np.ndarray
+        self,
+        tables: Tables,
+        values: npt.ArrayLike,
+        table_index: npt.ArrayLike,
+        offset: npt.ArrayLike,
     ) -> None:
         """``ans.push`` of row k of each (streams, symbols) array onto stream k."""
-        t = _table_rows(tables, table_index)
-        v = np.asarray(values, np.int64)
-        o = np.broadcast_to(np.asarray(offset, np.int64), v.shape)
-        for arr in (v, o):
-            if arr.size and int(np.abs(arr).max()) >= ans.VALUE_LIMIT:
-                raise CoderError("value or offset out of the coder's range (|x| < 2**47)")
+        ends = [np.shape(values)[1]] if np.ndim(values) == 2 else []  # else refused
+        self.push_chunks(tables, values, table_index, offset, ends)
+
+    def push_chunks(
+        self,
+        tables: Tables,
+        values: npt.ArrayLike,
+        table_index: npt.ArrayLike,
+        offset: npt.ArrayLike,
+        ends: Sequence[int],
+    ) -> None:
+        """``push`` of each chunk ``[ends[k-1], ends[k])`` of the symbols (axis 1) in turn,
+        each a push of its own (it starts at lane 0), ``ends`` rising to the symbol count:
+        the arguments checked once and one step loop over all chunks' steps."""
+        v, t, o = self._arguments(tables, values, table_index, offset)
+        n = v.shape[1]
+        src = _slots(ends, n, self.lanes)
         j = v - o - tables.lo[t]
         nsym = tables.nsym[t]
         esc = j.view(np.uint64) >= nsym.view(np.uint64)
-        self._push_escapes(j, nsym, esc)
-        j = np.where(esc, nsym, j) + tables.base[t]
-        f = tables.freq.astype(np.float64)[j]
-        c = tables.start.astype(np.float64)[j]
-        xmax = f * float(1 << (ans.L_BITS + ans.WORD_BITS - tables.precision))
-        mf = float(1 << tables.precision) - f
+        slot = np.empty(n + 1, np.int64)
+        slot[src] = np.arange(len(src))
+        self._escapes.append(_escape_bytes(j, nsym, esc, slot))
+        np.copyto(j, nsym, where=esc)
+        j += tables.base[t]
+        self._words.append(self._code(_push_tables(tables), j, src))
+
+    def _arguments(
+        self,
+        tables: Tables,
+        values: npt.ArrayLike,
+        table_index: npt.ArrayLike,
+        offset: npt.ArrayLike,
+    ) -> tuple[IntArray, IntArray, IntArray]:
+        v = np.asarray(values, np.int64)
+        if v.ndim != 2 or len(v) != len(self.x):
+            raise CoderError("values must be (streams, symbols)")
+        try:
+            t, o = (
+                np.broadcast_to(np.asarray(a, np.int64), v.shape) for a in (table_index, offset)
+            )
+        except ValueError:
+            raise CoderError("table_index and offset must broadcast to the values") from None
+        _table_rows(tables, t)
+        _check_values(v, o)
+        return v, t, o
+
+    def _code(self, pt: _PushTables, symbols: IntArray, src: IntArray) -> tuple[IntArray, IntArray]:
+        """Code ``symbols`` (flat table indices, (streams, n)) laid out by ``src``
+        (:func:`_slots`); each stream's words, back to back, and how many each has."""
+        streams, n = symbols.shape
         lanes = self.lanes
-        by_step = [_by_step(a, lanes, 1.0) for a in (f, c, xmax, mf)]
-        self._steps(*by_step, _last_lanes(v.shape[1], lanes))
-
-    def _push_escapes(self, j: np.ndarray, nsym: np.ndarray, esc: np.ndarray) -> None:
-        """Each stream's escape values of this push in symbol order, as ``ans.push`` writes
-        them (its own varints; a push's escapes come after those of the pushes made later)."""
-        for k in range(j.shape[0]):
-            if not esc[k].any():
-                self._escapes[k].append(b"")
-                continue
-            codes = ans.escape_codes(j[k][esc[k]], nsym[k][esc[k]])
-            self._escapes[k].append(ans.escape_bytes(codes).tobytes())
-
-    def _steps(
-        self, f: np.ndarray, c: np.ndarray, xmax: np.ndarray, mf: np.ndarray, last: int
-    ) -> None:
-        """The step loop of ``ans.push`` over every stream's lanes, last step first."""
-        states, emitted = np.empty(f.shape), np.zeros(f.shape, bool)
-        q = np.empty(self.x.shape)
-        for s in range(len(f) - 1, -1, -1):
-            m = last if s == len(f) - 1 else self.lanes
-            xs, qs, emit = self.x[:, :m], q[:, :m], emitted[s, :, :m]
-            np.greater_equal(xs, xmax[s, :, :m], out=emit)
-            states[s, :, :m] = xs
-            np.multiply(xs, _INV_WORD, out=qs)
-            np.floor(qs, out=qs)
-            np.copyto(xs, qs, where=emit)
-            np.divide(xs, f[s, :, :m], out=qs)
-            np.floor(qs, out=qs)
-            qs *= mf[s, :, :m]
-            xs += qs
-            xs += c[s, :, :m]
-        self._records.append((states, emitted))
+        rows, width = len(src) // lanes, lanes * streams
+        padded = np.empty((n + 1, streams), np.int64)
+        padded[:n] = symbols.T
+        padded[n] = len(pt.freq) - 1
+        at = padded[src].reshape(rows, width)  # a row: lane 0 of every stream, then lane 1…
+        freq, start = pt.freq.take(at), pt.start.take(at)
+        spare, xmax = pt.total - freq, freq << pt.xmax_shift
+        states = np.empty((rows + 1, width), np.int64)
+        states[rows] = self.x.T.ravel()
+        _encode_rows(states, freq, start, spare, xmax)
+        self.x = np.ascontiguousarray(states[0].reshape(lanes, streams).T)
+        # per stream, rows then lanes ascending: the order ans.finish writes words in
+        before = states[1:].reshape(rows, lanes, streams).transpose(2, 0, 1)
+        out = before >= xmax.reshape(rows, lanes, streams).transpose(2, 0, 1)
+        return before[out] & _WORD_MASK, out.sum(axis=(1, 2))
 
     def finish(self) -> list[bytes]:
         """Each stream as ``ans.finish(…, compact=True)`` writes it."""
-        parts: list[list[np.ndarray]] = [[] for _ in range(len(self.x))]
-        for states, emitted in self._records[::-1]:  # a later push's words come first
-            mask = emitted.transpose(1, 0, 2)  # per stream: steps, then lanes, ascending
-            words = states.transpose(1, 0, 2)[mask]
-            counts = mask.sum(axis=(1, 2))
-            for k, part in enumerate(np.split(words, np.cumsum(counts)[:-1])):
-                parts[k].append(part)
+        streams = len(self.x)
+        words = _per_stream(self._words[::-1], streams, np.int64)
+        escapes = _per_stream(self._escapes[::-1], streams, np.uint8)
         out = []
-        for k, stream_parts in enumerate(parts):
-            escapes = b"".join(self._escapes[k][::-1])
-            words = np.concatenate([np.zeros(0), *stream_parts])
-            enc = ans.Encoder(self.lanes, self.x[k].copy(), [words], [])
-            if escapes:
-                enc.escapes.append(np.frombuffer(escapes, np.uint8))
+        for k in range(streams):
+            x, w = self.x[k].astype(np.float64), words[k].astype(np.float64)
+            enc = ans.Encoder(self.lanes, x, [w], [escapes[k]])
             out.append(ans.finish(enc, compact=True))
         return out
+
+
+def _symbols_of(tables: Tables, which: IntArray) -> tuple[IntArray, IntArray]:
+    """The symbols of tables ``which``, table by table: each one's place in the flat tables
+    and its index in its table."""
+    sizes = tables.nsym[which] + 1
+    index = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.repeat(tables.base[which], sizes) + index, index
+
+
+class _Lookup:
+    """Which symbol covers each cf: the rows of ``tables.lut`` of the tables that decoders
+    meet, built as they come up and kept for later ones (one per table set, shared, see
+    :func:`_lookup`). The whole lookup is 2 bytes per frequency unit of every table (64 MiB
+    for the logistic set); bisection instead (``searchsorted`` where the intervals end)
+    mispredicts a branch per level and took a third of a decoding step."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+        # filled from the front, 2^precision entries a table: pages never written cost nothing
+        self.rows = np.empty(tables.count << tables.precision, np.uint16)
+        self.row = np.full(tables.count, -1, np.int64)  # where each table's row starts
+        self.used = 0
+        # what each symbol stands for (an escape: its table's lo + nsym), and which are escapes
+        symbol, index = _symbols_of(tables, np.arange(tables.count))
+        self.value = np.zeros(len(tables.freq), np.int64)
+        self.value[symbol] = np.repeat(tables.lo, tables.nsym + 1) + index
+        self.escape = np.zeros(len(tables.freq), bool)
+        self.escape[tables.base + tables.nsym] = True
+        self._lock = threading.Lock()  # builds rows; a row's start is set once it is written
+
+    def rows_of(self, t: IntArray) -> IntArray:
+        """Where the rows of tables ``t`` start, built for the tables that have none yet."""
+        at = self.row[t]
+        if at.size and at.min() < 0:
+            with self._lock:
+                self._build(np.unique(t[self.row[t] < 0]))
+            at = self.row[t]
+        return at
+
+    def _build(self, new: IntArray) -> None:
+        tables, size = self.tables, 1 << self.tables.precision
+        symbol, index = _symbols_of(tables, new)
+        end = self.used + len(new) * size  # each table's frequencies sum to size
+        self.rows[self.used : end] = np.repeat(index.astype(np.uint16), tables.freq[symbol])
+        self.row[new] = self.used + size * np.arange(len(new))
+        self.used = end
+
+
+@functools.lru_cache(maxsize=8)
+def _lookup(tables: Tables) -> _Lookup:
+    return _Lookup(tables)
+
+
+Refill = Callable[[IntArray], None]
+
+
+def _refill(words: IntArray, pos: IntArray, lanes: int) -> Refill:
+    """What a decoding step ends with, on its states (flat, lane-major: lane 0 of every
+    stream, then lane 1…): the lanes below L read their stream's next words, in lane order,
+    from ``words`` at ``pos`` (moved on). Every lane fetches one, those that need none keep
+    their state; a stream that runs out reads its neighbour's words and ends past its end: it
+    is failed then."""
+    streams = len(pos)
+    need = np.empty(lanes * streams, bool)
+    more, at = np.empty(lanes * streams, np.int64), np.empty(lanes * streams, np.int64)
+    low, word, one = np.array(ans.L), np.array(ans.WORD_BITS), np.array(1)
+
+    def one_lane(x: IntArray) -> None:
+        np.less(x, low, out=need)
+        words.take(pos, mode="clip", out=at)
+        np.left_shift(x, word, out=more)
+        np.bitwise_or(more, at, out=more)
+        np.copyto(x, more, where=need)
+        np.add(pos, need, out=pos)
+
+    def many_lanes(x: IntArray) -> None:
+        size = len(x)
+        needs, mores, ats = need[:size], more[:size], at[:size]
+        np.less(x, low, out=needs)
+        by_lane = ats.reshape(-1, streams)
+        np.add.accumulate(needs.reshape(-1, streams), axis=0, dtype=np.int64, out=by_lane)
+        by_lane += pos
+        np.copyto(pos, by_lane[-1])
+        np.subtract(ats, one, out=ats)
+        np.left_shift(x, word, out=mores)
+        mores |= words.take(ats, mode="clip")
+        np.copyto(x, mores, where=needs)
+
+    return one_lane if lanes == 1 else many_lanes
+
+
+def _cut(a: IntArray, width: int) -> Sequence[IntArray]:
+    """``a`` cut into pieces of ``width``, the last one maybe shorter."""
+    full = len(a) - len(a) % width
+    pieces = a[:full].reshape(-1, width)
+    return pieces if full == len(a) else [*pieces, a[full:]]
 
 
 class Decoder:
@@ -158,75 +357,130 @@ class Decoder:
                 self.failed[k] = True
         ok = [d for d in self.decoders if d is not None]
         self.x = np.stack([d.x if d is not None else np.full(lanes, ans.L) for d in self.decoders])
+        # every stream's words in one array (and a spare word, so that there is one to read)
         sizes = np.array([0 if d is None else d.words.size for d in self.decoders], np.int64)
-        self.start = np.cumsum(sizes) - sizes  # each stream's words in one array
+        self.start = np.cumsum(sizes) - sizes
         self.end = self.start + sizes
         self.pos = self.start + np.array([0 if d is None else d.pos for d in self.decoders])
-        self.words = np.concatenate([np.zeros(0, np.int64), *(d.words for d in ok)])
+        self.words = np.concatenate([*(d.words.astype(np.int64) for d in ok), [0]])
+        # and their escape bytes (a compact stream's bytes read from the back)
+        sizes = np.array([0 if d is None else d.esc.size for d in self.decoders], np.int64)
+        self.esc_pos = np.cumsum(sizes) - sizes
+        self.esc_end = self.esc_pos + sizes
+        self.esc = np.concatenate([np.zeros(0, np.uint8), *(d.esc for d in ok)])
+        self._esc_start = self.esc_pos.copy()
+        self._refill = _refill(self.words, self.pos, lanes)
 
-    def pop(self, tables: Tables, table_index: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    def pop(self, tables: Tables, table_index: npt.ArrayLike, offset: npt.ArrayLike) -> IntArray:
         """``ans.pop`` of each stream: row k of the (streams, symbols) arrays from stream k."""
         t = _table_rows(tables, table_index)
-        o = np.broadcast_to(np.asarray(offset, np.int64), t.shape)
-        if o.size and int(np.abs(o).max()) >= ans.VALUE_LIMIT:
-            raise CoderError("value or offset out of the coder's range (|x| < 2**47)")
-        j = self._steps(tables, t)
-        vals = j + tables.lo[t]
-        nsym = tables.nsym[t]
-        esc = j == nsym
-        for k in np.flatnonzero(esc.any(axis=1)):
-            self._unescape(k, vals[k], esc[k], nsym[k])
-        return vals + o
+        o = np.asarray(offset, np.int64)
+        _check_values(o)
+        lookup = _lookup(tables)
+        g = self._steps(lookup, t)
+        vals = lookup.value.take(g)
+        esc = lookup.escape.take(g)
+        if esc.any():
+            self._unescape(vals, esc, tables.nsym[t])
+        vals += o
+        return vals
 
-    def _steps(self, tables: Tables, t: np.ndarray) -> np.ndarray:
-        """The step loop of ``ans.pop`` over every stream's lanes: symbol indices in tables.
-        A symbol is found by bisection where its interval ends (:func:`_ends`), which picks
-        the symbol that ``tables.lut`` names without building that 2-byte-per-frequency-unit
-        lookup (64 MiB for the logistic set)."""
-        precision, lanes = tables.precision, self.lanes
-        cf_mask = (1 << precision) - 1
-        ends = _ends(tables)
-        tm = _by_step(t << precision, lanes)
-        last = _last_lanes(t.shape[1], lanes)
-        found = np.zeros(tm.shape, np.int64)
-        cf, shifted = np.empty_like(self.x), np.empty_like(self.x)
-        need = np.empty(self.x.shape, bool)
-        for s in range(len(tm)):
-            m = last if s == len(tm) - 1 else lanes
-            xs, cfs, more, needs = self.x[:, :m], cf[:, :m], shifted[:, :m], need[:, :m]
+    def _steps(self, lookup: _Lookup, t: IntArray) -> IntArray:
+        """The step loop of ``ans.pop`` over every stream's lanes: the symbols (flat table
+        indices), (streams, symbols). The steps' arrays are 1-d, lane-major (lane 0 of every
+        stream, then lane 1…): numpy's per-call cost is lowest on those."""
+        n = t.shape[1]
+        if not n:
+            return np.zeros(t.shape, np.int64)
+        tables = lookup.tables
+        rows, freq, start = lookup.rows, tables.freq, tables.start
+        width = self.lanes * len(self.pos)
+        row = _cut(lookup.rows_of(t.T).ravel(), width)  # each step's symbols' rows…
+        base = _cut(tables.base[t.T].ravel(), width)  # …and tables
+        x_all = np.ascontiguousarray(self.x.T)
+        x = x_all.ravel()
+        cf, y = np.empty_like(x), np.empty_like(x)
+        cf_mask, p = np.array((1 << tables.precision) - 1), np.array(tables.precision)
+        refill = self._refill
+        found = []
+        for row_at, table_at in zip(row, base, strict=True):
+            m = len(row_at)
+            xs, cfs, ys = (x, cf, y) if m == width else (x[:m], cf[:m], y[:m])
             np.bitwise_and(xs, cf_mask, out=cfs)
-            g = np.searchsorted(ends, tm[s, :, :m] + cfs, side="right")
-            found[s, :, :m] = g
-            xs >>= precision
-            xs *= tables.freq[g]
+            np.add(cfs, row_at, out=ys)
+            g = np.add(rows.take(ys), table_at)  # the symbol in its table, then in all
+            found.append(g)
+            np.right_shift(xs, p, out=xs)
+            xs *= freq.take(g)
             xs += cfs
-            xs -= tables.start[g]
-            # lanes below L read their stream's next words, in lane order (every lane fetches
-            # one; those that need none keep their state)
-            np.less(xs, ans.L, out=needs)
-            if m == 1:
-                where, taken = self.pos[:, None], needs[:, 0]
-            else:
-                where, taken = self.pos[:, None] + np.cumsum(needs, axis=1) - 1, needs.sum(axis=1)
-            np.left_shift(xs, ans.WORD_BITS, out=more)
-            more |= self.words.take(where, mode="clip")
-            np.copyto(xs, more, where=needs)
-            self.pos += taken
+            xs -= start.take(g)
+            refill(xs)
+        self.x = x_all.T
         self.failed |= self.pos > self.end
-        by_stream = found.transpose(1, 0, 2).reshape(len(self.x), -1)[:, : t.shape[1]]
-        return by_stream - tables.base[t]
+        return np.concatenate(found).reshape(n, -1).T
 
-    def _unescape(self, k: int, vals: np.ndarray, esc: np.ndarray, nsym: np.ndarray) -> None:
-        """Stream ``k``'s escaped values, read as ``ans.pop`` reads them."""
-        dec = self.decoders[k]
-        if dec is None or self.failed[k]:
+    def _unescape(self, vals: IntArray, esc: npt.NDArray[np.bool_], nsym: IntArray) -> None:
+        """Put the escaped values into ``vals`` (which holds ``lo + nsym`` of their tables
+        there), each stream's read in symbol order from its escape bytes as ``ans.pop`` reads
+        them. A stream whose escape bytes are damaged is failed."""
+        counts = np.count_nonzero(esc, axis=1)
+        counts[self.failed] = 0  # junk anyway
+        streams = np.flatnonzero(counts)
+        if not streams.size:
             return
-        try:
-            vals[esc] = ans.read_escaped_values(dec, vals[esc], nsym[esc])
-        except CoderError:
-            self.failed[k] = True
+        codes, ok = self._read_escapes(streams, counts[streams])
+        self.failed[streams[~ok]] = True
+        k, at = np.nonzero(esc[streams[ok]])
+        k = streams[ok][k]
+        at_escape, excess = vals[k, at], codes.astype(np.int64) >> 1
+        above = codes & 1 == 0  # even codes count up past the table, odd ones down below it
+        vals[k, at] = np.where(above, at_escape + excess, at_escape - nsym[k, at] - 1 - excess)
 
-    def finish(self) -> np.ndarray:
+    def _read_escapes(
+        self, streams: IntArray, counts: IntArray
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
+        """The next ``counts[i]`` escape codes of each of ``streams``, as ``ans.read_escapes``
+        reads them, and which of the streams had them intact: each code a varint of at most
+        8 bytes, all inside the stream, below 4·2^47 (``ans.read_escaped_values``). The codes
+        of the intact streams, back to back; only those streams move on. Most codes are one
+        byte: that case takes a few numpy calls, the general one (:meth:`_read_varints`) many."""
+        pos = self.esc_pos[streams]
+        first = np.cumsum(counts) - counts
+        at = np.arange(int(first[-1] + counts[-1])) + np.repeat(pos - first, counts)
+        data = self.esc.take(at, mode="clip")
+        if (pos + counts <= self.esc_end[streams]).all() and (data < 0x80).all():
+            self.esc_pos[streams] += counts
+            return data.astype(np.uint64), np.ones(len(streams), bool)
+        return self._read_varints(streams, counts)
+
+    def _read_varints(
+        self, streams: IntArray, counts: IntArray
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
+        """:meth:`_read_escapes` for codes of any length: each stream's next ``8·counts[i]``
+        bytes hold its codes if they are intact."""
+        pos = self.esc_pos[streams]
+        span = np.minimum(_MAX_VARINT * counts, self.esc_end[streams] - pos)
+        first = np.cumsum(span) - span
+        owner = np.repeat(np.arange(len(streams)), span)
+        data = self.esc[np.arange(int(span.sum())) + np.repeat(pos - first, span)]
+        last = data < 0x80  # a varint's last byte
+        ends_so_far = np.concatenate([[0], np.cumsum(last)])
+        used = ends_so_far[:-1] - ends_so_far[first][owner] < counts[owner]
+        ok = np.bincount(owner[last & used], minlength=len(streams)) == counts
+        used &= ok[owner]
+        data, owner = data[used], owner[used]
+        ends = np.flatnonzero(data < 0x80)
+        starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+        lengths = ends - starts + 1
+        place = (np.arange(len(data)) - np.repeat(starts, lengths)) * 7
+        bits = (data & 0x7F).astype(np.uint64) << np.minimum(place, 63).astype(np.uint64)
+        codes = np.add.reduceat(bits, starts) if len(data) else np.zeros(0, np.uint64)
+        bad = (lengths > _MAX_VARINT) | (codes >= np.uint64(4 * ans.VALUE_LIMIT))
+        ok[owner[ends[bad]]] = False
+        self.esc_pos[streams[ok]] += np.bincount(owner, minlength=len(streams))[ok]
+        return codes[ok[owner[ends]]], ok
+
+    def finish(self) -> npt.NDArray[np.bool_]:
         """Which streams decoded whole: every word and escape byte used, every lane back at
         its initial state (``ans.check_finished``), and none marked failed."""
         ok = ~self.failed
@@ -236,6 +490,7 @@ class Decoder:
                 continue
             dec.x = self.x[k].copy()
             dec.pos = int(self.pos[k] - self.start[k])
+            dec.esc_pos = int(self.esc_pos[k] - self._esc_start[k])
             try:
                 ans.check_finished(dec)
             except CoderError:

@@ -744,14 +744,11 @@ def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> l
         tile = np.arange(len(params))[:, None, None]
         index, offset = _coding(coder, params[tile, context], pred)
         group = lockstep.Encoder(len(params), _lanes(1, h, w))
-        for rows, cols in reversed(_diagonals(h, w)):
-            for plane in (2, 1, 0):
-                group.push(
-                    tables,
-                    x[plane][:, rows, cols],
-                    index[plane][:, rows, cols],
-                    offset[plane][:, rows, cols],
-                )
+        order, ends = _push_order(1, h, w)
+        by_image = (
+            a.transpose(1, 0, 2, 3).reshape(len(params), -1)[:, order] for a in (x, index, offset)
+        )
+        group.push_chunks(tables, *by_image, ends)
         out += [[part + stream] for (part, _), stream in zip(chosen, group.finish(), strict=True)]
     return out
 
