@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import operator
 from collections.abc import Callable, Sequence
@@ -319,7 +320,12 @@ class Counts:
     def of(keys: IntArray, weights: IntArray | None = None) -> Counts:
         unique, inverse = np.unique(keys, return_inverse=True)
         count = np.bincount(inverse.ravel(), weights, len(unique)).astype(np.int64)
-        rest, residual = np.divmod(unique, _KEY_VALUES)
+        return Counts.of_unique(unique, count)
+
+    @staticmethod
+    def of_unique(keys: IntArray, count: IntArray) -> Counts:
+        """The counts ``count`` of the distinct, ascending ``keys``."""
+        rest, residual = np.divmod(keys, _KEY_VALUES)
         context, phase = np.divmod(rest, coder_tables.NUM_PHASES)
         return Counts(context, phase, residual - 1023, count)
 
@@ -336,11 +342,30 @@ def _keys(context: IntArray, phase: IntArray, residual: IntArray) -> IntArray:
     return (context * coder_tables.NUM_PHASES + phase) * _KEY_VALUES + residual
 
 
-def histograms(coder: PredictiveCoder, x: IntArray, pred: IntArray, contexts: IntArray) -> Counts:
-    """The samples' counts per context, with predictions ``pred`` (units of 2^-frac_bits)."""
+def _sample_keys(
+    coder: PredictiveCoder, x: IntArray, pred: IntArray, contexts: IntArray
+) -> IntArray:
     eighths = pred.astype(np.int64) << (3 - coder.frac_bits)
     residual = x.astype(np.int64) - (eighths >> 3)
-    return Counts.of(_keys(contexts.astype(np.int64), eighths & 7, residual).ravel())
+    return _keys(contexts.astype(np.int64), eighths & 7, residual)
+
+
+def histograms(coder: PredictiveCoder, x: IntArray, pred: IntArray, contexts: IntArray) -> Counts:
+    """The samples' counts per context, with predictions ``pred`` (units of 2^-frac_bits)."""
+    return Counts.of(_sample_keys(coder, x, pred, contexts).ravel())
+
+
+def histograms_many(
+    coder: PredictiveCoder, x: IntArray, pred: IntArray, contexts: IntArray
+) -> list[Counts]:
+    """:func:`histograms` of each image of planes (3, images, h, w), with one sort for all."""
+    images = x.shape[1]
+    keys = _sample_keys(coder, x, pred, contexts).transpose(1, 0, 2, 3).reshape(images, -1)
+    space = coder.contexts * coder_tables.NUM_PHASES * _KEY_VALUES
+    unique, count = np.unique(keys + space * np.arange(images)[:, None], return_counts=True)
+    image, key = np.divmod(unique, space)
+    bounds = np.searchsorted(image, np.arange(images + 1))
+    return [Counts.of_unique(key[a:b], count[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
 def _mean_costs(counts: Counts, scales: IntArray, means: IntArray) -> np.ndarray:
@@ -407,28 +432,49 @@ def choose_params(coder: PredictiveCoder, counts: Counts) -> tuple[bytes, IntArr
     """(parameter part, parameters): the shipped defaults with the best shift per group, or
     parameters fitted to this image when that is smaller, parameter part included (not tried
     below OWN_FROM samples, where parameters of its own never pay)."""
-    candidates = []
+    return choose_many(coder, [counts])[0]
+
+
+def choose_many(coder: PredictiveCoder, counts: Sequence[Counts]) -> list[tuple[bytes, IntArray]]:
+    """:func:`choose_params` of each image's counts, the defaults' shifts found for all at
+    once."""
     defaults = default_params(coder)
     if defaults is not None:
-        c = counts.context
-        trial = np.arange(-8, 8)[:, None]
-        scales = np.clip(defaults[c, 0][None, :] + trial, 0, coder_tables.NUM_SCALES - 1)
-        bits = _mean_costs(counts, scales, defaults[c, 1][None, :])  # (16, counts)
-        group = coder.shift_groups[c]
-        shifts = np.array(
-            [trial[np.argmin(bits[:, group == g].sum(1)), 0] for g in range(SHIFT_COUNT)]
-        )
-        params = shifted(coder, defaults, shifts)
-        part = bytes([MODE_DEFAULTS]) + pack_shifts(shifts)
-        candidates.append((cost(counts, params) + 8 * len(part), part, params))
-    if defaults is None or counts.count.sum() >= OWN_FROM:
-        own = fit(coder, counts)
-        used = np.zeros(coder.contexts, bool)
-        used[counts.context] = True
-        part = bytes([MODE_OWN]) + pack_params(coder, own, used)
-        candidates.append((cost(counts, own) + 8 * len(part), part, own))
-    _, part, params = min(candidates, key=lambda c: c[0])
-    return part, params
+        shifts, bits = _best_shifts(coder, defaults, counts)
+    out = []
+    for k, image in enumerate(counts):
+        candidates = []
+        if defaults is not None:
+            part = bytes([MODE_DEFAULTS]) + pack_shifts(shifts[k])
+            candidates.append((bits[k] + 8 * len(part), part, shifted(coder, defaults, shifts[k])))
+        if defaults is None or image.count.sum() >= OWN_FROM:
+            own = fit(coder, image)
+            used = np.zeros(coder.contexts, bool)
+            used[image.context] = True
+            part = bytes([MODE_OWN]) + pack_params(coder, own, used)
+            candidates.append((cost(image, own) + 8 * len(part), part, own))
+        _, part, params = min(candidates, key=lambda c: c[0])
+        out.append((part, params))
+    return out
+
+
+def _best_shifts(
+    coder: PredictiveCoder, defaults: IntArray, counts: Sequence[Counts]
+) -> tuple[IntArray, np.ndarray]:
+    """Each image's best shift (−8 … 7) per group of its counts (images, SHIFT_COUNT), the
+    first of equals, and the bits of its samples with them (images,)."""
+    fields = ("context", "phase", "residual", "count")
+    joined = Counts(*(np.concatenate([getattr(c, f) for c in counts]) for f in fields))
+    image = np.repeat(np.arange(len(counts)), [len(c.count) for c in counts])
+    trial = np.arange(-8, 8)[:, None]
+    context = joined.context
+    scales = np.clip(defaults[context, 0][None, :] + trial, 0, coder_tables.NUM_SCALES - 1)
+    bits = _mean_costs(joined, scales, defaults[context, 1][None, :])  # (16, counts)
+    slot = image * SHIFT_COUNT + coder.shift_groups[context]
+    slots = len(counts) * SHIFT_COUNT
+    per_slot = np.stack([np.bincount(slot, row, slots) for row in bits])  # (16, slots)
+    shifts = trial[per_slot.argmin(0), 0].reshape(len(counts), SHIFT_COUNT)
+    return shifts, per_slot.min(0).reshape(len(counts), SHIFT_COUNT).sum(1)
 
 
 def split_params(coder: PredictiveCoder, first: bytes) -> tuple[IntArray, bytes]:
@@ -736,10 +782,7 @@ def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> l
     for i in range(0, len(rgbs), per_group):
         x = to_planes(np.stack(rgbs[i : i + per_group]))
         pred, context = predict(coder, x)
-        chosen = [
-            choose_params(coder, histograms(coder, x[:, t], pred[:, t], context[:, t]))
-            for t in range(x.shape[1])
-        ]
+        chosen = choose_many(coder, histograms_many(coder, x, pred, context))
         params = np.stack([p for _, p in chosen])
         tile = np.arange(len(params))[:, None, None]
         index, offset = _coding(coder, params[tile, context], pred)
