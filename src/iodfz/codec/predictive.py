@@ -293,13 +293,10 @@ def _scale_bits() -> np.ndarray:
     counts 24 bits."""
     tables = logistic_tables()
     values = np.arange(-1023, 1024)
-    out = np.empty((coder_tables.NUM_SCALES, coder_tables.NUM_PHASES, values.size))
-    for s in range(coder_tables.NUM_SCALES):
-        for p in range(coder_tables.NUM_PHASES):
-            index = np.full(values.shape, s * coder_tables.NUM_PHASES + p)
-            bits, escape = coder_tables.symbol_bits(tables, values, index)
-            out[s, p] = bits + 16.0 * escape
-    return out
+    shape = (coder_tables.NUM_SCALES * coder_tables.NUM_PHASES, values.size)
+    index = np.broadcast_to(np.arange(shape[0])[:, None], shape)
+    bits, escape = coder_tables.symbol_bits(tables, np.broadcast_to(values, shape), index)
+    return (bits + 16.0 * escape).reshape(coder_tables.NUM_SCALES, coder_tables.NUM_PHASES, -1)
 
 
 _KEY_VALUES = 2047  # residuals −1023 … 1023 (clipped)
@@ -466,15 +463,20 @@ def _best_shifts(
     fields = ("context", "phase", "residual", "count")
     joined = Counts(*(np.concatenate([getattr(c, f) for c in counts]) for f in fields))
     image = np.repeat(np.arange(len(counts)), [len(c.count) for c in counts])
-    trial = np.arange(-8, 8)[:, None]
     context = joined.context
-    scales = np.clip(defaults[context, 0][None, :] + trial, 0, coder_tables.NUM_SCALES - 1)
-    bits = _mean_costs(joined, scales, defaults[context, 1][None, :])  # (16, counts)
+    total = joined.phase + defaults[context, 1]
+    at = np.clip(joined.residual - (total >> 3), -1023, 1023) + 1023
+    flat = _scale_bits().ravel()  # scale-major, then phase, then value
+    at += (total & 7) * _KEY_VALUES
     slot = image * SHIFT_COUNT + coder.shift_groups[context]
     slots = len(counts) * SHIFT_COUNT
-    per_slot = np.stack([np.bincount(slot, row, slots) for row in bits])  # (16, slots)
-    shifts = trial[per_slot.argmin(0), 0].reshape(len(counts), SHIFT_COUNT)
-    return shifts, per_slot.min(0).reshape(len(counts), SHIFT_COUNT).sum(1)
+    per_slot = np.empty((slots, 16))
+    for k, shift in enumerate(range(-8, 8)):
+        scale = np.clip(defaults[context, 0] + shift, 0, coder_tables.NUM_SCALES - 1)
+        bits = flat.take(scale * (coder_tables.NUM_PHASES * _KEY_VALUES) + at) * joined.count
+        per_slot[:, k] = np.bincount(slot, bits, slots)
+    shifts = (per_slot.argmin(1) - 8).reshape(len(counts), SHIFT_COUNT)
+    return shifts, per_slot.min(1).reshape(len(counts), SHIFT_COUNT).sum(1)
 
 
 def split_params(coder: PredictiveCoder, first: bytes) -> tuple[IntArray, bytes]:
