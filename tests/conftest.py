@@ -56,9 +56,9 @@ def flow_only(monkeypatch: pytest.MonkeyPatch) -> None:
     from iodfz.codecs import FLOW_FROM
 
     def flows(level: int, height: int, width: int) -> list:
-        return image._flow_engines(max(level, FLOW_FROM), height, width)
+        return image._flow_coders(max(level, FLOW_FROM), height, width)
 
-    monkeypatch.setattr(image, "_engines_for", flows)
+    monkeypatch.setattr(image, "_coders_for", flows)
 
 
 @pytest.fixture

@@ -230,7 +230,6 @@ def compress_path(path) -> bytes:  # type: ignore[no-untyped-def]
 def stream_bytes(container: bytes) -> int:
     """Bytes of the rANS streams in a version 2 container (its last payload parts)."""
     from iodfz.codec import image
-    from iodfz.codec import pixels as pc
     from iodfz.container import ContainerReader
 
     reader = ContainerReader(io.BytesIO(container))
@@ -238,8 +237,8 @@ def stream_bytes(container: bytes) -> int:
     sections = reader.header.sections
     flags, _, tile = image._unpack_format(sections.require(0x0100))
     shape = sections.shape()
-    model = next(image._models(sections.model_id().hex()))
-    plan = len(list(pc.batches(*image._padded(shape.height, shape.width, model.levels), tile)))
+    coder = next(image._coders(sections.model_id().hex()))
+    plan = coder.batch_count(shape.height, shape.width, tile)
     present = (not flags & image.FLAG_SIDE_NONE) + (shape.channels in (2, 4))
     parts = image._unpack_compact(bytes(frame.payload), present + plan)
     return sum(map(len, parts[present:]))
@@ -342,11 +341,12 @@ def test_models_sharing_the_id_prefix_are_tried_in_turn(monkeypatch) -> None:
     out = io.BytesIO()
     api.compress(io.BytesIO(data), out, Options(level=3))  # the predictive coder
     right = list(
-        image._models(api.info(io.BytesIO(out.getvalue())).header.sections.model_id().hex())
+        image._coders(api.info(io.BytesIO(out.getvalue())).header.sections.model_id().hex())
     )
     wrong = zoo.for_level(FLOW_FROM)
     assert wrong is not None and wrong.model_id != right[0].model_id
-    monkeypatch.setattr(image, "_models", lambda prefix: iter([wrong, *right]))
+    coders = [image.FlowCoder(wrong), *right]
+    monkeypatch.setattr(image, "_coders", lambda prefix: iter(coders))
     back = io.BytesIO()
     api.decompress(io.BytesIO(out.getvalue()), back)
     assert back.getvalue() == data

@@ -15,6 +15,7 @@ import math
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import zstandard
@@ -22,7 +23,6 @@ import zstandard
 from iodfz import formats, limits, zoo
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codec import predictive
-from iodfz.codec.predictive import PredictiveCoder
 from iodfz.codecs import FLOW_FROM, TRY_ALL_FROM, Options, Share
 from iodfz.coder import CoderError, ans
 from iodfz.container import (
@@ -175,16 +175,102 @@ def _unpack_format(value: bytes) -> tuple[int, str, int]:
 Encoded = tuple[Sections, bytes, bytes]  # what try_compress gives: sections, payload, output
 
 
+class ImageCoder(Protocol):
+    """What the codec codes an image's RGB pixels with, one rANS stream per batch of tiles:
+    a flow (:class:`FlowCoder`) or a predictive coder (:class:`predictive.PredictiveCoder`).
+    ``model_id`` is what a container names; ``levels`` the flow levels an image is padded for
+    (0: nothing padded)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def levels(self) -> int: ...
+
+    def encode(self, rgb: np.ndarray, progress: Share | None = None) -> list[bytes]: ...
+
+    def encode_many(self, rgbs: Sequence[np.ndarray]) -> list[list[bytes]]: ...
+
+    def decode(
+        self,
+        streams: list[bytes],
+        height: int,
+        width: int,
+        tile: int,
+        compact: bool,
+        progress: Share | None = None,
+    ) -> np.ndarray: ...
+
+    def decode_many(
+        self, streams: Sequence[list[bytes]], height: int, width: int
+    ) -> list[np.ndarray | None]: ...
+
+    def batch_count(self, height: int, width: int, tile: int) -> int: ...
+
+    def single_tile(self, height: int, width: int, tile: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class FlowCoder:
+    """A flow model as an :class:`ImageCoder`, with the backend it runs on: found (the one
+    whose outputs match the model's test vectors) when first needed if not given."""
+
+    model: Model
+    backend: Backend | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.model.model_id
+
+    @property
+    def levels(self) -> int:
+        return self.model.levels
+
+    def _engine(self) -> Backend:
+        return self.backend if self.backend is not None else _backend(self.model)
+
+    def encode(self, rgb: np.ndarray, progress: Share | None = None) -> list[bytes]:
+        return pixel_codec.encode(self.model, self._engine(), rgb, progress=progress)
+
+    def encode_many(self, rgbs: Sequence[np.ndarray]) -> list[list[bytes]]:
+        return pixel_codec.encode_many(self.model, self._engine(), rgbs)
+
+    def decode(
+        self,
+        streams: list[bytes],
+        height: int,
+        width: int,
+        tile: int,
+        compact: bool,
+        progress: Share | None = None,
+    ) -> np.ndarray:
+        engine = self._engine()
+        return pixel_codec.decode(
+            self.model, engine, streams, height, width, tile, compact=compact, progress=progress
+        )
+
+    def decode_many(
+        self, streams: Sequence[list[bytes]], height: int, width: int
+    ) -> list[np.ndarray | None]:
+        firsts = [image_streams[0] for image_streams in streams]  # one tile: one stream
+        return pixel_codec.decode_many(self.model, self._engine(), firsts, height, width)
+
+    def batch_count(self, height: int, width: int, tile: int) -> int:
+        return pixel_codec.batch_count(*_padded(height, width, self.levels), tile)
+
+    def single_tile(self, height: int, width: int, tile: int) -> bool:
+        return pixel_codec.single_tile(height, width, self.levels, tile)
+
+
 @dataclass(frozen=True)
 class _Input:
-    """An input file taken apart for the flow (what encoding does before the flow)."""
+    """An input file taken apart for its coder (what encoding does before coding)."""
 
     data: bytes
     parsed: formats.ParsedImage
     rgb: np.ndarray
     extra: np.ndarray | None
-    model: Model | PredictiveCoder
-    backend: Backend | None  # None for the predictive coder
+    coder: ImageCoder
 
 
 @dataclass(frozen=True)
@@ -230,10 +316,7 @@ class NeuralImageCodec:
         results = []
         for i, taken in enumerate(takens):
             share = None if progress is None else _part_of(progress, i, len(takens))
-            if isinstance(taken.model, Model) and taken.backend is not None:
-                streams = pixel_codec.encode(taken.model, taken.backend, taken.rgb, progress=share)
-            else:
-                streams = predictive.encode(taken.rgb, taken.model, progress=share)
+            streams = taken.coder.encode(taken.rgb, progress=share)
             results.append(_put_together(taken, streams, level))
         return _smallest(results)
 
@@ -260,19 +343,15 @@ class NeuralImageCodec:
             elif all(_single_tile(t) for t in takens):
                 tried[i] = [None] * len(takens)
                 for k, taken in enumerate(takens):
-                    key = (taken.model.model_id, taken.rgb.shape)
+                    key = (taken.coder.model_id, taken.rgb.shape)
                     groups.setdefault(key, []).append((i, k, taken))
         for members in groups.values():
             if len(members) < 2:  # alone, a stream codes faster through the coder itself
                 failed.update(i for i, _, _ in members)
                 continue
-            first = members[0][2]
             try:
                 rgbs = [taken.rgb for _, _, taken in members]
-                if isinstance(first.model, Model) and first.backend is not None:
-                    streams = pixel_codec.encode_many(first.model, first.backend, rgbs)
-                else:
-                    streams = predictive.encode_many(rgbs, first.model)
+                streams = members[0][2].coder.encode_many(rgbs)
                 for (i, k, taken), image_streams in zip(members, streams, strict=True):
                     tried[i][k] = _put_together(taken, image_streams, level)
             except Exception:  # found again, and reported, when each input is done alone
@@ -288,24 +367,11 @@ class NeuralImageCodec:
         layout = _layout(sections)
         h, rgb_w = layout.shape.height, layout.rgb_width
         last_error: Exception | None = None
-        for model in _models(layout.model_id.hex()):
-            parts = _cut(layout, payload, model)
+        compact = bool(layout.flags & FLAG_COMPACT)
+        for coder in _coders(layout.model_id.hex()):
+            parts = _cut(layout, payload, coder)
             try:
-                if isinstance(model, PredictiveCoder):
-                    if layout.tile != predictive.TILE:
-                        raise predictive.PredictiveError(f"bad tile size {layout.tile}")
-                    rgb = predictive.decode(parts.streams, h, rgb_w, model, progress=progress)
-                else:
-                    rgb = pixel_codec.decode(
-                        model,
-                        _backend(model),
-                        parts.streams,
-                        h,
-                        rgb_w,
-                        layout.tile,
-                        compact=bool(layout.flags & FLAG_COMPACT),
-                        progress=progress,
-                    )
+                rgb = coder.decode(parts.streams, h, rgb_w, layout.tile, compact, progress)
                 break
             except (CoderError, pixel_codec.PixelCodecError, predictive.PredictiveError) as exc:
                 last_error = exc  # a model whose id shares the prefix: try the next one
@@ -320,36 +386,27 @@ class NeuralImageCodec:
         that are anything else, or fail here in any way, are left out, for ``decompress`` to
         do (and report) alone; a result is the very bytes ``decompress`` gives."""
         groups: dict[tuple[str, int, int, int], list[tuple[int, _Layout, _Parts]]] = {}
-        models: dict[str, Model | PredictiveCoder] = {}
+        coders: dict[str, ImageCoder] = {}
         for i, (sections, payload) in enumerate(items):
             try:
                 layout = _layout(sections)
-                model = next(_models(layout.model_id.hex()))
+                coder = next(_coders(layout.model_id.hex()))
                 h, rgb_w = layout.shape.height, layout.rgb_width
-                if isinstance(model, PredictiveCoder):
-                    one_tile = layout.tile == predictive.TILE and predictive.single_tile(h, rgb_w)
-                else:
-                    one_tile = pixel_codec.single_tile(h, rgb_w, model.levels, layout.tile)
+                one_tile = coder.single_tile(h, rgb_w, layout.tile)
                 if not layout.flags & FLAG_COMPACT or not one_tile:
                     continue
-                parts = _cut(layout, payload, model)
+                parts = _cut(layout, payload, coder)
             except Exception:  # found again, and reported, when this item is done alone
                 continue
-            models[model.model_id] = model
-            key = (model.model_id, h, rgb_w, layout.tile)
+            coders[coder.model_id] = coder
+            key = (coder.model_id, h, rgb_w, layout.tile)
             groups.setdefault(key, []).append((i, layout, parts))
         results: dict[int, bytes] = {}
         for (model_id, h, rgb_w, _), members in groups.items():
             if len(members) < 2:
                 continue
-            model = models[model_id]
             try:
-                if isinstance(model, PredictiveCoder):
-                    streams = [p.streams for _, _, p in members]
-                    rgbs = predictive.decode_many(streams, h, rgb_w, model)
-                else:
-                    streams = [parts.streams[0] for _, _, parts in members]
-                    rgbs = pixel_codec.decode_many(model, _backend(model), streams, h, rgb_w)
+                rgbs = coders[model_id].decode_many([p.streams for _, _, p in members], h, rgb_w)
             except Exception:  # found again, and reported, when each item is done alone
                 continue
             for (i, layout, parts), rgb in zip(members, rgbs, strict=True):
@@ -377,8 +434,8 @@ class NeuralImageCodec:
 
 
 def _take_apart(data: bytes, level: int, options: Options) -> list[_Input]:
-    """``data`` parsed into pixels ready for the flow, once with each model it is to be coded
-    with (and its backend); [] when the neural path does not take it."""
+    """``data`` parsed into pixels, once with each coder it is to be coded with; [] when the
+    neural path does not take it."""
     parsed = formats.parse(data, allow_pixel_exact=options.pixels)
     if parsed is None or parsed.pixels.dtype != np.uint8:
         return []
@@ -387,18 +444,15 @@ def _take_apart(data: bytes, level: int, options: Options) -> list[_Input]:
     if min(rgb.shape[:2]) < MIN_SIDE:
         return []
     return [
-        _Input(data, parsed, rgb, extra, model, backend)
-        for model, backend in _engines_for(level, *rgb.shape[:2])
-        if fits(h, w, c, model.levels)  # else the decoder would refuse it
+        _Input(data, parsed, rgb, extra, coder)
+        for coder in _coders_for(level, *rgb.shape[:2])
+        if fits(h, w, c, coder.levels)  # else the decoder would refuse it
     ]
 
 
 def _single_tile(taken: _Input) -> bool:
     """Whether ``taken`` is one tile of its coder (what the batch paths take)."""
-    h, w = taken.rgb.shape[:2]
-    if isinstance(taken.model, PredictiveCoder):
-        return predictive.single_tile(h, w)
-    return pixel_codec.single_tile(h, w, taken.model.levels)
+    return taken.coder.single_tile(*taken.rgb.shape[:2], pixel_codec.TILE)
 
 
 def _part_of(progress: Share, i: int, n: int) -> Share:
@@ -434,7 +488,7 @@ def _put_together(taken: _Input, streams: list[bytes], level: int) -> Encoded | 
         return None  # never worse than the fallback
     sections = Sections()
     sections.set_shape(shape)
-    sections.set_model_id(bytes.fromhex(taken.model.model_id)[:COMPACT_MODEL_ID])
+    sections.set_model_id(bytes.fromhex(taken.coder.model_id)[:COMPACT_MODEL_ID])
     sections.add(SECTION_IMAGE_FORMAT, _pack_format(flags, parsed.fmt, pixel_codec.TILE))
     produced = data if parsed.exact else formats.rebuild(parsed.fmt, parsed.pixels, parsed.side)
     return sections, payload, produced
@@ -453,16 +507,13 @@ def _layout(sections: Sections) -> _Layout:
     return _Layout(shape, model_id, flags, fmt, tile)
 
 
-def _cut(layout: _Layout, payload: bytes, model: Model | PredictiveCoder) -> _Parts:
-    """``payload`` cut into its parts, for ``model``'s number of streams; IodfError when it
+def _cut(layout: _Layout, payload: bytes, coder: ImageCoder) -> _Parts:
+    """``payload`` cut into its parts, for ``coder``'s number of streams; IodfError when it
     cannot be."""
     h, rgb_w, flags = layout.shape.height, layout.rgb_width, layout.flags
-    if not fits(h, layout.shape.width, layout.shape.channels, model.levels):
+    if not fits(h, layout.shape.width, layout.shape.channels, coder.levels):
         raise IodfError("damaged container: image too large")
-    if isinstance(model, PredictiveCoder):
-        plan = predictive.batch_count(h, rgb_w)
-    else:
-        plan = pixel_codec.batch_count(*_padded(h, rgb_w, model.levels), layout.tile)
+    plan = coder.batch_count(h, rgb_w, layout.tile)
     if plan * ans.HEAD_WORDS * 2 > len(payload):  # every stream holds its lane heads
         raise IodfError("damaged container: image payload too short for its shape")
     if flags & FLAG_COMPACT:
@@ -498,21 +549,20 @@ def _rebuild(layout: _Layout, rgb: np.ndarray, parts: _Parts) -> bytes:
 _WARNED: set[str] = set()
 
 
-def _engines_for(
-    level: int, height: int, width: int
-) -> list[tuple[Model | PredictiveCoder, Backend | None]]:
+def _coders_for(level: int, height: int, width: int) -> list[ImageCoder]:
     """What an image of this size is coded with at ``level`` (the encoder keeps the smallest
     result): below ``FLOW_FROM``, the predictive coder alone; below the max levels, the
-    predictive coder alone above ``PREDICTIVE_FROM_PIXELS``; else the level's models
-    (``zoo.models_for``), each with a backend that passed its test vectors, and the predictive
-    coder. A model that cannot be used is left out, with one warning per process (``iodfz
-    selftest`` tells more)."""
+    predictive coder alone above ``PREDICTIVE_FROM_PIXELS``; else the level's flows
+    (:func:`_flow_coders`) and the predictive coder."""
     if level < FLOW_FROM or (level < TRY_ALL_FROM and height * width > PREDICTIVE_FROM_PIXELS):
-        return [(predictive.CODER, None)]
-    return [*_flow_engines(level, height, width), (predictive.CODER, None)]
+        return [predictive.CODER]
+    return [*_flow_coders(level, height, width), predictive.CODER]
 
 
-def _flow_engines(level: int, height: int, width: int) -> list[tuple[Model, Backend]]:
+def _flow_coders(level: int, height: int, width: int) -> list[ImageCoder]:
+    """The level's models (``zoo.models_for``), each with a backend that passed its test
+    vectors. A model that cannot be used is left out, with one warning per process (``iodfz
+    selftest`` tells more)."""
     try:
         models = zoo.models_for(
             level, lambda depth: math.prod(_padded(height, width, depth)), height * width
@@ -520,16 +570,16 @@ def _flow_engines(level: int, height: int, width: int) -> list[tuple[Model, Back
     except ModelError as exc:
         _warn_unusable(exc)
         return []
-    engines = []
+    coders: list[ImageCoder] = []
     for model in models:
         try:
             model_tables(model)
-            engines.append((model, backend_for(model)))
+            coders.append(FlowCoder(model, backend_for(model)))
         except (ModelError, CoderError, BackendUnavailable) as exc:
             if isinstance(exc, BackendUnavailable) and requested() != "auto":
                 raise IodfError(str(exc)) from None  # an explicit IODFZ_BACKEND never falls back
             _warn_unusable(exc)
-    return engines
+    return coders
 
 
 def _warn_unusable(exc: Exception) -> None:
@@ -538,9 +588,9 @@ def _warn_unusable(exc: Exception) -> None:
         print(f"iodfz: warning: neural image path unusable, using zstd ({exc})", file=sys.stderr)
 
 
-def _models(prefix: str) -> Iterator[Model | PredictiveCoder]:
-    """The installed models whose id starts with ``prefix`` (hex), then the predictive coder
-    if its id does. A version 2 container keeps 2 bytes of the id, so two may share it: the
+def _coders(prefix: str) -> Iterator[ImageCoder]:
+    """The installed models whose id starts with ``prefix`` (hex), then the predictive coders
+    whose ids do. A version 2 container keeps 2 bytes of the id, so two may share it: the
     caller tries each, and the rANS end check and the content digest refuse the wrong one
     (FORMAT.md 3.1)."""
     ids = [card["model_id"] for card in zoo.cards() if card["model_id"].startswith(prefix)]
@@ -554,7 +604,7 @@ def _models(prefix: str) -> Iterator[Model | PredictiveCoder]:
             model_tables(model)
         except (LookupError, ModelError, CoderError) as exc:
             raise IodfError(f"model {model_id[:16]} is unusable ({exc})") from None
-        yield model
+        yield FlowCoder(model)
     yield from coder
 
 

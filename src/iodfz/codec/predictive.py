@@ -114,6 +114,40 @@ class PredictiveCoder:
     def contexts(self) -> int:
         return (1 + 2 * RESIDUAL_BUCKETS) * self.local_contexts
 
+    # the image codec's coder interface (codec.image.ImageCoder)
+
+    def encode(self, rgb: np.ndarray, progress: Share | None = None) -> list[bytes]:
+        return encode(rgb, self, progress)
+
+    def encode_many(self, rgbs: Sequence[np.ndarray]) -> list[list[bytes]]:
+        return encode_many(rgbs, self)
+
+    def decode(
+        self,
+        streams: list[bytes],
+        height: int,
+        width: int,
+        tile: int,
+        compact: bool,
+        progress: Share | None = None,
+    ) -> np.ndarray:
+        """:func:`decode`; the tile a container names must be ``TILE`` (``compact``: either
+        payload layout holds the same streams)."""
+        if tile != TILE:
+            raise PredictiveError(f"bad tile size {tile}")
+        return decode(streams, height, width, self, progress)
+
+    def decode_many(
+        self, streams: Sequence[list[bytes]], height: int, width: int
+    ) -> list[np.ndarray | None]:
+        return decode_many(streams, height, width, self)
+
+    def batch_count(self, height: int, width: int, tile: int) -> int:
+        return batch_count(height, width)
+
+    def single_tile(self, height: int, width: int, tile: int) -> bool:
+        return tile == TILE and single_tile(height, width)
+
     @functools.cached_property
     def shift_groups(self) -> IntArray:
         """Each context's shift group: its plane × 4 + the group of its error context."""
