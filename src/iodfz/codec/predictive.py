@@ -51,6 +51,12 @@ RESIDUAL_BUCKETS = len(RESIDUAL_EDGES) + 1
 PREDICTORS = 6
 PREDICT_PIXELS = 1 << 18  # pixels predicted at once (bounds the temporaries' memory)
 WEIGHT_ONE = 1 << 24
+#: The largest neighbourhood error E: samples lie in their planes' ranges, so a predictor's
+#: error is at most 1 020 (N + W − NW or W + NE − N of Co or Cg against a sample at the other
+#: end) and E = 2·(3 errors) + 1 error ≤ 7 140.
+MAX_NEIGHBOURHOOD_ERROR = 7 * 1020
+#: ``2^24 // (E + 1)`` for every E: the blend's weights by lookup rather than division.
+_WEIGHTS = WEIGHT_ONE // (np.arange(MAX_NEIGHBOURHOOD_ERROR + 1) + 1)
 #: Each plane's sample range: Y, then Co and Cg.
 PLANE_RANGES = ((0, 255), (-255, 255), (-255, 255))
 MAX_MEAN = 127  # |mean| of a context in 1/8 units: one signed byte
@@ -235,11 +241,14 @@ def _blend(
     (P3 exactly) and their neighbourhood errors ``errors`` (6, ...): weights
     ``2^24 // (E + 1)``, rounded weighted mean, clamped to the plane's range."""
     bits = coder.frac_bits
-    weights = (WEIGHT_ONE // (errors + 1)).astype(np.int64)
+    weights = _WEIGHTS.take(errors)
     total = weights.sum(0)
     scaled = [p << bits for p in preds]
     scaled[3] = (n_plus_ne << bits) >> 1
-    blended = (sum(wk * pk for wk, pk in zip(weights, scaled, strict=True)) + (total >> 1)) // total
+    blended = total >> 1
+    for wk, pk in zip(weights, scaled, strict=True):
+        blended = blended + wk * pk
+    blended //= total
     context = np.searchsorted(ERROR_EDGES, errors.min(0), side="right")
     return np.clip(blended, low << bits, high << bits), context
 
@@ -309,8 +318,14 @@ def predict(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray]:
     nw = np.where(has_up & has_left, p[..., :h, :-2], n)
     ne = np.where(has_up & has_right, p[..., :h, 2:], n)
     preds = _predictors(n, west, nw, ne)
-    e_n, e_w, e_ne, e_nw = _around(_bordered(np.stack([np.abs(x - pk) for pk in preds])), h)
-    near = 2 * (e_n + e_w + e_ne) + e_nw  # absent neighbours' errors 0
+    errors = np.zeros((PREDICTORS, *x.shape[:-2], h + 1, w + 2), np.int32)  # absent: 0
+    for k, pk in enumerate(preds):
+        np.abs(x - pk, out=errors[k, ..., 1:, 1:-1], casting="unsafe")
+    e_n, e_w, e_ne, e_nw = _around(errors, h)
+    near = e_n + e_w
+    near += e_ne
+    near *= 2
+    near += e_nw
     pred, error_context = _blend(coder, preds, n + ne, near, *_plane_bounds(x.shape))
     residual = x - _rounded(coder, pred)
     largest = np.maximum.reduce(_around(_bordered(np.abs(residual)), h))
