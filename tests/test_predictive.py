@@ -209,3 +209,13 @@ def test_shifts_pack_two_to_a_byte() -> None:
     packed = predictive.pack_shifts(shifts)
     assert len(packed) == 6
     assert np.array_equal(predictive.unpack_shifts(packed), shifts)
+
+
+def test_the_defaults_follow_the_model_folders(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Read once per state of the files, not once per process: a process that looked in a
+    folder without them finds them again when its folders change back."""
+    assert predictive.default_params(predictive.CODER) is not None
+    with monkeypatch.context() as patch:
+        patch.setattr(zoo, "model_dirs", lambda: [tmp_path])
+        assert predictive.default_params(predictive.CODER) is None
+    assert predictive.default_params(predictive.CODER) is not None
