@@ -708,31 +708,63 @@ def decode(
     progress: Share | None = None,
 ) -> np.ndarray:
     """Inverse of :func:`encode`; PredictiveError (or the coder's CoderError) when the parts
-    are damaged."""
+    are damaged. Batches of different tile shapes are decoded in one sweep of anti-diagonals
+    (:func:`_sweeps`), each from its own stream."""
     batches = _batches(height, width)
     if len(parts) != len(batches):
         raise PredictiveError("wrong number of parts")
     params, first = split_params(coder, parts[0])
     tables = logistic_tables()
+    streams = [first, *parts[1:]]
     rgb = np.empty((height, width, 3), np.uint8)
     done = 0
-    for rects, stream in zip(batches, [first, *parts[1:]], strict=True):
-        tiles, h, w = len(rects), rects[0][2], rects[0][3]
-        x = _decode_batch(coder, stream, params, tables, tiles, h, w)
-        for tile, (y, x0, th, tw) in zip(to_rgb(x), rects, strict=True):
-            rgb[y : y + th, x0 : x0 + tw] = tile
-        done += tiles * h * w
+    for sweep in _sweeps([(len(r), r[0][2], r[0][3]) for r in batches]):
+        decoders = []
+        for b in sweep:
+            tiles, h, w = len(batches[b]), batches[b][0][2], batches[b][0][3]
+            decoders.append(ans.compact_decoder(streams[b], _lanes(tiles, h, w)))
+        groups = [
+            _Group(_stream_pop(dec, tables), len(batches[b]), batches[b][0][2], batches[b][0][3])
+            for dec, b in zip(decoders, sweep, strict=True)
+        ]
+        tile_params = np.broadcast_to(params, (sum(g.tiles for g in groups), *params.shape))
+        planes, inside = _decode_tiles(coder, groups, tile_params)
+        for dec in decoders:
+            ans.check_finished(dec)
+        if not inside.all():
+            raise PredictiveError("a decoded sample is out of range")
+        rects = [rect for b in sweep for rect in batches[b]]
+        for tile, (y, x0, th, tw) in zip(planes, rects, strict=True):
+            rgb[y : y + th, x0 : x0 + tw] = to_rgb(tile)
+            done += th * tw
         if progress:
             progress(done / (height * width))
     return rgb
+
+
+def _sweeps(batches: Sequence[tuple[int, int, int]]) -> list[list[int]]:
+    """Batches (tiles, h, w) decoded together: runs of consecutive ones whose tiles, each as
+    large as the run's largest, hold at most ``pixel_codec.MAX_BATCH_PIXELS`` pixels (a
+    batch of full tiles alone; an image's edge batches together)."""
+    out: list[list[int]] = []
+    tiles = height = width = 0
+    for b, (n, h, w) in enumerate(batches):
+        grown = (tiles + n) * max(height, h) * max(width, w)
+        if out and grown <= pixel_codec.MAX_BATCH_PIXELS:
+            out[-1].append(b)
+            tiles, height, width = tiles + n, max(height, h), max(width, w)
+        else:
+            out.append([b])
+            tiles, height, width = n, h, w
+    return out
 
 
 @functools.lru_cache(maxsize=8)
 def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
     """Per anti-diagonal of an h×w tile: flat indices of its samples, of their N, W, NW, NE
     samples after the edge rules (index ``h·w`` is a slot that stays 0), of the samples' own,
-    N, W, NE and NW places in the zero-bordered (h+1)×(w+2) grids, and whether each is in
-    the tile's first row or column."""
+    N, W, NE and NW places in the zero-bordered (h+1)×(w+2) error grid, whether each is in
+    the tile's first row or column, and its row and column."""
     out = []
     for rows, cols in _diagonals(h, w):
         here = rows * w + cols
@@ -743,53 +775,65 @@ def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
         ne = np.where((rows > 0) & (cols + 1 < w), here - w + 1, n)
         at = (rows + 1) * (w + 2) + cols + 1
         border = ((rows == 0) | (cols == 0))[:, None]
-        out.append((here, n, west, nw, ne, at, at - w - 2, at - 1, at - w - 1, at - w - 3, border))
+        gathers = (here, n, west, nw, ne, at, at - w - 2, at - 1, at - w - 1, at - w - 3, border)
+        out.append((*gathers, rows, cols))
     return out
 
 
 Pop = Callable[[IntArray, IntArray], IntArray]  # (table index, offset) (n, tiles) → values
 
 
-def _decode_batch(
-    coder: PredictiveCoder,
-    stream: bytes,
-    params: IntArray,
-    tables: coder_tables.Tables,
-    tiles: int,
-    h: int,
-    w: int,
-) -> IntArray:
-    """One batch's planes (3, tiles, h, w), its tiles sharing ``params`` and one stream."""
-    dec = ans.compact_decoder(stream, _lanes(tiles, h, w))
+@dataclasses.dataclass(frozen=True)
+class _Group:
+    """Tiles of one shape decoded from one source of symbols: ``pop`` takes the (table
+    index, offset) of a diagonal's samples (samples, tiles) and gives their values."""
+
+    pop: Pop
+    tiles: int
+    height: int
+    width: int
+
+
+def _stream_pop(dec: ans.Decoder, tables: coder_tables.Tables) -> Pop:
+    """A batch's pop from its one stream: samples in (tile, row) order."""
 
     def pop(index: IntArray, offset: IntArray) -> IntArray:
+        tiles = index.shape[1]
         return ans.pop(dec, tables, index.T.ravel(), offset.T.ravel()).reshape(tiles, -1).T
 
-    x, inside = _decode_tiles(coder, pop, np.broadcast_to(params, (tiles, *params.shape)), h, w)
-    ans.check_finished(dec)
-    if not inside.all():
-        raise PredictiveError("a decoded sample is out of range")
-    return x
+    return pop
 
 
 def _decode_tiles(
-    coder: PredictiveCoder, pop: Pop, params: IntArray, h: int, w: int
-) -> tuple[IntArray, BoolArray]:
-    """Planes (3, tiles, h, w) of tiles with parameters ``params`` (tiles, contexts, 2), their
-    samples from ``pop``, and whether each tile's samples all fell in their planes' ranges
-    (a damaged stream's may not). Position-major layouts, so that each gather of a
-    diagonal's neighbours reads whole rows of (predictor,) plane and tile."""
-    tiles = len(params)
+    coder: PredictiveCoder, groups: Sequence[_Group], params: IntArray
+) -> tuple[list[IntArray], BoolArray]:
+    """Each tile's planes (3, h, w) — the tiles of ``groups`` with parameters ``params``
+    (tiles, contexts, 2), their samples from their group's ``pop`` — and whether each tile's
+    samples all fell in their planes' ranges (a damaged stream's may not).
+
+    One sweep of the anti-diagonals of the groups' largest tile shape (H, W), every tile in it
+    from the top left: a sample of a smaller tile sees the same neighbours there as in its
+    own tile, given two things — positions outside it keep errors and residuals 0 (as outside
+    a tile), and the position right of its last column holds a copy of the last sample, so
+    that NE = N there, as the edge rule says. Position-major layouts, so that each gather of
+    a diagonal's neighbours reads whole rows of (predictor,) plane and tile."""
+    height, width = max(g.height for g in groups), max(g.width for g in groups)
+    tiles = sum(g.tiles for g in groups)
+    first = np.cumsum([0, *(g.tiles for g in groups)])
     lanes = 3 * tiles  # (plane, tile) pairs
-    x = np.zeros((h * w + 1, lanes), np.int64)  # the last position stays 0
-    grid = (h + 1) * (w + 2)  # zero border: absent
+    x = np.zeros((height * width + 1, lanes), np.int64)  # the last position stays 0
+    grid = (height + 1) * (width + 2)  # zero border: absent
     errors = np.zeros((grid, PREDICTORS, lanes), np.int32)
     residuals = np.zeros((grid, lanes), np.int32)  # |sample − rounded prediction|
     low, high = (np.repeat(b.ravel(), tiles)[None, :] for b in _plane_bounds((3, 1)))
-    planes = [slice(k * tiles, (k + 1) * tiles) for k in range(3)]
+    tile_heights = np.repeat([g.height for g in groups], [g.tiles for g in groups])
+    tile_widths = np.repeat([g.width for g in groups], [g.tiles for g in groups])
+    ragged = bool((tile_heights < height).any() or (tile_widths < width).any())
+    lane_heights, lane_widths = np.tile(tile_heights, 3), np.tile(tile_widths, 3)
     tile = np.arange(tiles)[None, :]
     inside = np.ones(lanes, bool)
-    for here, n, west, nw, ne, at, at_n, at_w, at_ne, at_nw, border in _gathers(h, w):
+    for *gathers, rows, cols in _gathers(height, width):
+        here, n, west, nw, ne, at, at_n, at_w, at_ne, at_nw, border = gathers
         xn, xne = x[n], x[ne]
         preds = _predictors(xn, x[west], x[nw], xne)
         near = 2 * (errors[at_n] + errors[at_w] + errors[at_ne]) + errors[at_nw]
@@ -800,20 +844,47 @@ def _decode_tiles(
         )
         local = _local_context(coder, error_context, largest, border)
         rounded = _rounded(coder, pred)
-        value = np.empty_like(pred)
-        for k, columns in enumerate(planes):  # Y, Co, Cg: each plane's context needs the last
-            context = local[:, columns] + coder.plane_first[k]
+        value = rounded.copy()  # samples outside their tile keep a harmless value
+        for k in range(3):  # Y, Co, Cg: each plane's context needs the last one's residual
+            context = local[:, k * tiles : (k + 1) * tiles] + coder.plane_first[k]
             if k:
-                previous = np.abs(value[:, planes[k - 1]] - rounded[:, planes[k - 1]])
-                bucket = np.searchsorted(RESIDUAL_EDGES, previous, "right")
-                context += coder.local_contexts * bucket
-            value[:, columns] = pop(*_coding(coder, params[tile, context], pred[:, columns]))
-        inside &= ((value >= low) & (value <= high)).all(0)
-        value = np.clip(value, low, high)  # a damaged stream's lanes stay bounded
-        x[here] = value
-        errors[at] = np.abs(value[:, None, :] - np.stack(preds, axis=1))
-        residuals[at] = np.abs(value - rounded)
-    return x[:-1].T.reshape(3, tiles, h, w), inside.reshape(3, tiles).all(0)
+                previous = np.abs(value - rounded)[:, (k - 1) * tiles : k * tiles]
+                context += coder.local_contexts * np.searchsorted(RESIDUAL_EDGES, previous, "right")
+            index, offset = _coding(
+                coder, params[tile, context], pred[:, k * tiles : (k + 1) * tiles]
+            )
+            for group, start, stop in zip(groups, first[:-1], first[1:], strict=True):
+                real = (rows < group.height) & (cols < group.width)
+                if real.all():
+                    popped = group.pop(index[:, start:stop], offset[:, start:stop])
+                    value[:, k * tiles + start : k * tiles + stop] = popped
+                elif real.any():
+                    popped = group.pop(index[real, start:stop], offset[real, start:stop])
+                    lanes_of = np.arange(k * tiles + start, k * tiles + stop)
+                    value[np.flatnonzero(real)[:, None], lanes_of] = popped
+        if ragged:
+            real = (rows[:, None] < lane_heights) & (cols[:, None] < lane_widths)
+            inside &= ((value >= low) & (value <= high) | ~real).all(0)
+            value = np.clip(value, low, high)  # a damaged stream's lanes stay bounded
+            x[here] = np.where(real, value, x[here])
+            last = real & (cols[:, None] == lane_widths - 1) & (lane_widths < width)
+            at_rows, at_lanes = np.nonzero(last)
+            x[here[at_rows] + 1, at_lanes] = value[at_rows, at_lanes]  # NE = N right of a tile
+            errors[at] = np.abs(value[:, None, :] - np.stack(preds, axis=1)) * real[:, None, :]
+            residuals[at] = np.abs(value - rounded) * real
+        else:
+            inside &= ((value >= low) & (value <= high)).all(0)
+            value = np.clip(value, low, high)  # a damaged stream's lanes stay bounded
+            x[here] = value
+            errors[at] = np.abs(value[:, None, :] - np.stack(preds, axis=1))
+            residuals[at] = np.abs(value - rounded)
+    planes = x[:-1].T.reshape(3, tiles, height, width)
+    out = [
+        planes[:, t, : group.height, : group.width]
+        for group, start, stop in zip(groups, first[:-1], first[1:], strict=True)
+        for t in range(start, stop)
+    ]
+    return out, inside.reshape(3, tiles).all(0)
 
 
 def single_tile(height: int, width: int) -> bool:
@@ -871,9 +942,9 @@ def decode_many(
             return group.pop(tables, index.T, offset.T).T
 
         params = np.stack([p for _, p, _ in members])
-        x, inside = _decode_tiles(coder, pop, params, height, width)
-        rgbs = to_rgb(x)
-        for (k, _, _), ok, rgb in zip(members, group.finish() & inside, rgbs, strict=True):
+        images = [_Group(pop, len(members), height, width)]
+        planes, inside = _decode_tiles(coder, images, params)
+        for (k, _, _), ok, tile in zip(members, group.finish() & inside, planes, strict=True):
             if ok:
-                out[k] = rgb
+                out[k] = to_rgb(tile)
     return out
