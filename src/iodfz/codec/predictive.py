@@ -336,19 +336,23 @@ def predict(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray]:
 # --- parameters -------------------------------------------------------------------------
 
 
+_KEY_VALUES = 2047  # residuals −1023 … 1023 (clipped)
+
+
 @functools.cache
 def _scale_bits() -> np.ndarray:
     """Ideal bits (64 scales, 8 phases, value −1023 … 1023) of the logistic tables; an escape
     counts 24 bits."""
     tables = logistic_tables()
-    values = np.arange(-1023, 1024)
-    shape = (coder_tables.NUM_SCALES * coder_tables.NUM_PHASES, values.size)
-    index = np.broadcast_to(np.arange(shape[0])[:, None], shape)
-    bits, escape = coder_tables.symbol_bits(tables, np.broadcast_to(values, shape), index)
-    return (bits + 16.0 * escape).reshape(coder_tables.NUM_SCALES, coder_tables.NUM_PHASES, -1)
-
-
-_KEY_VALUES = 2047  # residuals −1023 … 1023 (clipped)
+    ideal = -np.log2(tables.freq / float(1 << tables.precision))  # as coder_tables.symbol_bits
+    out = np.empty((coder_tables.NUM_SCALES * coder_tables.NUM_PHASES, _KEY_VALUES))
+    for t, row in enumerate(out):  # each table's symbols are a run of values, then its escape
+        base, nsym = int(tables.base[t]), int(tables.nsym[t])
+        row[:] = ideal[base + nsym] + 16.0
+        first = int(tables.lo[t]) + 1023  # where the run starts in the row
+        lo, hi = max(first, 0), min(first + nsym, _KEY_VALUES)
+        row[lo:hi] = ideal[base + lo - first : base + hi - first]
+    return out.reshape(coder_tables.NUM_SCALES, coder_tables.NUM_PHASES, -1)
 
 
 @dataclasses.dataclass(frozen=True)
