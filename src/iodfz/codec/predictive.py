@@ -355,6 +355,15 @@ def _scale_bits() -> np.ndarray:
     return out.reshape(coder_tables.NUM_SCALES, coder_tables.NUM_PHASES, -1)
 
 
+@functools.cache
+def _shift_bits() -> np.ndarray:
+    """:func:`_scale_bits` flat, with 8 copies of the first scale before it and 8 of the last
+    after it: scale index ``s + shift`` clamped to the grid is row ``s + 8 + shift``."""
+    bits = _scale_bits()
+    edges = (np.repeat(bits[:1], 8, 0), bits, np.repeat(bits[-1:], 8, 0))
+    return np.concatenate(edges).ravel()
+
+
 @dataclasses.dataclass(frozen=True)
 class Counts:
     """How often each (phase, residual) falls in each context — phase: the prediction's
@@ -518,16 +527,17 @@ def _best_shifts(
     image = np.repeat(np.arange(len(counts)), [len(c.count) for c in counts])
     context = joined.context
     total = joined.phase + defaults[context, 1]
-    at = np.clip(joined.residual - (total >> 3), -1023, 1023) + 1023
-    flat = _scale_bits().ravel()  # scale-major, then phase, then value
-    at += (total & 7) * _KEY_VALUES
+    span = coder_tables.NUM_PHASES * _KEY_VALUES  # one scale's bits in the flat table
+    at = np.clip(joined.residual - (total >> 3), -1023, 1023) + 1023 + (total & 7) * _KEY_VALUES
+    at += defaults[context, 0] * span  # the default scale shifted by −8, in the padded table
     slot = image * SHIFT_COUNT + coder.shift_groups[context]
     slots = len(counts) * SHIFT_COUNT
+    count = joined.count.astype(np.float64)
+    flat = _shift_bits()
     per_slot = np.empty((slots, 16))
-    for k, shift in enumerate(range(-8, 8)):
-        scale = np.clip(defaults[context, 0] + shift, 0, coder_tables.NUM_SCALES - 1)
-        bits = flat.take(scale * (coder_tables.NUM_PHASES * _KEY_VALUES) + at) * joined.count
-        per_slot[:, k] = np.bincount(slot, bits, slots)
+    for k in range(16):  # shifts −8 … 7
+        per_slot[:, k] = np.bincount(slot, flat.take(at) * count, slots)
+        at += span
     shifts = (per_slot.argmin(1) - 8).reshape(len(counts), SHIFT_COUNT)
     return shifts, per_slot.min(1).reshape(len(counts), SHIFT_COUNT).sum(1)
 
