@@ -154,20 +154,21 @@ def for_level(
     when some does), the one of least ``cost(its flow levels)`` — the image codec passes how
     many pixels each depth would pad an image to — and the deepest when they cost alike or no
     cost is given. None, with a warning once per process, when no model is installed for it or
-    its card is stale (names a model id that its file no longer has): images then go through
-    zstd."""
+    its card is stale (names a model id that its file no longer has): images then go to the
+    predictive coder alone (no network)."""
     serving = _serving(level)
     if not serving:
         searched = ", ".join(map(str, model_dirs()))
         warn_once(
-            f"no model installed for --level {level} (searched {searched}): images go through zstd"
+            f"no model installed for --level {level} (searched {searched}): "
+            "images go to the predictive coder alone"
         )
         return None
     if pixels is not None and level < TRY_ALL_FROM:
         fitting = [c for c in serving if _holds(served_pixels(c), pixels)]
         serving = fitting or serving
     card = min(serving, key=lambda c: cost(_depth(c))) if cost else serving[0]
-    return _load(card, "images go through zstd")
+    return _load(card, "images go to the predictive coder alone")
 
 
 def models_for(

@@ -49,8 +49,7 @@ from iodfz.errors import IodfError
 MIN_SIDE = 8
 #: From FLOW_FROM and below the max levels, images of more pixels than this go to the
 #: predictive coder alone; smaller ones to the flow and the predictive coder, the smaller
-#: result kept (README
-#: "Predictive coder": the flow still wins some small images, never many large ones).
+#: result kept (the flow still wins some small images, never many large ones).
 PREDICTIVE_FROM_PIXELS = 128 * 128
 MODEL_ID_SIZE = 8  # bytes of the model file's SHA-256 a version 1 container names it by
 FLAG_EXACT = IMAGE_EXACT  # image format section flags (FORMAT.md 3.1)
@@ -340,7 +339,7 @@ class NeuralImageCodec:
                 continue
             if not takens:
                 results[i] = None
-            elif all(_single_tile(t) for t in takens):
+            elif all(t.coder.single_tile(*t.rgb.shape[:2], pixel_codec.TILE) for t in takens):
                 tried[i] = [None] * len(takens)
                 for k, taken in enumerate(takens):
                     key = (taken.coder.model_id, taken.rgb.shape)
@@ -448,11 +447,6 @@ def _take_apart(data: bytes, level: int, options: Options) -> list[_Input]:
         for coder in _coders_for(level, *rgb.shape[:2])
         if fits(h, w, c, coder.levels)  # else the decoder would refuse it
     ]
-
-
-def _single_tile(taken: _Input) -> bool:
-    """Whether ``taken`` is one tile of its coder (what the batch paths take)."""
-    return taken.coder.single_tile(*taken.rgb.shape[:2], pixel_codec.TILE)
 
 
 def _part_of(progress: Share, i: int, n: int) -> Share:
@@ -585,7 +579,10 @@ def _flow_coders(level: int, height: int, width: int) -> list[ImageCoder]:
 def _warn_unusable(exc: Exception) -> None:
     if str(exc) not in _WARNED:
         _WARNED.add(str(exc))
-        print(f"iodfz: warning: neural image path unusable, using zstd ({exc})", file=sys.stderr)
+        print(
+            f"iodfz: warning: neural image path unusable, using the predictive coder ({exc})",
+            file=sys.stderr,
+        )
 
 
 def _coders(prefix: str) -> Iterator[ImageCoder]:

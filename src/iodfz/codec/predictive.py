@@ -859,23 +859,24 @@ def _decode_tiles(
         local = _local_context(coder, error_context, largest, border)
         rounded = _rounded(coder, pred)
         value = rounded.copy()  # samples outside their tile keep a harmless value
+        picks = []  # each group's samples on this diagonal: all, some (their rows) or none
+        for group, start, stop in zip(groups, first[:-1], first[1:], strict=True):
+            real = (rows < group.height) & (cols < group.width)
+            if real.all():
+                picks.append((group, start, stop, slice(None)))
+            elif real.any():
+                picks.append((group, start, stop, np.flatnonzero(real)))
         for k in range(3):  # Y, Co, Cg: each plane's context needs the last one's residual
-            context = local[:, k * tiles : (k + 1) * tiles] + coder.plane_first[k]
+            plane = slice(k * tiles, (k + 1) * tiles)
+            context = local[:, plane] + coder.plane_first[k]
             if k:
-                previous = np.abs(value - rounded)[:, (k - 1) * tiles : k * tiles]
+                before = slice((k - 1) * tiles, k * tiles)
+                previous = np.abs(value[:, before] - rounded[:, before])
                 context += coder.local_contexts * np.searchsorted(RESIDUAL_EDGES, previous, "right")
-            index, offset = _coding(
-                coder, params[tile, context], pred[:, k * tiles : (k + 1) * tiles]
-            )
-            for group, start, stop in zip(groups, first[:-1], first[1:], strict=True):
-                real = (rows < group.height) & (cols < group.width)
-                if real.all():
-                    popped = group.pop(index[:, start:stop], offset[:, start:stop])
-                    value[:, k * tiles + start : k * tiles + stop] = popped
-                elif real.any():
-                    popped = group.pop(index[real, start:stop], offset[real, start:stop])
-                    lanes_of = np.arange(k * tiles + start, k * tiles + stop)
-                    value[np.flatnonzero(real)[:, None], lanes_of] = popped
+            index, offset = _coding(coder, params[tile, context], pred[:, plane])
+            for group, start, stop, at_rows in picks:
+                popped = group.pop(index[at_rows, start:stop], offset[at_rows, start:stop])
+                value[at_rows, k * tiles + start : k * tiles + stop] = popped
         if ragged:
             real = (rows[:, None] < lane_heights) & (cols[:, None] < lane_widths)
             inside &= ((value >= low) & (value <= high) | ~real).all(0)
