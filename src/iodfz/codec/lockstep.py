@@ -31,7 +31,6 @@ from iodfz.coder.tables import Tables
 
 IntArray = npt.NDArray[np.int64]
 _WORD_MASK = (1 << ans.WORD_BITS) - 1
-_MAX_VARINT = 8  # bytes of an escape code's varint at most (ans.read_escapes)
 
 
 class _PushTables(NamedTuple):
@@ -342,12 +341,6 @@ class Decoder:
         self.end = self.start + sizes
         self.pos = self.start + np.array([0 if d is None else d.pos for d in self.decoders])
         self.words = np.concatenate([*(d.words.astype(np.int64) for d in ok), [0]])
-        # and their escape bytes (a compact stream's bytes read from the back)
-        sizes = np.array([0 if d is None else d.esc.size for d in self.decoders], np.int64)
-        self.esc_pos = np.cumsum(sizes) - sizes
-        self.esc_end = self.esc_pos + sizes
-        self.esc = np.concatenate([np.zeros(0, np.uint8), *(d.esc for d in ok)])
-        self._esc_start = self.esc_pos.copy()
         self._refill = _refill(self.words, self.pos, lanes)
 
     def pop(self, tables: Tables, table_index: npt.ArrayLike, offset: npt.ArrayLike) -> IntArray:
@@ -399,64 +392,16 @@ class Decoder:
 
     def _unescape(self, vals: IntArray, esc: npt.NDArray[np.bool_], nsym: IntArray) -> None:
         """Put the escaped values into ``vals`` (which holds ``lo + nsym`` of their tables
-        there), each stream's read in symbol order from its escape bytes as ``ans.pop`` reads
-        them. A stream whose escape bytes are damaged is failed."""
-        counts = np.count_nonzero(esc, axis=1)
-        counts[self.failed] = 0  # junk anyway
-        streams = np.flatnonzero(counts)
-        if not streams.size:
-            return
-        codes, ok = self._read_escapes(streams, counts[streams])
-        self.failed[streams[~ok]] = True
-        k, at = np.nonzero(esc[streams[ok]])
-        k = streams[ok][k]
-        at_escape, excess = vals[k, at], codes.astype(np.int64) >> 1
-        above = codes & 1 == 0  # even codes count up past the table, odd ones down below it
-        vals[k, at] = np.where(above, at_escape + excess, at_escape - nsym[k, at] - 1 - excess)
-
-    def _read_escapes(
-        self, streams: IntArray, counts: IntArray
-    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
-        """The next ``counts[i]`` escape codes of each of ``streams``, as ``ans.read_escapes``
-        reads them, and which of the streams had them intact: each code a varint of at most
-        8 bytes, all inside the stream, below 4·2^47 (``ans.read_escaped_values``). The codes
-        of the intact streams, back to back; only those streams move on. Most codes are one
-        byte: that case takes a few numpy calls, the general one (:meth:`_read_varints`) many."""
-        pos = self.esc_pos[streams]
-        first = np.cumsum(counts) - counts
-        at = np.arange(int(first[-1] + counts[-1])) + np.repeat(pos - first, counts)
-        data = self.esc.take(at, mode="clip")
-        if (pos + counts <= self.esc_end[streams]).all() and (data < 0x80).all():
-            self.esc_pos[streams] += counts
-            return data.astype(np.uint64), np.ones(len(streams), bool)
-        return self._read_varints(streams, counts)
-
-    def _read_varints(
-        self, streams: IntArray, counts: IntArray
-    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
-        """:meth:`_read_escapes` for codes of any length: each stream's next ``8·counts[i]``
-        bytes hold its codes if they are intact."""
-        pos = self.esc_pos[streams]
-        span = np.minimum(_MAX_VARINT * counts, self.esc_end[streams] - pos)
-        first = np.cumsum(span) - span
-        owner = np.repeat(np.arange(len(streams)), span)
-        data = self.esc[np.arange(int(span.sum())) + np.repeat(pos - first, span)]
-        last = data < 0x80  # a varint's last byte
-        ends_so_far = np.concatenate([[0], np.cumsum(last)])
-        used = ends_so_far[:-1] - ends_so_far[first][owner] < counts[owner]
-        ok = np.bincount(owner[last & used], minlength=len(streams)) == counts
-        used &= ok[owner]
-        data, owner = data[used], owner[used]
-        ends = np.flatnonzero(data < 0x80)
-        starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
-        lengths = ends - starts + 1
-        place = (np.arange(len(data)) - np.repeat(starts, lengths)) * 7
-        bits = (data & 0x7F).astype(np.uint64) << np.minimum(place, 63).astype(np.uint64)
-        codes = np.add.reduceat(bits, starts) if len(data) else np.zeros(0, np.uint64)
-        bad = (lengths > _MAX_VARINT) | (codes >= np.uint64(4 * ans.VALUE_LIMIT))
-        ok[owner[ends[bad]]] = False
-        self.esc_pos[streams[ok]] += np.bincount(owner, minlength=len(streams))[ok]
-        return codes[ok[owner[ends]]], ok
+        there), each stream's read by ``ans.read_escaped_values`` from its own escape bytes,
+        as ``ans.pop`` reads them. A stream whose escape bytes are damaged is failed."""
+        for k in np.flatnonzero(esc.any(axis=1) & ~self.failed):
+            dec = self.decoders[k]
+            assert dec is not None  # a stream without a decoder is failed
+            at = esc[k]
+            try:
+                vals[k, at] = ans.read_escaped_values(dec, vals[k, at], nsym[k, at])
+            except CoderError:
+                self.failed[k] = True
 
     def finish(self) -> npt.NDArray[np.bool_]:
         """Which streams decoded whole: every word and escape byte used, every lane back at
@@ -468,7 +413,6 @@ class Decoder:
                 continue
             dec.x = self.x[k].copy()
             dec.pos = int(self.pos[k] - self.start[k])
-            dec.esc_pos = int(self.esc_pos[k] - self._esc_start[k])
             try:
                 ans.check_finished(dec)
             except CoderError:
