@@ -1,14 +1,18 @@
-"""Fit a predictive coder's default parameters (docs/INTEGER.md "Predictive coders") on
-the training pack's thumbnails, and write them as models/<coder>.json.
+"""Fit a predictive coder's shipped tables (docs/INTEGER.md "Predictive coders") on the
+training pack, and write them as models/<coder>.json.
 
-    python scripts/fit_predictive.py [--coder iodf-predictive-2] [--pack runs/pack4] [--out models]
+    python scripts/fit_predictive.py [--coder iodf-predictive-3] [--pack runs/pack4] [--out models]
+
+Texture biases (coders that have them) come first: each texture key's mean residual against
+the prediction before the bias, over all of the pack (regions, smooth regions, thumbnails):
+like a network's weights, a correction that holds across photos.
 
 A small image cannot pay for parameters fitted to it (two bytes per context it uses): with the
 defaults it pays 7 bytes (a scale shift per plane and group of error contexts). The thumbnails
 (``whole32`` and ``whole64`` of the pack: each training photo and 15 random crops of it,
 resized whole as ImageNet32/64 were made) are what those images look like. Prints the
-defaults' SHA-256, which the coder's ``defaults_sha256`` (src/iodfz/codec/predictive.py) pins:
-new defaults are a new coder.
+tables' SHA-256, which the coder's ``defaults_sha256`` (src/iodfz/codec/predictive.py) pins:
+new tables are a new coder.
 """
 
 from __future__ import annotations
@@ -26,15 +30,38 @@ from iodfz.codec import predictive
 from iodfz.flow.data import PACK_RECIPE, SHARED, build_pack, load_pack, pack_recipe
 
 CHUNK = 1000  # thumbnails predicted at once
+THUMBNAILS = ("whole32", "whole64")
+REGIONS = 12_000  # regions of a pack built here (scripts/pack_data.py's default)
+BIAS_CLIP = 64 * 8  # residuals (eighths) beyond ±64 samples count as ±64 in a bias's mean
+BIAS_PRIOR = 16  # samples of residual 0 each bias's mean starts from (rare keys stay near 0)
 
 
-def thumbnail_counts(coder: predictive.PredictiveCoder, images: np.ndarray) -> predictive.Counts:
-    """The samples' counts per context (predictive.histograms) over (N, h, w, 3) images."""
+def thumbnail_counts(
+    coder: predictive.PredictiveCoder, images: np.ndarray, bias: np.ndarray | None
+) -> predictive.Counts:
+    """The samples' counts per context (predictive.histograms) over (N, h, w, 3) images, with
+    texture biases ``bias`` for a coder that has them."""
     parts = []
     for i in range(0, len(images), CHUNK):
         x = predictive.to_planes(images[i : i + CHUNK])
-        parts.append(predictive.histograms(coder, x, *predictive.predict(coder, x)))
+        parts.append(predictive.histograms(coder, x, *predictive.predict(coder, x, bias)))
     return functools.reduce(operator.add, parts)
+
+
+def texture_bias(coder: predictive.PredictiveCoder, sets: list[np.ndarray]) -> np.ndarray:
+    """Each texture key's bias (eighths of a sample, int8 range): the mean residual of the
+    key's samples against the prediction before the bias, over (N, h, w, 3) image sets."""
+    sums = np.zeros(predictive.TEXTURE_KEYS)
+    counts = np.zeros(predictive.TEXTURE_KEYS)
+    for images in sets:
+        per_chunk = max(1, CHUNK * 1024 // (images.shape[1] * images.shape[2]))
+        for i in range(0, len(images), per_chunk):
+            x = predictive.to_planes(images[i : i + per_chunk])
+            pred, keys = predictive.texture_keys(coder, x)
+            residual = np.clip((x << coder.frac_bits) - pred, -BIAS_CLIP, BIAS_CLIP)
+            sums += np.bincount(keys.ravel(), residual.ravel(), predictive.TEXTURE_KEYS)
+            counts += np.bincount(keys.ravel(), None, predictive.TEXTURE_KEYS)
+    return np.clip(np.round(sums / (counts + BIAS_PRIOR)), -128, 127).astype(np.int64)
 
 
 def main() -> None:
@@ -48,8 +75,13 @@ def main() -> None:
     if pack_recipe(args.pack) == PACK_RECIPE:
         pack = load_pack(args.pack)
     else:
-        pack = build_pack(SHARED, max_regions=1)  # only the thumbnails are used
-    counts = thumbnail_counts(coder, pack["whole32"]) + thumbnail_counts(coder, pack["whole64"])
+        pack = build_pack(SHARED, max_regions=REGIONS)
+    bias = None
+    if coder.texture_bias:
+        bias = texture_bias(coder, [pack[name] for name in ("regions", "smooth", *THUMBNAILS)])
+    counts = functools.reduce(
+        operator.add, (thumbnail_counts(coder, pack[name], bias) for name in THUMBNAILS)
+    )
     params = predictive.fit(coder, counts)
     packed = predictive.defaults_bytes(params)
     card = {
@@ -57,10 +89,19 @@ def main() -> None:
         "coder_id": coder.model_id,
         "scales": params[:, 0].tolist(),
         "means": params[:, 1].tolist(),
-        "sha256": hashlib.sha256(packed).hexdigest(),
-        "data": f"{len(pack['whole32'])} + {len(pack['whole64'])} thumbnails of the training "
-        "photos (32×32 and 64×64; scripts/fit_predictive.py)",
     }
+    data = (
+        f"{len(pack['whole32'])} + {len(pack['whole64'])} thumbnails of the training "
+        "photos (32×32 and 64×64; scripts/fit_predictive.py)"
+    )
+    if bias is not None:
+        card["biases"] = predictive.pack_bias(bias)
+        packed += bias.astype(np.int8).tobytes()
+        data += (
+            f"; texture biases: these and {len(pack['regions'])} regions and {len(pack['smooth'])} "
+            "smooth regions (64×64) of the training photos downsampled"
+        )
+    card |= {"sha256": hashlib.sha256(packed).hexdigest(), "data": data}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / coder.defaults_file
     path.write_text(json.dumps(card, indent=1) + "\n")

@@ -4,8 +4,12 @@ pinned by golden containers (tests/golden/v2-predictive-*, tests/test_golden.py)
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +20,8 @@ from iodfz.codec import image as image_codec
 from iodfz.codec import predictive
 from iodfz.codecs import Options
 from iodfz.coder import CoderError
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
 def _shapes() -> list[tuple[int, int]]:
@@ -63,11 +69,55 @@ def test_the_colour_transform_is_exact_on_every_pixel() -> None:
 
 
 def test_each_coder_id_is_the_hash_of_its_name() -> None:
-    for version, coder in ((1, predictive.V1), (2, predictive.V2)):
+    for version, coder in ((1, predictive.V1), (2, predictive.V2), (3, predictive.V3)):
         label = b"iodfz predictive coder %d (docs/INTEGER.md)" % version
         assert coder.model_id == hashlib.sha256(label).hexdigest()
-    assert predictive.CODER is predictive.V2
-    assert predictive.V1.contexts == 208 and predictive.V2.contexts == 1664
+    assert predictive.CODER is predictive.V3 and predictive.encoding_coder() is predictive.V3
+    assert (
+        predictive.V1.contexts == 208 and predictive.V2.contexts == predictive.V3.contexts == 1664
+    )
+
+
+def test_without_its_texture_biases_the_newest_coder_steps_aside(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rgb = photo_like(64, 72, seed=4)
+    parts = predictive.encode(rgb)
+    real = predictive.shipped
+    monkeypatch.setattr(predictive, "shipped", lambda c: None if c.texture_bias else real(c))
+    assert predictive.encoding_coder() is predictive.V2
+    with pytest.raises(predictive.PredictiveError, match=predictive.V3.defaults_file):
+        predictive.decode(parts, 64, 72)
+    own = predictive.encode(photo_like(300, 280, seed=2), predictive.V2)
+    assert np.array_equal(
+        predictive.decode(own, 300, 280, predictive.V2), photo_like(300, 280, seed=2)
+    )
+
+
+def test_altered_texture_biases_are_not_used(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    card = json.loads((zoo.model_dirs()[0] / predictive.V3.defaults_file).read_text())
+    raw = bytearray(zlib.decompress(base64.b64decode(card["biases"])))
+    raw[12345] ^= 1
+    card["biases"] = base64.b64encode(zlib.compress(bytes(raw))).decode()
+    (tmp_path / predictive.V3.defaults_file).write_text(json.dumps(card))
+    monkeypatch.setattr(zoo, "model_dirs", lambda: [tmp_path])
+    assert predictive.shipped(predictive.V3) is None
+    card["biases"] = base64.b64encode(zlib.compress(bytes(raw[:-1]))).decode()  # one short
+    (tmp_path / predictive.V3.defaults_file).write_text(json.dumps(card))
+    assert predictive.shipped(predictive.V3) is None
+
+
+@pytest.mark.skipif(not KODAK.is_dir(), reason="../shared/data/kodak not present")
+def test_the_texture_biases_pay_on_photos() -> None:
+    """Version 3's one change, the shipped texture biases, makes real photos smaller."""
+    from PIL import Image
+
+    sizes = {predictive.V2.name: 0, predictive.V3.name: 0}
+    for k in (3, 13, 23):
+        rgb = np.asarray(Image.open(KODAK / f"kodim{k:02d}.png").convert("RGB"))
+        for coder in (predictive.V2, predictive.V3):
+            sizes[coder.name] += sum(len(p) for p in predictive.encode(rgb[:192, :256], coder))
+    assert sizes[predictive.V3.name] < 0.995 * sizes[predictive.V2.name]
 
 
 def test_the_eighths_and_the_new_contexts_pay_on_small_photos() -> None:

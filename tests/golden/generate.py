@@ -156,12 +156,15 @@ def main(out_dir: Path) -> None:
     # a small one with the shipped default parameters (for version 2 not a photo: its photos
     # of that size take the defaults too): ``v2-predictive-*`` by
     # iodf-predictive-1 (when it was the default level's coder above 128×128), then
-    # ``v2-predictive2-*`` by iodf-predictive-2 (the default level's coder for every image)
+    # ``v2-predictive2-*`` by iodf-predictive-2 (the default level's coder for every image),
+    # then ``v2-predictive3-*`` by iodf-predictive-3 (the same with texture biases)
     for file, name, pixels in (
         ("v2-predictive-ppm-rgb-144x160.iodf", "predictive.ppm", photo(144, 160, 3, 8)),
         ("v2-predictive-defaults-ppm-rgb-40x48.iodf", "defaults.ppm", photo(40, 48, 3, 9)),
         ("v2-predictive2-own-ppm-rgb-96x100.iodf", "own.ppm", quadratic(96, 100, 10)),
         ("v2-predictive2-defaults-ppm-rgb-40x48.iodf", "defaults2.ppm", photo(40, 48, 3, 11)),
+        ("v2-predictive3-own-ppm-rgb-96x100.iodf", "own3.ppm", quadratic(96, 100, 12)),
+        ("v2-predictive3-defaults-ppm-rgb-40x48.iodf", "defaults3.ppm", photo(40, 48, 3, 13)),
     ):
         data = image_file(pixels, "PPM")
         meta = {"name": name.encode(), "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}

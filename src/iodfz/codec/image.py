@@ -549,8 +549,8 @@ def _coders_for(level: int, height: int, width: int) -> list[ImageCoder]:
     predictive coder alone above ``PREDICTIVE_FROM_PIXELS``; else the level's flows
     (:func:`_flow_coders`) and the predictive coder."""
     if level < FLOW_FROM or (level < TRY_ALL_FROM and height * width > PREDICTIVE_FROM_PIXELS):
-        return [predictive.CODER]
-    return [*_flow_coders(level, height, width), predictive.CODER]
+        return [predictive.encoding_coder()]
+    return [*_flow_coders(level, height, width), predictive.encoding_coder()]
 
 
 def _flow_coders(level: int, height: int, width: int) -> list[ImageCoder]:

@@ -7,9 +7,11 @@ the logistic tables of the flow's coder around that prediction, in a context giv
 neighbours' errors. The encoder fits one (scale, mean) per plane and context to the image, or
 takes shipped defaults with a few scale shifts (the parameter part).
 
-Two coders share these rules and this code: ``iodf-predictive-1`` (integer predictions, 208
-contexts; decoded only) and ``iodf-predictive-2`` (predictions in eighths, contexts also by the
-neighbours' residuals and the tile's first row and column; what new files get). A
+Three coders share these rules and this code: ``iodf-predictive-1`` (integer predictions, 208
+contexts; decoded only), ``iodf-predictive-2`` (predictions in eighths, contexts also by the
+neighbours' residuals and the tile's first row and column) and ``iodf-predictive-3`` (what new
+files get: version 2 with each prediction moved by a shipped bias of its texture — which of 12
+neighbour values and extrapolations exceed it — learned from the training photos). A
 :class:`PredictiveCoder` holds what tells them apart.
 
 The image is cut into tiles of ``TILE`` pixels a side (no padding), and tiles of one shape are
@@ -20,6 +22,7 @@ one), all tiles of a batch and all three planes at once: ``2·h + w`` steps per 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import functools
@@ -27,6 +30,7 @@ import hashlib
 import itertools
 import json
 import operator
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -59,6 +63,10 @@ MAX_NEIGHBOURHOOD_ERROR = 7 * 1020
 _WEIGHTS = WEIGHT_ONE // (np.arange(MAX_NEIGHBOURHOOD_ERROR + 1) + 1)
 #: Each plane's sample range: Y, then Co and Cg.
 PLANE_RANGES = ((0, 255), (-255, 255), (-255, 255))
+#: Bits of a sample's texture (how 12 neighbour values and extrapolations lie against its
+#: prediction); a texture key is (plane, texture, error context).
+TEXTURE_BITS = 12
+TEXTURE_KEYS = 3 * (1 << TEXTURE_BITS) * ERROR_CONTEXTS
 MAX_MEAN = 127  # |mean| of a context in 1/8 units: one signed byte
 MODE_OWN, MODE_DEFAULTS = 0, 1  # the parameter part's first byte (FORMAT.md 3.5)
 #: The default parameters' scale indices move by a shift (−8 … 7) per plane and group of
@@ -93,7 +101,10 @@ class PredictiveCoder:
     border_context: bool
     #: whether parameters of the image's own list only the contexts it uses (FORMAT.md 3.5)
     sparse_params: bool
+    #: SHA-256 of the shipped tables (FORMAT.md 3.5): the defaults, then any texture biases
     defaults_sha256: str
+    #: whether the prediction is corrected by the shipped bias of its texture key
+    texture_bias: bool = False
     levels: int = 0
 
     @property
@@ -181,9 +192,20 @@ V2 = PredictiveCoder(
     sparse_params=True,
     defaults_sha256="98e930c700db61ba92da2c460dac6b2c9bddc6bb10b72c22b181077a6564c878",
 )
-#: What new files get; every coder here decodes.
-CODER = V2
-CODERS = (V2, V1)
+V3 = PredictiveCoder(
+    name="iodf-predictive-3",
+    label=b"iodfz predictive coder 3 (docs/INTEGER.md)",
+    frac_bits=3,
+    neighbour_edges=(2, 4, 8),
+    border_context=True,
+    sparse_params=True,
+    defaults_sha256="8b4a0ca40b287ae60a6b17c499de0210d9d98cfb50331e99a521b8cd6f71276e",
+    texture_bias=True,
+)
+#: Newest first; every coder here decodes, new files get the first whose tables are installed
+#: intact (:func:`encoding_coder`).
+CODERS = (V3, V2, V1)
+CODER = V3
 
 
 def coders_for(prefix: str) -> list[PredictiveCoder]:
@@ -305,10 +327,66 @@ def _around(bordered: np.ndarray, h: int) -> list[np.ndarray]:
     ]
 
 
-def predict(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray]:
+def _texture_key(
+    coder: PredictiveCoder,
+    preds: list[IntArray],
+    far: tuple[IntArray, IntArray, IntArray],
+    nw: IntArray,
+    pred: IntArray,
+    error_context: IntArray,
+    plane: IntArray,
+) -> IntArray:
+    """Each sample's texture key (docs/INTEGER.md "Predictive coders", step 7): which of 12
+    neighbour values and extrapolations exceed its prediction ``pred`` (units of
+    ``2^-frac_bits``), with its plane and error context. ``preds`` are the six predictors (N,
+    W, N + W − NW, …, W + NE − N), ``far`` NN, WW and NNE."""
+    n, west, grad, _, ne_west, _ = preds
+    nn, ww, nne = far
+    ne = ne_west - west + n
+    values = (n, west, nw, ne, nn, ww, 2 * n - nn, 2 * west - ww, nne, n + ne - nne, ne_west, grad)
+    texture = np.zeros(pred.shape, np.int64)
+    for bit, value in enumerate(values):
+        texture |= ((value << coder.frac_bits) > pred).astype(np.int64) << bit
+    return ((plane << TEXTURE_BITS) + texture) * ERROR_CONTEXTS + error_context
+
+
+def _biased(pred: IntArray, bias: IntArray, low: IntArray, high: IntArray, bits: int) -> IntArray:
+    """The prediction moved by its texture key's bias, clamped to the plane's range."""
+    return np.clip(pred + bias, low << bits, high << bits)
+
+
+def predict(
+    coder: PredictiveCoder, x: IntArray, bias: IntArray | None = None
+) -> tuple[IntArray, IntArray]:
     """(prediction in units of ``2^-frac_bits``, context) of every sample of planes ``x``
     (3, T, h, w): what the decoder computes one anti-diagonal at a time, here at once from the
-    known samples."""
+    known samples. ``bias``: a coder's texture biases (TEXTURE_KEYS,), by default its shipped
+    ones."""
+    if coder.texture_bias and bias is None:
+        bias = shipped_bias(coder)
+    pred, error_context, keys = _unbiased(coder, x)
+    low, high = _plane_bounds(x.shape)
+    if keys is not None:
+        pred = _biased(pred, bias.take(keys), low, high, coder.frac_bits)
+    h, w = x.shape[-2:]
+    rows, cols = np.indices((h, w))
+    residual = x - _rounded(coder, pred)
+    largest = np.maximum.reduce(_around(_bordered(np.abs(residual)), h))
+    local = _local_context(coder, error_context, largest, (rows == 0) | (cols == 0))
+    return pred, _plane_contexts(coder, local, residual)
+
+
+def texture_keys(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray]:
+    """(prediction before the texture bias, texture key) of every sample of planes ``x``
+    (3, T, h, w): what a coder's biases are fitted on."""
+    pred, _, keys = _unbiased(coder, x)
+    if keys is None:
+        raise ValueError(f"{coder.name} has no texture biases")
+    return pred, keys
+
+
+def _unbiased(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray, IntArray | None]:
+    """(blended prediction, error context, texture key or None) of every sample of ``x``."""
     h, w = x.shape[-2:]
     rows, cols = np.indices((h, w))
     has_up, has_left, has_right = rows > 0, cols > 0, cols < w - 1
@@ -327,10 +405,21 @@ def predict(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray]:
     near *= 2
     near += e_nw
     pred, error_context = _blend(coder, preds, n + ne, near, *_plane_bounds(x.shape))
-    residual = x - _rounded(coder, pred)
-    largest = np.maximum.reduce(_around(_bordered(np.abs(residual)), h))
-    local = _local_context(coder, error_context, largest, (rows == 0) | (cols == 0))
-    return pred, _plane_contexts(coder, local, residual)
+    if not coder.texture_bias:
+        return pred, error_context, None
+    far = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(2, 0), (2, 0)])  # two rows above, two left
+    up2 = has_up & (rows > 1)
+    nn = np.where(up2, far[..., :h, 2:], n)
+    ww = np.where(cols > 1, far[..., 2:, :w], west)
+    nne = np.where(up2, np.where(has_right, _shifted_left(far[..., :h, 2:]), nn), ne)
+    plane = np.arange(3).reshape((3,) + (1,) * (x.ndim - 1))
+    keys = _texture_key(coder, preds, (nn, ww, nne), nw, pred, error_context, plane)
+    return pred, error_context, keys
+
+
+def _shifted_left(a: np.ndarray) -> np.ndarray:
+    """``a[..., j + 1]`` at column ``j`` (the last column repeated)."""
+    return np.concatenate([a[..., 1:], a[..., -1:]], axis=-1)
 
 
 # --- parameters -------------------------------------------------------------------------
@@ -560,9 +649,42 @@ def split_params(coder: PredictiveCoder, first: bytes) -> tuple[IntArray, bytes]
     raise PredictiveError("bad parameter part")
 
 
+@dataclasses.dataclass(frozen=True)
+class Shipped:
+    """A coder's shipped tables (models/<name>.json): default parameters and, for a coder
+    with texture biases, the bias of each texture key (eighths of a sample)."""
+
+    params: IntArray
+    bias: IntArray | None
+
+
 def default_params(coder: PredictiveCoder) -> IntArray | None:
-    """The coder's shipped default parameters (models/<name>.json, fitted on the training
-    photos' thumbnails by scripts/fit_predictive.py) if found with their pinned hash, else
+    """The coder's shipped default parameters (fitted on the training photos by
+    scripts/fit_predictive.py) if found intact, else None."""
+    tables = shipped(coder)
+    return None if tables is None else tables.params
+
+
+def shipped_bias(coder: PredictiveCoder) -> IntArray:
+    """The coder's shipped texture biases; PredictiveError if they are not installed intact
+    (a coder with texture biases cannot code without them)."""
+    tables = shipped(coder)
+    if tables is None or tables.bias is None:
+        raise PredictiveError(f"needs {coder.defaults_file}, which is not installed intact")
+    return tables.bias
+
+
+def encoding_coder() -> PredictiveCoder:
+    """What new files get: the newest coder whose shipped tables it cannot do without are
+    installed intact (a coder without texture biases can fit parameters of the image's own)."""
+    for coder in CODERS:
+        if not coder.texture_bias or shipped(coder) is not None:
+            return coder
+    raise AssertionError("a coder without texture biases is always usable")
+
+
+def shipped(coder: PredictiveCoder) -> Shipped | None:
+    """The coder's shipped tables (models/<name>.json) if found with their pinned hash, else
     None. Read once per state of the files (path, size, modification time), like the model
     cards: a process whose model folders change sees the change."""
     found = []
@@ -571,28 +693,44 @@ def default_params(coder: PredictiveCoder) -> IntArray | None:
         with contextlib.suppress(OSError):
             stat = path.stat()
             found.append((str(path), stat.st_size, stat.st_mtime_ns))
-    return _defaults_in(coder, tuple(found))
+    return _shipped_in(coder, tuple(found))
 
 
 @functools.lru_cache(maxsize=8)
-def _defaults_in(
-    coder: PredictiveCoder, files: tuple[tuple[str, int, int], ...]
-) -> IntArray | None:
+def _shipped_in(coder: PredictiveCoder, files: tuple[tuple[str, int, int], ...]) -> Shipped | None:
     for path, _, _ in files:
         try:
             card = json.loads(Path(path).read_text())
             packed = np.array(card["scales"], np.uint8).tobytes()
             packed += np.array(card["means"], np.int8).tobytes()
-        except (OSError, ValueError, KeyError, TypeError):
+            bias = _unpack_bias(card["biases"]) if coder.texture_bias else b""
+        except (OSError, ValueError, KeyError, TypeError, zlib.error):
             continue
-        if hashlib.sha256(packed).hexdigest() == coder.defaults_sha256:
-            return unpack_params(dataclasses.replace(coder, sparse_params=False), packed)[0]
+        if hashlib.sha256(packed + bias).hexdigest() == coder.defaults_sha256:
+            params = unpack_params(dataclasses.replace(coder, sparse_params=False), packed)[0]
+            table = np.frombuffer(bias, np.int8).astype(np.int64) if bias else None
+            return Shipped(params, table)
     return None
+
+
+def pack_bias(bias: IntArray) -> str:
+    """Texture biases as a card stores them: int8 each, deflated, base64."""
+    return base64.b64encode(zlib.compress(bias.astype(np.int8).tobytes(), 9)).decode()
+
+
+def _unpack_bias(text: str) -> bytes:
+    """The int8 biases of a card (ValueError unless exactly one per texture key)."""
+    inflate = zlib.decompressobj()
+    raw = inflate.decompress(base64.b64decode(text, validate=True), TEXTURE_KEYS + 1)
+    if len(raw) != TEXTURE_KEYS or not inflate.eof:
+        raise ValueError("texture biases of the wrong size")
+    return raw
 
 
 def defaults_bytes(params: IntArray) -> bytes:
     """Default parameters as their pinned hash covers them: every context's scale index (u8),
-    then every context's mean (i8)."""
+    then every context's mean (i8) (then, for a coder with texture biases, each texture key's
+    bias, i8)."""
     return params[:, 0].astype(np.uint8).tobytes() + params[:, 1].astype(np.int8).tobytes()
 
 
@@ -778,7 +916,8 @@ def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
     """Per anti-diagonal of an h×w tile: flat indices of its samples, of their N, W, NW, NE
     samples after the edge rules (index ``h·w`` is a slot that stays 0), of the samples' own,
     N, W, NE and NW places in the zero-bordered (h+1)×(w+2) error grid, whether each is in
-    the tile's first row or column, and its row and column."""
+    the tile's first row or column, its NN, WW and NNE samples after the edge rules, and its
+    row and column."""
     out = []
     for rows, cols in _diagonals(h, w):
         here = rows * w + cols
@@ -789,8 +928,11 @@ def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
         ne = np.where((rows > 0) & (cols + 1 < w), here - w + 1, n)
         at = (rows + 1) * (w + 2) + cols + 1
         border = ((rows == 0) | (cols == 0))[:, None]
+        nn = np.where(rows > 1, here - 2 * w, n)
+        ww = np.where(cols > 1, here - 2, west)
+        nne = np.where(rows > 1, np.where(cols + 1 < w, here - 2 * w + 1, nn), ne)
         gathers = (here, n, west, nw, ne, at, at - w - 2, at - 1, at - w - 1, at - w - 3, border)
-        out.append((*gathers, rows, cols))
+        out.append((*gathers, (nn, ww, nne), rows, cols))
     return out
 
 
@@ -846,12 +988,18 @@ def _decode_tiles(
     lane_heights, lane_widths = np.tile(tile_heights, 3), np.tile(tile_widths, 3)
     tile = np.arange(tiles)[None, :]
     inside = np.ones(lanes, bool)
-    for *gathers, rows, cols in _gathers(height, width):
+    bias = shipped_bias(coder) if coder.texture_bias else None
+    lane_plane = np.repeat(np.arange(3), tiles)[None, :]
+    for *gathers, far, rows, cols in _gathers(height, width):
         here, n, west, nw, ne, at, at_n, at_w, at_ne, at_nw, border = gathers
-        xn, xne = x[n], x[ne]
-        preds = _predictors(xn, x[west], x[nw], xne)
+        xn, xne, xnw = x[n], x[ne], x[nw]
+        preds = _predictors(xn, x[west], xnw, xne)
         near = 2 * (errors[at_n] + errors[at_w] + errors[at_ne]) + errors[at_nw]
         pred, error_context = _blend(coder, preds, xn + xne, near.transpose(1, 0, 2), low, high)
+        if bias is not None:
+            far_values = tuple(x[f] for f in far)
+            key = _texture_key(coder, preds, far_values, xnw, pred, error_context, lane_plane)
+            pred = _biased(pred, bias.take(key), low, high, coder.frac_bits)
         largest = np.maximum(
             np.maximum(residuals[at_n], residuals[at_w]),
             np.maximum(residuals[at_ne], residuals[at_nw]),
