@@ -29,6 +29,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import operator
 import zlib
 from collections.abc import Callable, Sequence
@@ -55,12 +56,14 @@ RESIDUAL_BUCKETS = len(RESIDUAL_EDGES) + 1
 PREDICTORS = 6
 PREDICT_PIXELS = 1 << 18  # pixels predicted at once (bounds the temporaries' memory)
 WEIGHT_ONE = 1 << 24
-#: The largest neighbourhood error E: samples lie in their planes' ranges, so a predictor's
-#: error is at most 1 020 (N + W − NW or W + NE − N of Co or Cg against a sample at the other
-#: end) and E = 2·(3 errors) + 1 error ≤ 7 140.
-MAX_NEIGHBOURHOOD_ERROR = 7 * 1020
-#: ``2^24 // (E + 1)`` for every E: the blend's weights by lookup rather than division.
-_WEIGHTS = WEIGHT_ONE // (np.arange(MAX_NEIGHBOURHOOD_ERROR + 1) + 1)
+#: A predictor's largest error: samples lie in their planes' ranges, so it is at most 1 020
+#: (N + W − NW or W + NE − N of Co or Cg against a sample at the other end).
+MAX_PREDICTOR_ERROR = 1020
+#: The error context of every E (a lookup is cheaper than a search on small arrays).
+_ERROR_CONTEXT = np.searchsorted(ERROR_EDGES, np.arange(9 * MAX_PREDICTOR_ERROR + 1), "right")
+MAX_RESIDUAL = 510  # |sample − rounded prediction| within a plane's range
+#: The bucket of every |residual| on RESIDUAL_EDGES.
+_RESIDUAL_BUCKET = np.searchsorted(RESIDUAL_EDGES, np.arange(MAX_RESIDUAL + 1), "right")
 #: Each plane's sample range: Y, then Co and Cg.
 PLANE_RANGES = ((0, 255), (-255, 255), (-255, 255))
 #: Bits of a sample's texture (how 12 neighbour values and extrapolations lie against its
@@ -68,6 +71,7 @@ PLANE_RANGES = ((0, 255), (-255, 255), (-255, 255))
 TEXTURE_BITS = 12
 TEXTURE_KEYS = 3 * (1 << TEXTURE_BITS) * ERROR_CONTEXTS
 MAX_MEAN = 127  # |mean| of a context in 1/8 units: one signed byte
+FIT_STEP = 4  # the encoder's fit tries every FIT_STEP-th scale, then the best one's neighbours
 MODE_OWN, MODE_DEFAULTS = 0, 1  # the parameter part's first byte (FORMAT.md 3.5)
 #: The default parameters' scale indices move by a shift (−8 … 7) per plane and group of
 #: error contexts (e < 4, 4–7, 8–11, ≥ 12): 12 shifts, 6 bytes.
@@ -105,6 +109,8 @@ class PredictiveCoder:
     defaults_sha256: str
     #: whether the prediction is corrected by the shipped bias of its texture key
     texture_bias: bool = False
+    #: whether E also counts the errors at NN and WW, and the weights fall as E^−1.5
+    far_errors: bool = False
     levels: int = 0
 
     @property
@@ -120,6 +126,26 @@ class PredictiveCoder:
         """Contexts of a plane before Co's and Cg's residual buckets."""
         borders = 2 if self.border_context else 1
         return ERROR_CONTEXTS * (len(self.neighbour_edges) + 1) * borders
+
+    @functools.cached_property
+    def max_error(self) -> int:
+        """The largest neighbourhood error E: 2·(3 errors) + 1 error (+ 2 with
+        ``far_errors``), each at most MAX_PREDICTOR_ERROR."""
+        return (9 if self.far_errors else 7) * MAX_PREDICTOR_ERROR
+
+    @functools.cached_property
+    def weights(self) -> IntArray:
+        """The blend's weight of every E (a lookup rather than a division per sample):
+        ``2^24 // (E + 1)``, or with ``far_errors`` ``2^24 // ((E + 1)·isqrt(E + 1))``."""
+        e1 = np.arange(self.max_error + 1) + 1
+        if self.far_errors:
+            return WEIGHT_ONE // (e1 * np.array([math.isqrt(int(v)) for v in e1]))
+        return WEIGHT_ONE // e1
+
+    @functools.cached_property
+    def neighbour_bucket(self) -> IntArray:
+        """The bucket on ``neighbour_edges`` of every |residual|."""
+        return np.searchsorted(self.neighbour_edges, np.arange(MAX_RESIDUAL + 1), "right")
 
     @functools.cached_property
     def plane_first(self) -> IntArray:
@@ -199,8 +225,9 @@ V3 = PredictiveCoder(
     neighbour_edges=(2, 4, 8),
     border_context=True,
     sparse_params=True,
-    defaults_sha256="8b4a0ca40b287ae60a6b17c499de0210d9d98cfb50331e99a521b8cd6f71276e",
+    defaults_sha256="d2f66e9c3b755e92fc72ef8252eeb7c74f98432a7072e47cf6c047802b695452",
     texture_bias=True,
+    far_errors=True,
 )
 #: Newest first; every coder here decodes, new files get the first whose tables are installed
 #: intact (:func:`encoding_coder`).
@@ -241,19 +268,20 @@ def to_rgb(planes: IntArray) -> np.ndarray:
 # --- prediction -------------------------------------------------------------------------
 
 
-def _predictors(n: IntArray, w: IntArray, nw: IntArray, ne: IntArray) -> list[IntArray]:
+def _predictors(n: IntArray, w: IntArray, nw: IntArray, ne: IntArray) -> IntArray:
+    """The six predictions (6, ...)."""
     grad = n + w - nw
     med = np.where(
         nw >= np.maximum(n, w),
         np.minimum(n, w),
         np.where(nw <= np.minimum(n, w), np.maximum(n, w), grad),
     )
-    return [n, w, grad, (n + ne) >> 1, w + ne - n, med]
+    return np.stack([n, w, grad, (n + ne) >> 1, w + ne - n, med])
 
 
 def _blend(
     coder: PredictiveCoder,
-    preds: list[IntArray],
+    preds: IntArray,
     n_plus_ne: IntArray,
     errors: IntArray,
     low: IntArray,
@@ -263,15 +291,15 @@ def _blend(
     (P3 exactly) and their neighbourhood errors ``errors`` (6, ...): weights
     ``2^24 // (E + 1)``, rounded weighted mean, clamped to the plane's range."""
     bits = coder.frac_bits
-    weights = _WEIGHTS.take(errors)
+    weights = coder.weights.take(errors)
     total = weights.sum(0)
-    scaled = [p << bits for p in preds]
+    scaled = preds << bits
     scaled[3] = (n_plus_ne << bits) >> 1
-    blended = total >> 1
-    for wk, pk in zip(weights, scaled, strict=True):
-        blended = blended + wk * pk
+    scaled *= weights
+    blended = scaled.sum(0)
+    blended += total >> 1
     blended //= total
-    context = np.searchsorted(ERROR_EDGES, errors.min(0), side="right")
+    context = _ERROR_CONTEXT.take(errors.min(0))
     return np.clip(blended, low << bits, high << bits), context
 
 
@@ -287,9 +315,7 @@ def _local_context(
     bucket of the largest |residual| among N, W, NE, NW, then the tile's first row or column."""
     context = error_context
     if coder.neighbour_edges:
-        edges = np.array(coder.neighbour_edges)
-        bucket = np.searchsorted(edges, neighbour_residual, side="right")
-        context = context + ERROR_CONTEXTS * bucket
+        context = context + ERROR_CONTEXTS * coder.neighbour_bucket.take(neighbour_residual)
     if coder.border_context:
         context = context + (coder.local_contexts // 2) * border
     return context
@@ -299,7 +325,7 @@ def _plane_contexts(coder: PredictiveCoder, local: IntArray, residual: IntArray)
     """Each plane's contexts (numbered across the planes, plane-major) from planes (3, ...) of
     local contexts and residuals: Co's and Cg's also by the bucket of the previous plane's
     |residual| at the same pixel."""
-    previous = np.searchsorted(RESIDUAL_EDGES, np.abs(residual[:-1]), side="right")
+    previous = _RESIDUAL_BUCKET.take(np.abs(residual[:-1]))
     chroma = local[1:] + coder.local_contexts * previous
     shape = (2,) + (1,) * (chroma.ndim - 1)
     return np.concatenate([local[:1], chroma + coder.plane_first[1:].reshape(shape)])
@@ -329,7 +355,7 @@ def _around(bordered: np.ndarray, h: int) -> list[np.ndarray]:
 
 def _texture_key(
     coder: PredictiveCoder,
-    preds: list[IntArray],
+    preds: IntArray,
     far: tuple[IntArray, IntArray, IntArray],
     nw: IntArray,
     pred: IntArray,
@@ -344,9 +370,9 @@ def _texture_key(
     nn, ww, nne = far
     ne = ne_west - west + n
     values = (n, west, nw, ne, nn, ww, 2 * n - nn, 2 * west - ww, nne, n + ne - nne, ne_west, grad)
-    texture = np.zeros(pred.shape, np.int64)
-    for bit, value in enumerate(values):
-        texture |= ((value << coder.frac_bits) > pred).astype(np.int64) << bit
+    # v·2^F > p  ⇔  v > p >> F for whole v; 12 bits, packed little-endian into 2 bytes
+    above = np.packbits(np.stack(values) > (pred >> coder.frac_bits), axis=0, bitorder="little")
+    texture = above[0] | above[1].astype(np.int64) << 8
     return ((plane << TEXTURE_BITS) + texture) * ERROR_CONTEXTS + error_context
 
 
@@ -396,14 +422,22 @@ def _unbiased(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray, 
     nw = np.where(has_up & has_left, p[..., :h, :-2], n)
     ne = np.where(has_up & has_right, p[..., :h, 2:], n)
     preds = _predictors(n, west, nw, ne)
-    errors = np.zeros((PREDICTORS, *x.shape[:-2], h + 1, w + 2), np.int32)  # absent: 0
+    errors = np.zeros((PREDICTORS, *x.shape[:-2], h + 2, w + 3), np.int32)  # absent: 0
     for k, pk in enumerate(preds):
-        np.abs(x - pk, out=errors[k, ..., 1:, 1:-1], casting="unsafe")
-    e_n, e_w, e_ne, e_nw = _around(errors, h)
+        np.abs(x - pk, out=errors[k, ..., 2:, 2:-1], casting="unsafe")
+    e_n, e_w, e_ne, e_nw = (
+        errors[..., 1:-1, 2:-1],
+        errors[..., 2:, 1:-2],
+        errors[..., 1:-1, 3:],
+        errors[..., 1:-1, 1:-2],
+    )
     near = e_n + e_w
     near += e_ne
     near *= 2
     near += e_nw
+    if coder.far_errors:
+        near += errors[..., :-2, 2:-1]  # NN
+        near += errors[..., 2:, :-3]  # WW
     pred, error_context = _blend(coder, preds, n + ne, near, *_plane_bounds(x.shape))
     if not coder.texture_bias:
         return pred, error_context, None
@@ -525,28 +559,39 @@ def _mean_costs(counts: Counts, scales: IntArray, means: IntArray) -> np.ndarray
 
 def fit(coder: PredictiveCoder, counts: Counts) -> IntArray:
     """(contexts, 2): the scale index and mean (1/8 units) of each context minimising the
-    ideal code length of its samples (0, 0 for a context no sample falls in)."""
-    bits = _scale_bits()
+    ideal code length of its samples (0, 0 for a context no sample falls in): the means
+    within 4 of the samples' average; for each, every fourth scale, then the 7 scales around
+    the best of those; the first of equals (means ascending, then scales). All contexts at
+    once, one mean at a time."""
     params = np.zeros((coder.contexts, 2), np.int64)
+    if not len(counts.count):
+        return params
     starts = np.flatnonzero(np.diff(counts.context, prepend=-1))
-    for c, phases, values, weights in zip(
-        counts.context[starts],
-        np.split(counts.phase, starts[1:]),
-        np.split(counts.residual, starts[1:]),
-        np.split(counts.count, starts[1:]),
-        strict=True,
-    ):
-        mean = round(float(np.average(8 * values - phases, weights=weights)))
-        best = None
-        for m in range(max(mean - 4, -MAX_MEAN), min(mean + 4, MAX_MEAN) + 1):
-            total = phases + m
-            at = np.clip(values - (total >> 3), -1023, 1023) + 1023
-            costs = bits[:, total & 7, at] @ weights
-            s = int(np.argmin(costs))
-            if best is None or costs[s] < best[0]:
-                best = (costs[s], s, m)
-        if best is not None:
-            params[c] = best[1:]
+    entries = np.diff(starts, append=len(counts.count))
+    weights = counts.count.astype(np.float64)
+    average = np.add.reduceat((8 * counts.residual - counts.phase) * weights, starts)
+    centre = np.rint(average / np.add.reduceat(weights, starts)).astype(np.int64)
+    rows = _scale_bits().reshape(coder_tables.NUM_SCALES, -1)  # (scale, phase · value)
+    coarse = rows[::FIT_STEP]
+    best = np.full(len(starts), np.inf)
+    chosen = np.zeros((len(starts), 2), np.int64)
+    for offset in range(-4, 5):
+        mean = centre + offset
+        total = counts.phase + np.repeat(mean, entries)
+        at = np.clip(counts.residual - (total >> 3), -1023, 1023) + 1023 + (total & 7) * _KEY_VALUES
+        near = np.add.reduceat(coarse.take(at, axis=1) * weights, starts, axis=1).argmin(0)
+        first = np.clip(
+            near * FIT_STEP - FIT_STEP + 1, 0, coder_tables.NUM_SCALES - 2 * FIT_STEP + 1
+        )
+        scales = first + np.arange(2 * FIT_STEP - 1)[:, None]  # (7, contexts)
+        flat = np.repeat(scales, entries, axis=1) * rows.shape[1] + at
+        costs = np.add.reduceat(rows.ravel().take(flat) * weights, starts, axis=1)
+        pick = costs.argmin(0)
+        lowest = costs[pick, np.arange(len(starts))]
+        better = (lowest < best) & (np.abs(mean) <= MAX_MEAN)
+        best[better] = lowest[better]
+        chosen[better] = np.stack([scales[pick, np.arange(len(starts))], mean], axis=1)[better]
+    params[counts.context[starts]] = chosen
     return params
 
 
@@ -915,7 +960,7 @@ def _sweeps(batches: Sequence[tuple[int, int, int]]) -> list[list[int]]:
 def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
     """Per anti-diagonal of an h×w tile: flat indices of its samples, of their N, W, NW, NE
     samples after the edge rules (index ``h·w`` is a slot that stays 0), of the samples' own,
-    N, W, NE and NW places in the zero-bordered (h+1)×(w+2) error grid, whether each is in
+    N, W, NE, NW, NN and WW places in the zero-bordered (h+2)×(w+3) error grid, whether each is in
     the tile's first row or column, its NN, WW and NNE samples after the edge rules, and its
     row and column."""
     out = []
@@ -926,12 +971,14 @@ def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
         west = np.where(cols > 0, here - 1, n)
         nw = np.where((rows > 0) & (cols > 0), here - w - 1, n)
         ne = np.where((rows > 0) & (cols + 1 < w), here - w + 1, n)
-        at = (rows + 1) * (w + 2) + cols + 1
+        stride = w + 3
+        at = (rows + 2) * stride + cols + 2
         border = ((rows == 0) | (cols == 0))[:, None]
         nn = np.where(rows > 1, here - 2 * w, n)
         ww = np.where(cols > 1, here - 2, west)
         nne = np.where(rows > 1, np.where(cols + 1 < w, here - 2 * w + 1, nn), ne)
-        gathers = (here, n, west, nw, ne, at, at - w - 2, at - 1, at - w - 1, at - w - 3, border)
+        near = (at - stride, at - 1, at - stride + 1, at - stride - 1, at - 2 * stride, at - 2)
+        gathers = (here, n, west, nw, ne, at, near, border)
         out.append((*gathers, (nn, ww, nne), rows, cols))
     return out
 
@@ -978,7 +1025,7 @@ def _decode_tiles(
     first = np.cumsum([0, *(g.tiles for g in groups)])
     lanes = 3 * tiles  # (plane, tile) pairs
     x = np.zeros((height * width + 1, lanes), np.int64)  # the last position stays 0
-    grid = (height + 1) * (width + 2)  # zero border: absent
+    grid = (height + 2) * (width + 3)  # zero border: absent
     errors = np.zeros((grid, PREDICTORS, lanes), np.int32)
     residuals = np.zeros((grid, lanes), np.int32)  # |sample − rounded prediction|
     low, high = (np.repeat(b.ravel(), tiles)[None, :] for b in _plane_bounds((3, 1)))
@@ -991,10 +1038,12 @@ def _decode_tiles(
     bias = shipped_bias(coder) if coder.texture_bias else None
     lane_plane = np.repeat(np.arange(3), tiles)[None, :]
     for *gathers, far, rows, cols in _gathers(height, width):
-        here, n, west, nw, ne, at, at_n, at_w, at_ne, at_nw, border = gathers
+        here, n, west, nw, ne, at, (at_n, at_w, at_ne, at_nw, at_nn, at_ww), border = gathers
         xn, xne, xnw = x[n], x[ne], x[nw]
         preds = _predictors(xn, x[west], xnw, xne)
         near = 2 * (errors[at_n] + errors[at_w] + errors[at_ne]) + errors[at_nw]
+        if coder.far_errors:
+            near += errors[at_nn] + errors[at_ww]
         pred, error_context = _blend(coder, preds, xn + xne, near.transpose(1, 0, 2), low, high)
         if bias is not None:
             far_values = tuple(x[f] for f in far)
@@ -1020,7 +1069,8 @@ def _decode_tiles(
             if k:
                 before = slice((k - 1) * tiles, k * tiles)
                 previous = np.abs(value[:, before] - rounded[:, before])
-                context += coder.local_contexts * np.searchsorted(RESIDUAL_EDGES, previous, "right")
+                bucket = _RESIDUAL_BUCKET.take(previous, mode="clip")  # a damaged pop: any value
+                context += coder.local_contexts * bucket
             index, offset = _coding(coder, params[tile, context], pred[:, plane])
             for group, start, stop, at_rows in picks:
                 popped = group.pop(index[at_rows, start:stop], offset[at_rows, start:stop])
@@ -1033,13 +1083,13 @@ def _decode_tiles(
             last = real & (cols[:, None] == lane_widths - 1) & (lane_widths < width)
             at_rows, at_lanes = np.nonzero(last)
             x[here[at_rows] + 1, at_lanes] = value[at_rows, at_lanes]  # NE = N right of a tile
-            errors[at] = np.abs(value[:, None, :] - np.stack(preds, axis=1)) * real[:, None, :]
+            errors[at] = np.abs(value[:, None, :] - preds.transpose(1, 0, 2)) * real[:, None, :]
             residuals[at] = np.abs(value - rounded) * real
         else:
             inside &= ((value >= low) & (value <= high)).all(0)
             value = np.clip(value, low, high)  # a damaged stream's lanes stay bounded
             x[here] = value
-            errors[at] = np.abs(value[:, None, :] - np.stack(preds, axis=1))
+            errors[at] = np.abs(value[:, None, :] - preds.transpose(1, 0, 2))
             residuals[at] = np.abs(value - rounded)
     planes = x[:-1].T.reshape(3, tiles, height, width)
     out = [
