@@ -370,9 +370,10 @@ def _texture_key(
     nn, ww, nne = far
     ne = ne_west - west + n
     values = (n, west, nw, ne, nn, ww, 2 * n - nn, 2 * west - ww, nne, n + ne - nne, ne_west, grad)
-    # v·2^F > p  ⇔  v > p >> F for whole v; 12 bits, packed little-endian into 2 bytes
-    above = np.packbits(np.stack(values) > (pred >> coder.frac_bits), axis=0, bitorder="little")
-    texture = above[0] | above[1].astype(np.int64) << 8
+    whole = pred >> coder.frac_bits  # v·2^F > p  ⇔  v > p >> F for a whole v
+    texture = (values[0] > whole).astype(np.int16)
+    for bit, value in enumerate(values[1:], start=1):
+        texture |= (value > whole).astype(np.int16) << bit
     return ((plane << TEXTURE_BITS) + texture) * ERROR_CONTEXTS + error_context
 
 
@@ -1002,7 +1003,8 @@ def _stream_pop(dec: ans.Decoder, tables: coder_tables.Tables) -> Pop:
 
     def pop(index: IntArray, offset: IntArray) -> IntArray:
         tiles = index.shape[1]
-        return ans.pop(dec, tables, index.T.ravel(), offset.T.ravel()).reshape(tiles, -1).T
+        flat = index.T.ravel(), offset.T.ravel()  # int64, in range: params and pred are checked
+        return ans.pop_flat(dec, tables, *flat).reshape(tiles, -1).T
 
     return pop
 

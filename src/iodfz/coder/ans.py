@@ -349,6 +349,14 @@ def pop(
 ) -> IntArray:
     """Decode ``len(table_index)`` values (int64) pushed with the same tables/indices/offsets."""
     t_all, o_all, _ = _inputs(tables, table_index, offset)
+    return pop_flat(dec, tables, t_all, o_all)
+
+
+def pop_flat(dec: Decoder, tables: Tables, t_all: IntArray, o_all: IntArray) -> IntArray:
+    """:func:`pop` without its checks of the inputs, for a caller that makes them itself (a
+    decoder popping many short runs, where the checks cost as much as the pops): ``t_all``
+    and ``o_all`` flat int64 arrays of one size, every table index in range, every offset
+    within the coder's range."""
     n = t_all.size
     out = np.empty(n, dtype=np.int64)
     if n == 0:
