@@ -27,11 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from iodfz.codec import predictive
+from iodfz.coder import tables as coder_tables
 from iodfz.flow.data import PACK_RECIPE, SHARED, build_pack, load_pack, pack_recipe
 
 CHUNK = 1000  # thumbnails predicted at once
 THUMBNAILS = ("whole32", "whole64")
 REGIONS = 12_000  # regions of a pack built here (scripts/pack_data.py's default)
+GROUP = 16  # images whose parameters are fitted together when tallying the tables' symbols
+TABLE_PRIOR = 1000.0  # samples of the logistic table a learned table starts from
+LOGISTIC_FLOOR = 0.02  # share of the logistic table every learned table keeps
 BIAS_CLIP = 64 * 8  # residuals (eighths) beyond ±64 samples count as ±64 in a bias's mean
 BIAS_PRIOR = 16  # samples of residual 0 each bias's mean starts from (rare keys stay near 0)
 
@@ -64,6 +68,47 @@ def texture_bias(coder: predictive.PredictiveCoder, sets: list[np.ndarray]) -> n
     return np.clip(np.round(sums / (counts + BIAS_PRIOR)), -128, 127).astype(np.int64)
 
 
+def table_statistics(
+    coder: predictive.PredictiveCoder, sets: list[np.ndarray], bias: np.ndarray | None
+) -> np.ndarray:
+    """How often each symbol of each logistic table (escapes included) codes a sample of the
+    (N, h, w, 3) image sets, GROUP images at a time with parameters fitted to them on the
+    logistic tables."""
+    grid = predictive.logistic_tables()
+    tally = np.zeros(len(grid.freq))
+    for images in sets:
+        for i in range(0, len(images), GROUP):
+            x = predictive.to_planes(images[i : i + GROUP])
+            counts = predictive.histograms(coder, x, *predictive.predict(coder, x, bias))
+            params = predictive.fit(coder, counts, grid)[counts.context]
+            total = counts.phase + params[:, 1]
+            table = params[:, 0] * coder_tables.NUM_PHASES + (total & 7)
+            symbol = counts.residual - (total >> 3) - grid.lo[table]
+            inside = (symbol >= 0) & (symbol < grid.nsym[table])
+            np.add.at(
+                tally, grid.base[table] + np.where(inside, symbol, grid.nsym[table]), counts.count
+            )
+    return tally
+
+
+def learned_tables(tally: np.ndarray) -> coder_tables.Tables:
+    """Each logistic table's frequencies replaced by its symbols' share of ``tally``, leaning
+    on the logistic table where the table coded few samples (TABLE_PRIOR) and keeping
+    LOGISTIC_FLOOR of it everywhere, so that no symbol becomes needlessly dear."""
+    grid = predictive.logistic_tables()
+    freqs = []
+    for t in range(grid.count):
+        at = slice(grid.base[t], grid.base[t] + grid.nsym[t] + 1)
+        logistic = grid.freq[at] / float(1 << grid.precision)
+        seen = tally[at].sum()
+        share = tally[at] / max(seen, 1.0)
+        trust = seen / (seen + TABLE_PRIOR)
+        pmf = trust * share + (1 - trust) * logistic
+        pmf = (1 - LOGISTIC_FLOOR) * pmf + LOGISTIC_FLOOR * logistic
+        freqs.append(coder_tables.quantize_pmf(pmf, grid.precision))
+    return coder_tables.tables_from_freqs(grid.lo.tolist(), freqs, grid.precision)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = [coder.name for coder in predictive.CODERS]
@@ -79,10 +124,14 @@ def main() -> None:
     bias = None
     if coder.texture_bias:
         bias = texture_bias(coder, [pack[name] for name in ("regions", "smooth", *THUMBNAILS)])
+    tables = predictive.logistic_tables()
+    if coder.learned_tables:
+        sets = [pack[name] for name in ("regions", "smooth", *THUMBNAILS)]
+        tables = learned_tables(table_statistics(coder, sets, bias))
     counts = functools.reduce(
         operator.add, (thumbnail_counts(coder, pack[name], bias) for name in THUMBNAILS)
     )
-    params = predictive.fit(coder, counts)
+    params = predictive.fit(coder, counts, tables)
     packed = predictive.defaults_bytes(params)
     card = {
         "name": coder.name,
@@ -101,11 +150,15 @@ def main() -> None:
             f"; texture biases: these and {len(pack['regions'])} regions and {len(pack['smooth'])} "
             "smooth regions (64×64) of the training photos downsampled"
         )
+    if coder.learned_tables:
+        card["tables"] = predictive.pack_freq(tables)
+        packed += tables.freq.astype("<u2").tobytes()
+        data += "; tables: their symbols' shares, parameters fitted to 16 images at a time"
     card |= {"sha256": hashlib.sha256(packed).hexdigest(), "data": data}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / coder.defaults_file
     path.write_text(json.dumps(card, indent=1) + "\n")
-    bits = predictive.cost(counts, params) / counts.count.sum()
+    bits = predictive.cost(counts, params, tables) / counts.count.sum()
     print(f"{path}: {bits:.4f} bits per sample on the thumbnails; sha256 {card['sha256']}")
 
 

@@ -94,7 +94,9 @@ def test_without_its_texture_biases_the_newest_coder_steps_aside(
     )
 
 
-def test_altered_texture_biases_are_not_used(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_altered_texture_biases_or_tables_are_not_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
     card = json.loads((zoo.model_dirs()[0] / predictive.V3.defaults_file).read_text())
     raw = bytearray(zlib.decompress(base64.b64decode(card["biases"])))
     raw[12345] ^= 1
@@ -105,6 +107,15 @@ def test_altered_texture_biases_are_not_used(monkeypatch: pytest.MonkeyPatch, tm
     card["biases"] = base64.b64encode(zlib.compress(bytes(raw[:-1]))).decode()  # one short
     (tmp_path / predictive.V3.defaults_file).write_text(json.dumps(card))
     assert predictive.shipped(predictive.V3) is None
+    card = json.loads((zoo.model_dirs()[0] / predictive.V3.defaults_file).read_text())
+    freq = np.frombuffer(zlib.decompress(base64.b64decode(card["tables"])), "<u2").copy()
+    freq[0] += 1  # still a valid table (one unit moved), not the pinned one
+    freq[1] -= 1
+    card["tables"] = base64.b64encode(zlib.compress(freq.tobytes())).decode()
+    (tmp_path / predictive.V3.defaults_file).write_text(json.dumps(card))
+    assert predictive.shipped(predictive.V3) is None
+    with pytest.raises(predictive.PredictiveError, match=predictive.V3.defaults_file):
+        predictive.coding_tables(predictive.V3)
 
 
 @pytest.mark.skipif(not KODAK.is_dir(), reason="../shared/data/kodak not present")
@@ -136,7 +147,7 @@ def test_fitted_parameters_code_no_worse_than_others() -> None:
     pred = np.full(5000, 8 * 100 + 3)  # 100 3/8
     params = predictive.fit(coder, predictive.histograms(coder, samples, pred, np.full(5000, 7)))
     assert (np.delete(params, 7, axis=0) == 0).all()  # contexts without samples
-    bits = predictive._scale_bits()
+    bits = predictive._scale_bits(predictive.logistic_tables())
 
     def cost(s: int, m: int) -> float:
         total = 3 + m

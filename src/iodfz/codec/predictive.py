@@ -11,7 +11,9 @@ Three coders share these rules and this code: ``iodf-predictive-1`` (integer pre
 contexts; decoded only), ``iodf-predictive-2`` (predictions in eighths, contexts also by the
 neighbours' residuals and the tile's first row and column) and ``iodf-predictive-3`` (what new
 files get: version 2 with each prediction moved by a shipped bias of its texture — which of 12
-neighbour values and extrapolations exceed it — learned from the training photos). A
+neighbour values and extrapolations exceed it —, neighbourhood errors two rows up and two
+columns left too, weights falling faster with the error, and rANS tables of its own on the
+logistic tables' grid; biases and tables learned from the training photos). A
 :class:`PredictiveCoder` holds what tells them apart.
 
 The image is cut into tiles of ``TILE`` pixels a side (no padding), and tiles of one shape are
@@ -42,7 +44,7 @@ from iodfz import zoo
 from iodfz.codec import lockstep
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codecs import Share
-from iodfz.coder import ans
+from iodfz.coder import CoderError, ans
 from iodfz.coder import tables as coder_tables
 from iodfz.engine.tables import pinned_tables
 
@@ -111,6 +113,9 @@ class PredictiveCoder:
     texture_bias: bool = False
     #: whether E also counts the errors at NN and WW, and the weights fall as E^−1.5
     far_errors: bool = False
+    #: whether samples are coded with the coder's shipped tables (learned from the training
+    #: photos, on the logistic tables' grid) instead of the logistic tables
+    learned_tables: bool = False
     levels: int = 0
 
     @property
@@ -225,9 +230,10 @@ V3 = PredictiveCoder(
     neighbour_edges=(2, 4, 8),
     border_context=True,
     sparse_params=True,
-    defaults_sha256="d2f66e9c3b755e92fc72ef8252eeb7c74f98432a7072e47cf6c047802b695452",
+    defaults_sha256="924ddbb16f7992957bf28d8c81db91ee4e9339be420006189d0dc2ae5d5c99d1",
     texture_bias=True,
     far_errors=True,
+    learned_tables=True,
 )
 #: Newest first; every coder here decodes, new files get the first whose tables are installed
 #: intact (:func:`encoding_coder`).
@@ -463,11 +469,21 @@ def _shifted_left(a: np.ndarray) -> np.ndarray:
 _KEY_VALUES = 2047  # residuals −1023 … 1023 (clipped)
 
 
-@functools.cache
-def _scale_bits() -> np.ndarray:
-    """Ideal bits (64 scales, 8 phases, value −1023 … 1023) of the logistic tables; an escape
-    counts 24 bits."""
-    tables = logistic_tables()
+def coding_tables(coder: PredictiveCoder) -> coder_tables.Tables:
+    """The tables a coder codes samples with: the logistic tables, or its shipped ones
+    (PredictiveError if they are not installed intact)."""
+    if not coder.learned_tables:
+        return logistic_tables()
+    tables = shipped(coder)
+    if tables is None or tables.tables is None:
+        raise PredictiveError(f"needs {coder.defaults_file}, which is not installed intact")
+    return tables.tables
+
+
+@functools.lru_cache(maxsize=4)
+def _scale_bits(tables: coder_tables.Tables) -> np.ndarray:
+    """Ideal bits (64 scales, 8 phases, value −1023 … 1023) of a set of tables on the logistic
+    tables' grid; an escape counts 24 bits."""
     ideal = -np.log2(tables.freq / float(1 << tables.precision))  # as coder_tables.symbol_bits
     out = np.empty((coder_tables.NUM_SCALES * coder_tables.NUM_PHASES, _KEY_VALUES))
     for t, row in enumerate(out):  # each table's symbols are a run of values, then its escape
@@ -479,11 +495,11 @@ def _scale_bits() -> np.ndarray:
     return out.reshape(coder_tables.NUM_SCALES, coder_tables.NUM_PHASES, -1)
 
 
-@functools.cache
-def _shift_bits() -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def _shift_bits(tables: coder_tables.Tables) -> np.ndarray:
     """:func:`_scale_bits` flat, with 8 copies of the first scale before it and 8 of the last
     after it: scale index ``s + shift`` clamped to the grid is row ``s + 8 + shift``."""
-    bits = _scale_bits()
+    bits = _scale_bits(tables)
     edges = (np.repeat(bits[:1], 8, 0), bits, np.repeat(bits[-1:], 8, 0))
     return np.concatenate(edges).ravel()
 
@@ -551,19 +567,24 @@ def histograms_many(
     return [Counts.of_unique(key[a:b], count[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
-def _mean_costs(counts: Counts, scales: IntArray, means: IntArray) -> np.ndarray:
+def _mean_costs(
+    counts: Counts, scales: IntArray, means: IntArray, tables: coder_tables.Tables
+) -> np.ndarray:
     """Ideal bits of each count under its (scale, mean) (arrays broadcasting with the counts)."""
     total = counts.phase + means
     at = np.clip(counts.residual - (total >> 3), -1023, 1023) + 1023
-    return _scale_bits()[scales, total & 7, at] * counts.count
+    return _scale_bits(tables)[scales, total & 7, at] * counts.count
 
 
-def fit(coder: PredictiveCoder, counts: Counts) -> IntArray:
+def fit(
+    coder: PredictiveCoder, counts: Counts, tables: coder_tables.Tables | None = None
+) -> IntArray:
     """(contexts, 2): the scale index and mean (1/8 units) of each context minimising the
     ideal code length of its samples (0, 0 for a context no sample falls in): the means
     within 4 of the samples' average; for each, every fourth scale, then the 7 scales around
     the best of those; the first of equals (means ascending, then scales). All contexts at
-    once, one mean at a time."""
+    once, one mean at a time. ``tables``: what the samples are coded with (by default the
+    coder's)."""
     params = np.zeros((coder.contexts, 2), np.int64)
     if not len(counts.count):
         return params
@@ -572,7 +593,8 @@ def fit(coder: PredictiveCoder, counts: Counts) -> IntArray:
     weights = counts.count.astype(np.float64)
     average = np.add.reduceat((8 * counts.residual - counts.phase) * weights, starts)
     centre = np.rint(average / np.add.reduceat(weights, starts)).astype(np.int64)
-    rows = _scale_bits().reshape(coder_tables.NUM_SCALES, -1)  # (scale, phase · value)
+    bits = _scale_bits(tables or coding_tables(coder))
+    rows = bits.reshape(coder_tables.NUM_SCALES, -1)  # (scale, phase · value)
     coarse = rows[::FIT_STEP]
     best = np.full(len(starts), np.inf)
     chosen = np.zeros((len(starts), 2), np.int64)
@@ -596,9 +618,10 @@ def fit(coder: PredictiveCoder, counts: Counts) -> IntArray:
     return params
 
 
-def cost(counts: Counts, params: IntArray) -> float:
-    """Ideal bits of the counted samples with ``params`` (context by context)."""
-    return float(_mean_costs(counts, params[counts.context, 0], params[counts.context, 1]).sum())
+def cost(counts: Counts, params: IntArray, tables: coder_tables.Tables) -> float:
+    """Ideal bits of the counted samples with ``params`` (context by context) and ``tables``."""
+    chosen = params[counts.context]
+    return float(_mean_costs(counts, chosen[:, 0], chosen[:, 1], tables).sum())
 
 
 def shifted(coder: PredictiveCoder, defaults: IntArray, shifts: IntArray) -> IntArray:
@@ -633,8 +656,9 @@ def choose_many(coder: PredictiveCoder, counts: Sequence[Counts]) -> list[tuple[
     """:func:`choose_params` of each image's counts, the defaults' shifts found for all at
     once."""
     defaults = default_params(coder)
+    tables = coding_tables(coder)
     if defaults is not None:
-        shifts, bits = _best_shifts(coder, defaults, counts)
+        shifts, bits = _best_shifts(coder, defaults, counts, tables)
     out = []
     for k, image in enumerate(counts):
         candidates = []
@@ -642,18 +666,21 @@ def choose_many(coder: PredictiveCoder, counts: Sequence[Counts]) -> list[tuple[
             part = bytes([MODE_DEFAULTS]) + pack_shifts(shifts[k])
             candidates.append((bits[k] + 8 * len(part), part, shifted(coder, defaults, shifts[k])))
         if defaults is None or image.count.sum() >= OWN_FROM:
-            own = fit(coder, image)
+            own = fit(coder, image, tables)
             used = np.zeros(coder.contexts, bool)
             used[image.context] = True
             part = bytes([MODE_OWN]) + pack_params(coder, own, used)
-            candidates.append((cost(image, own) + 8 * len(part), part, own))
+            candidates.append((cost(image, own, tables) + 8 * len(part), part, own))
         _, part, params = min(candidates, key=lambda c: c[0])
         out.append((part, params))
     return out
 
 
 def _best_shifts(
-    coder: PredictiveCoder, defaults: IntArray, counts: Sequence[Counts]
+    coder: PredictiveCoder,
+    defaults: IntArray,
+    counts: Sequence[Counts],
+    tables: coder_tables.Tables,
 ) -> tuple[IntArray, np.ndarray]:
     """Each image's best shift (−8 … 7) per group of its counts (images, SHIFT_COUNT), the
     first of equals, and the bits of its samples with them (images,)."""
@@ -668,7 +695,7 @@ def _best_shifts(
     slot = image * SHIFT_COUNT + coder.shift_groups[context]
     slots = len(counts) * SHIFT_COUNT
     count = joined.count.astype(np.float64)
-    flat = _shift_bits()
+    flat = _shift_bits(tables)
     per_slot = np.empty((slots, 16))
     for k in range(16):  # shifts −8 … 7
         per_slot[:, k] = np.bincount(slot, flat.take(at) * count, slots)
@@ -702,6 +729,7 @@ class Shipped:
 
     params: IntArray
     bias: IntArray | None
+    tables: coder_tables.Tables | None
 
 
 def default_params(coder: PredictiveCoder) -> IntArray | None:
@@ -750,13 +778,42 @@ def _shipped_in(coder: PredictiveCoder, files: tuple[tuple[str, int, int], ...])
             packed = np.array(card["scales"], np.uint8).tobytes()
             packed += np.array(card["means"], np.int8).tobytes()
             bias = _unpack_bias(card["biases"]) if coder.texture_bias else b""
+            freq = _unpack_freq(card["tables"]) if coder.learned_tables else b""
         except (OSError, ValueError, KeyError, TypeError, zlib.error):
             continue
-        if hashlib.sha256(packed + bias).hexdigest() == coder.defaults_sha256:
-            params = unpack_params(dataclasses.replace(coder, sparse_params=False), packed)[0]
-            table = np.frombuffer(bias, np.int8).astype(np.int64) if bias else None
-            return Shipped(params, table)
+        if hashlib.sha256(packed + bias + freq).hexdigest() != coder.defaults_sha256:
+            continue
+        params = unpack_params(dataclasses.replace(coder, sparse_params=False), packed)[0]
+        table = np.frombuffer(bias, np.int8).astype(np.int64) if bias else None
+        try:
+            learned = learned_tables(np.frombuffer(freq, "<u2")) if freq else None
+        except CoderError:
+            continue
+        return Shipped(params, table, learned)
     return None
+
+
+def learned_tables(freq: np.ndarray) -> coder_tables.Tables:
+    """Tables on the logistic tables' grid (each table's values and escape where the
+    logistic table has them) with frequencies ``freq``, in the logistic tables' order."""
+    grid = logistic_tables()
+    parts = np.split(freq.astype(np.int64), grid.base[1:])
+    return coder_tables.tables_from_freqs(grid.lo.tolist(), parts, grid.precision)
+
+
+def pack_freq(tables: coder_tables.Tables) -> str:
+    """Learned tables' frequencies as a card stores them: u16 each, deflated, base64."""
+    return base64.b64encode(zlib.compress(tables.freq.astype("<u2").tobytes(), 9)).decode()
+
+
+def _unpack_freq(text: str) -> bytes:
+    """The u16 frequencies of a card's tables (ValueError unless one per symbol of the grid)."""
+    size = 2 * len(logistic_tables().freq)
+    inflate = zlib.decompressobj()
+    raw = inflate.decompress(base64.b64decode(text, validate=True), size + 1)
+    if len(raw) != size or not inflate.eof:
+        raise ValueError("tables of the wrong size")
+    return raw
 
 
 def pack_bias(bias: IntArray) -> str:
@@ -881,7 +938,7 @@ def encode(
         )
     counts = [histograms(coder, *batch) for batch in coded]
     part, params = choose_params(coder, functools.reduce(operator.add, counts))
-    tables = logistic_tables()
+    tables = coding_tables(coder)
     streams: list[bytes] = []
     done = 0
     for x, pred, context in coded:
@@ -912,7 +969,7 @@ def decode(
     if len(parts) != len(batches):
         raise PredictiveError("wrong number of parts")
     params, first = split_params(coder, parts[0])
-    tables = logistic_tables()
+    tables = coding_tables(coder)
     streams = [first, *parts[1:]]
     rgb = np.empty((height, width, 3), np.uint8)
     done = 0
@@ -1113,7 +1170,7 @@ def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> l
     h, w, _ = rgbs[0].shape
     if not single_tile(h, w) or any(rgb.shape != rgbs[0].shape for rgb in rgbs):
         raise ValueError("encode_many takes images of one shape, one tile each")
-    tables = logistic_tables()
+    tables = coding_tables(coder)
     out = []
     per_group = max(1, PREDICT_PIXELS // (h * w))
     for i in range(0, len(rgbs), per_group):
@@ -1141,7 +1198,7 @@ def decode_many(
     says how)."""
     if not single_tile(height, width):
         raise ValueError("decode_many takes images of one tile each")
-    tables = logistic_tables()
+    tables = coding_tables(coder)
     out: list[np.ndarray | None] = [None] * len(parts)
     good = []
     for k, image_parts in enumerate(parts):
