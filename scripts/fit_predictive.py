@@ -144,15 +144,15 @@ def main() -> None:
         "photos (32×32 and 64×64; scripts/fit_predictive.py)"
     )
     if bias is not None:
-        card["biases"] = predictive.pack_bias(bias)
         packed += bias.astype(np.int8).tobytes()
+        card["biases"] = predictive.card_array(bias.astype(np.int8).tobytes())
         data += (
             f"; texture biases: these and {len(pack['regions'])} regions and {len(pack['smooth'])} "
             "smooth regions (64×64) of the training photos downsampled"
         )
     if coder.learned_tables:
-        card["tables"] = predictive.pack_freq(tables)
         packed += tables.freq.astype("<u2").tobytes()
+        card["tables"] = predictive.card_array(tables.freq.astype("<u2").tobytes())
         data += "; tables: their symbols' shares, parameters fitted to 16 images at a time"
     card |= {"sha256": hashlib.sha256(packed).hexdigest(), "data": data}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -223,13 +223,10 @@ V2 = PredictiveCoder(
     sparse_params=True,
     defaults_sha256="98e930c700db61ba92da2c460dac6b2c9bddc6bb10b72c22b181077a6564c878",
 )
-V3 = PredictiveCoder(
+V3 = dataclasses.replace(  # version 2 and three rules more
+    V2,
     name="iodf-predictive-3",
     label=b"iodfz predictive coder 3 (docs/INTEGER.md)",
-    frac_bits=3,
-    neighbour_edges=(2, 4, 8),
-    border_context=True,
-    sparse_params=True,
     defaults_sha256="924ddbb16f7992957bf28d8c81db91ee4e9339be420006189d0dc2ae5d5c99d1",
     texture_bias=True,
     far_errors=True,
@@ -777,8 +774,9 @@ def _shipped_in(coder: PredictiveCoder, files: tuple[tuple[str, int, int], ...])
             card = json.loads(Path(path).read_text())
             packed = np.array(card["scales"], np.uint8).tobytes()
             packed += np.array(card["means"], np.int8).tobytes()
-            bias = _unpack_bias(card["biases"]) if coder.texture_bias else b""
-            freq = _unpack_freq(card["tables"]) if coder.learned_tables else b""
+            bias = _card_bytes(card["biases"], TEXTURE_KEYS) if coder.texture_bias else b""
+            size = 2 * len(logistic_tables().freq)  # u16 per symbol of the logistic grid
+            freq = _card_bytes(card["tables"], size) if coder.learned_tables else b""
         except (OSError, ValueError, KeyError, TypeError, zlib.error):
             continue
         if hashlib.sha256(packed + bias + freq).hexdigest() != coder.defaults_sha256:
@@ -801,32 +799,18 @@ def learned_tables(freq: np.ndarray) -> coder_tables.Tables:
     return coder_tables.tables_from_freqs(grid.lo.tolist(), parts, grid.precision)
 
 
-def pack_freq(tables: coder_tables.Tables) -> str:
-    """Learned tables' frequencies as a card stores them: u16 each, deflated, base64."""
-    return base64.b64encode(zlib.compress(tables.freq.astype("<u2").tobytes(), 9)).decode()
+def card_array(raw: bytes) -> str:
+    """Bytes of a shipped array (texture biases, table frequencies) as a card stores them:
+    deflated, base64."""
+    return base64.b64encode(zlib.compress(raw, 9)).decode()
 
 
-def _unpack_freq(text: str) -> bytes:
-    """The u16 frequencies of a card's tables (ValueError unless one per symbol of the grid)."""
-    size = 2 * len(logistic_tables().freq)
+def _card_bytes(text: str, size: int) -> bytes:
+    """The bytes of a card's array (ValueError unless exactly ``size`` of them)."""
     inflate = zlib.decompressobj()
     raw = inflate.decompress(base64.b64decode(text, validate=True), size + 1)
     if len(raw) != size or not inflate.eof:
-        raise ValueError("tables of the wrong size")
-    return raw
-
-
-def pack_bias(bias: IntArray) -> str:
-    """Texture biases as a card stores them: int8 each, deflated, base64."""
-    return base64.b64encode(zlib.compress(bias.astype(np.int8).tobytes(), 9)).decode()
-
-
-def _unpack_bias(text: str) -> bytes:
-    """The int8 biases of a card (ValueError unless exactly one per texture key)."""
-    inflate = zlib.decompressobj()
-    raw = inflate.decompress(base64.b64decode(text, validate=True), TEXTURE_KEYS + 1)
-    if len(raw) != TEXTURE_KEYS or not inflate.eof:
-        raise ValueError("texture biases of the wrong size")
+        raise ValueError("a shipped array of the wrong size")
     return raw
 
 
