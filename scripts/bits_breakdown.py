@@ -9,6 +9,8 @@ Ideal code lengths come from the model's own integer tables on the tiles the cod
 `.iodf` of a binary PPM of the same pixels adds to the streams (header, sections, name).
 ``--blocks N`` also sets the model's bits on each N×N square against JPEG-XL's on the square
 alone, in eighths from JPEG-XL's cheapest squares to its costliest: where a gap to JPEG-XL is.
+``--model iodf-predictive-3`` (a predictive coder: no levels) breaks its bits down by plane
+(Y, Co, Cg) and parameter part instead.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rich.table import Table
 from iodfz import api, zoo
 from iodfz.codec import image as image_codec
 from iodfz.codec import pixels as pixel_codec
+from iodfz.codec import predictive
 from iodfz.codecs import FLOW_FROM, TRY_ALL_FROM, Options
 from iodfz.engine import flow
 from iodfz.engine.backends import backend_for
@@ -109,6 +112,52 @@ def breakdown(model: Model, folder: Path, limit: int | None, block: int | None =
     return row
 
 
+def predictive_breakdown(
+    coder: predictive.PredictiveCoder, folder: Path, limit: int | None
+) -> dict:
+    """One set's row for a predictive coder (no levels: one residual per sample): the ideal
+    bits of each plane (Y, Co, Cg) with the parameters its encoder chooses, the parameter
+    part, what the rANS streams add to those, and what the whole `.iodf` of a binary PPM adds
+    (None unless the default level writes every file with this coder)."""
+    tables = predictive.coding_tables(coder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    planes = np.zeros(3)
+    part_bits = stream_bits = container_bits = subpixels = 0.0
+    written = True
+    for path in files:
+        rgb = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
+        counts = None
+        for rects in pixel_codec.batches(*rgb.shape[:2], predictive.TILE):
+            for y, x0, th, tw in rects:
+                x = predictive.to_planes(rgb[y : y + th, x0 : x0 + tw])[:, None]
+                tile = predictive.histograms(coder, x, *predictive.predict(coder, x))
+                counts = tile if counts is None else counts + tile
+        part, params = predictive.choose_params(coder, counts)
+        plane = np.searchsorted(coder.plane_first, counts.context, "right") - 1
+        for k in range(3):
+            fields = (counts.context, counts.phase, counts.residual, counts.count)
+            only = predictive.Counts(*(f[plane == k] for f in fields))
+            planes[k] += predictive.cost(only, params, tables)
+        part_bits += 8 * len(part)
+        stream_bits += 8 * sum(map(len, predictive.encode(rgb, coder)))
+        out = io.BytesIO()
+        result = api.compress(io.BytesIO(ppm(rgb)), out, Options(), name=b"a.ppm")
+        written &= bool(result.model_id) and coder.model_id.startswith(result.model_id)
+        container_bits += 8 * len(out.getvalue())
+        subpixels += rgb.size
+    row: dict = {name: v / subpixels for name, v in zip(("Y", "Co", "Cg"), planes, strict=True)}
+    row["params"] = part_bits / subpixels
+    row["ideal"] = float(planes.sum()) / subpixels
+    row["coder"] = (stream_bits - part_bits - planes.sum()) / subpixels
+    row["container"] = (container_bits - stream_bits) / subpixels if written else None
+    row["total"] = container_bits / subpixels if written else None
+    row["container_bytes_per_file"] = (
+        (container_bits - stream_bits) / 8 / len(files) if written else None
+    )
+    row["files"] = len(files)
+    return row
+
+
 def square_bits(rgb: np.ndarray, bits: np.ndarray, block: int) -> list[tuple[float, float]]:
     """(the model's bits, JPEG-XL e7's bits coding it alone) of every block×block square
     inside the image (padding left out); ``bits`` from :func:`block_bits`."""
@@ -157,12 +206,19 @@ def main() -> None:
         help="also compare N×N squares against JPEG-XL e7 on each square alone (imagecodecs)",
     )
     args = ap.parse_args()
-    if args.model:
+    coder = next((c for c in predictive.CODERS if c.name == args.model), None)
+    if args.model and coder is None:
         card = next((c for c in zoo.cards() if c.get("name") == args.model), None)
         if card is None:
             raise SystemExit(f"bits_breakdown: no installed model named {args.model}")
     rows = {}
     for folder in args.sets:
+        if coder is not None:
+            rows[str(folder)] = {
+                "model": coder.name,
+                **predictive_breakdown(coder, folder, args.limit),
+            }
+            continue
         model = zoo.load_by_id(card["model_id"]) if args.model else default_model(folder)
         name = next(c["name"] for c in zoo.cards() if c["model_id"] == model.model_id)
         if args.blocks and args.blocks % (1 << model.levels):

@@ -7,9 +7,12 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from PIL import Image
+from test_image_codec import photo_like
 
 from iodfz import zoo
 from iodfz.codec import pixels as pixel_codec
+from iodfz.codec import predictive
 from iodfz.engine import flow
 from iodfz.engine.model import Model
 from iodfz.engine.reference import NumpyBackend
@@ -54,3 +57,22 @@ def test_eighths_sort_by_jpegxl_and_add_up_to_the_excess(script: ModuleType) -> 
     assert [r[1] for r in rows] == [(4 * k + 9) / 2 for k in range(8)]
     total = sum(ours - theirs for ours, theirs in squares) / 2 / len(squares)
     assert sum(r[2] for r in rows) == pytest.approx(total)
+
+
+def test_a_predictive_coder_breaks_down_by_plane(script: ModuleType, tmp_path) -> None:
+    """Its planes' ideal bits, parameter part and coder overhead add up to the streams, the
+    ideal bits come within 1 % of them (the parameters the encoder chose), and the container
+    columns to the whole default-level file."""
+    images = [photo_like(48, 40, seed=1), photo_like(300, 270, seed=2)]
+    for k, rgb in enumerate(images):
+        Image.fromarray(rgb).save(tmp_path / f"{k}.png")
+    row = script.predictive_breakdown(predictive.V3, tmp_path, None)
+    subpixels = sum(rgb.size for rgb in images)
+    streams = 8 * sum(sum(map(len, predictive.encode(rgb, predictive.V3))) for rgb in images)
+    parts = row["Y"] + row["Co"] + row["Cg"] + row["params"] + row["coder"]
+    assert parts == pytest.approx(streams / subpixels, rel=1e-9)
+    assert abs(row["coder"]) < 0.01 * row["ideal"]
+    assert row["total"] == pytest.approx(
+        row["ideal"] + row["params"] + row["coder"] + row["container"]
+    )
+    assert row["container_bytes_per_file"] > 0 and row["files"] == 2
