@@ -91,7 +91,7 @@ def table_statistics(
     return tally
 
 
-def learned_tables(tally: np.ndarray) -> coder_tables.Tables:
+def fit_tables(tally: np.ndarray) -> coder_tables.Tables:
     """Each logistic table's frequencies replaced by its symbols' share of ``tally``, leaning
     on the logistic table where the table coded few samples (TABLE_PRIOR) and keeping
     LOGISTIC_FLOOR of it everywhere, so that no symbol becomes needlessly dear."""
@@ -127,7 +127,7 @@ def main() -> None:
     tables = predictive.logistic_tables()
     if coder.learned_tables:
         sets = [pack[name] for name in ("regions", "smooth", *THUMBNAILS)]
-        tables = learned_tables(table_statistics(coder, sets, bias))
+        tables = fit_tables(table_statistics(coder, sets, bias))
     counts = functools.reduce(
         operator.add, (thumbnail_counts(coder, pack[name], bias) for name in THUMBNAILS)
     )

@@ -590,7 +590,7 @@ def fit(
     weights = counts.count.astype(np.float64)
     average = np.add.reduceat((8 * counts.residual - counts.phase) * weights, starts)
     centre = np.rint(average / np.add.reduceat(weights, starts)).astype(np.int64)
-    bits = _scale_bits(tables or coding_tables(coder))
+    bits = _scale_bits(coding_tables(coder) if tables is None else tables)
     rows = bits.reshape(coder_tables.NUM_SCALES, -1)  # (scale, phase · value)
     coarse = rows[::FIT_STEP]
     best = np.full(len(starts), np.inf)
