@@ -179,12 +179,13 @@ def test_unusable_engine_falls_back_to_the_predictive_coder_with_a_warning(
     monkeypatch, capsys
 ) -> None:
     from iodfz.codec import image
+    from iodfz.engine import backends
     from iodfz.engine.backends import BackendUnavailable
 
     def broken(model):
         raise BackendUnavailable("differs from the test vectors (top)")
 
-    monkeypatch.setattr(image, "backend_for", broken)
+    monkeypatch.setattr(backends, "backend_for", broken)  # the codec imports it when needed
     data = encode_file(photo_like(64, 64), "PPM")
     encoded = image.CODEC.try_compress(data, FLOW_FROM, Options())
     assert encoded is not None

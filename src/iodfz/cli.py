@@ -11,13 +11,11 @@ subcommands with ``@app.command()`` (see the import of ``iodfz.cli_extra`` at th
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
 import stat
 import sys
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +38,7 @@ from iodfz.codecs import (
     TRY_ALL_FROM,
     Options,
 )
-from iodfz.container import CODEC_IMAGE, codec_name
+from iodfz.container import CODEC_IMAGE, CODEC_ZSTD, codec_name
 from iodfz.errors import IodfError
 from iodfz.limits import MAX_AHEAD_FILES
 from iodfz.machine import available_cores
@@ -181,8 +179,15 @@ class Outcome:
     compressed: int = 0
     error: str | None = None
     trace: str | None = None
-    how: str = ""  # codec, and for images model and backend (for -v)
+    codec: int = CODEC_ZSTD
+    model_id: str | None = None  # hex id prefix of an image's model
     kept: str | None = None  # why --rm kept the input
+
+    @property
+    def how(self) -> str:
+        """The codec, and for an image its model and backend (for -v): looked up only when
+        asked, as that costs a model lookup per file."""
+        return _how(self.codec, self.model_id)
 
 
 def _stdin() -> BinaryIO:
@@ -256,30 +261,39 @@ def run_job(
         if job.action == "compress":
             result = _compress(job, progress, ahead)
             outcome.original, outcome.compressed = result.original_size, result.compressed_size
-            outcome.how = _how(result.codec, result.model_id)
+            outcome.codec, outcome.model_id = result.codec, result.model_id
             if not result.exact:
                 outcome.kept = "decompression gives the same pixels, not the same bytes"
         else:
             info = _decompress(job, progress, ahead)
             outcome.original, outcome.compressed = info.original_size, info.compressed_size
             model_id = info.header.sections.model_id() if info.codec == CODEC_IMAGE else None
-            outcome.how = _how(info.codec, None if model_id is None else model_id.hex())
+            outcome.codec = info.codec
+            outcome.model_id = None if model_id is None else model_id.hex()
         if job.dst == STDIO:
             _stdout().flush()
         if job.remove_src and job.src != STDIO and job.dst not in (None, STDIO):
             _remove_input(job.src, outcome)
     except IodfError as exc:
         outcome.error = str(exc)
-        outcome.trace = traceback.format_exc()
+        outcome.trace = _traceback()
     except OSError as exc:
         if isinstance(exc, BrokenPipeError) and job.dst == STDIO:
             raise  # the reader of stdout went away: main() exits quietly
         outcome.error = _os_reason(exc, job.src)
-        outcome.trace = traceback.format_exc()
+        outcome.trace = _traceback()
     except Exception as exc:  # a bug: report it like any error, traceback with --debug
         outcome.error = f"internal error: {type(exc).__name__}: {exc}"
-        outcome.trace = traceback.format_exc()
+        outcome.trace = _traceback()
     return outcome
+
+
+def _traceback() -> str:
+    """The traceback of the exception being handled (for --debug), its module imported only
+    when a file fails."""
+    import traceback
+
+    return traceback.format_exc()
 
 
 def _remove_input(src: str, outcome: Outcome) -> None:
@@ -888,9 +902,11 @@ def info(
             rows.append({"file": path, **_info_row(path)})
         except Exception as exc:  # one bad file must not hide the others
             reason = _reason(exc, path)
-            batch.fail(path, reason, traceback.format_exc())
+            batch.fail(path, reason, _traceback())
             rows.append({"file": path, "error": reason})
     if as_json:
+        import json
+
         print(json.dumps(rows, indent=2))
     else:
         _print_info([r for r in rows if "error" not in r], verbose)

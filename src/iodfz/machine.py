@@ -8,7 +8,6 @@ AVX2-only EPYC), so every benchmark prints the machine it ran on.
 from __future__ import annotations
 
 import os
-import platform
 from functools import cache
 from pathlib import Path
 
@@ -33,6 +32,8 @@ def cpu_flags() -> frozenset[str]:
 
 
 def cpu_name() -> str:
+    import platform  # here: every command asks for the core count, only benchmarks this
+
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import zstandard
 
@@ -32,6 +31,9 @@ from iodfz.errors import IodfError
 from iodfz.limits import MAX_IN_FLIGHT
 from iodfz.machine import available_cores
 from iodfz.threads import block_termination_signals
+
+if TYPE_CHECKING:  # imported where a pool runs: an image never loads it (nor logging)
+    from concurrent.futures import Future
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -53,6 +55,8 @@ def ordered_map(
     """``map(fn, items)`` on a thread pool, results in order, at most ``workers + 2`` items
     and ``budget`` total ``cost`` in flight (one item of any cost at least). ``items`` is
     consumed in the calling thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(
         workers, thread_name_prefix="iodfz", initializer=block_termination_signals
     ) as pool:

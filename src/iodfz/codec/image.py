@@ -11,9 +11,10 @@ Payload layout: docs/FORMAT.md §3.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,7 +41,6 @@ from iodfz.container import (
     read_uint,
     uint_bytes,
 )
-from iodfz.engine.backends import BackendUnavailable, backend_for, requested
 from iodfz.engine.flow import Backend
 from iodfz.engine.model import Model, ModelError
 from iodfz.engine.tables import model_tables
@@ -311,7 +311,7 @@ class NeuralImageCodec:
         """The container parts of ``data`` coded by the level's model — from
         ``zoo.TRY_ALL_FROM`` up, by each model serving the level, keeping the smallest — or
         None when the neural path does not take it or zstd does better."""
-        takens = _take_apart(data, level, options)
+        takens = _take_apart(data, options, functools.partial(_coders_for, level))
         results = []
         for i, taken in enumerate(takens):
             share = None if progress is None else _part_of(progress, i, len(takens))
@@ -332,9 +332,11 @@ class NeuralImageCodec:
         tried: dict[int, list[Encoded | None]] = {}
         failed: set[int] = set()
         groups: dict[tuple[str, tuple[int, ...]], list[tuple[int, int, _Input]]] = {}
+        # Looked up once per image size, not per image: the lookup reads the model folders.
+        coders = functools.cache(functools.partial(_coders_for, level))
         for i, data in enumerate(datas):
             try:
-                takens = _take_apart(data, level, options)
+                takens = _take_apart(data, options, coders)
             except Exception:  # found again, and reported, when this input is done alone
                 continue
             if not takens:
@@ -432,9 +434,11 @@ class NeuralImageCodec:
         return Tiling(tile, tile)
 
 
-def _take_apart(data: bytes, level: int, options: Options) -> list[_Input]:
-    """``data`` parsed into pixels, once with each coder it is to be coded with; [] when the
-    neural path does not take it."""
+def _take_apart(
+    data: bytes, options: Options, coders_for: Callable[[int, int], list[ImageCoder]]
+) -> list[_Input]:
+    """``data`` parsed into pixels, once with each coder it is to be coded with (``coders_for``
+    its RGB plane's height and width); [] when the neural path does not take it."""
     parsed = formats.parse(data, allow_pixel_exact=options.pixels)
     if parsed is None or parsed.pixels.dtype != np.uint8:
         return []
@@ -444,7 +448,7 @@ def _take_apart(data: bytes, level: int, options: Options) -> list[_Input]:
         return []
     return [
         _Input(data, parsed, rgb, extra, coder)
-        for coder in _coders_for(level, *rgb.shape[:2])
+        for coder in coders_for(*rgb.shape[:2])
         if fits(h, w, c, coder.levels)  # else the decoder would refuse it
     ]
 
@@ -557,6 +561,8 @@ def _flow_coders(level: int, height: int, width: int) -> list[ImageCoder]:
     """The level's models (``zoo.models_for``), each with a backend that passed its test
     vectors. A model that cannot be used is left out, with one warning per process (``iodfz
     selftest`` tells more)."""
+    from iodfz.engine.backends import BackendUnavailable, backend_for, requested
+
     try:
         models = zoo.models_for(
             level, lambda depth: math.prod(_padded(height, width, depth)), height * width
@@ -606,6 +612,8 @@ def _coders(prefix: str) -> Iterator[ImageCoder]:
 
 
 def _backend(model: Model) -> Backend:
+    from iodfz.engine.backends import BackendUnavailable, backend_for
+
     try:
         return backend_for(model)
     except BackendUnavailable as exc:

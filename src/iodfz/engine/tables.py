@@ -11,7 +11,6 @@ file that is damaged, stale or altered is rebuilt, never used.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,6 +103,8 @@ def read_cached(path: Path, expected: str) -> coder_tables.Tables | None:
 def write_cached(path: Path, tables: coder_tables.Tables) -> None:
     """Store ``tables`` at ``path`` (a whole file or nothing: written beside it, then renamed);
     a cache that cannot be written is simply not used."""
+    import tempfile  # here: reading the cache, as every command does, never needs it
+
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,26 +7,29 @@ Side-info layouts: docs/FORMATS.md.
 
 from __future__ import annotations
 
+import importlib
 import struct
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
 from iodfz import limits
 
-from . import bmp, png, pnm, tiff
+from . import bmp, pnm
 from ._side import FormatError
 
 __all__ = ["FormatError", "ParsedImage", "max_side_bytes", "parse", "rebuild", "sniff"]
 
-_REBUILDERS: dict[str, Callable[[np.ndarray, bytes], bytes]] = {
-    "png": png.rebuild,
-    "pnm": pnm.rebuild,
-    "bmp": bmp.rebuild,
-    "tiff": tiff.rebuild,
-}
+_FORMATS = ("png", "pnm", "bmp", "tiff")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # png.SIGNATURE: sniffing never imports png
+
+
+def _module(fmt: str) -> ModuleType:
+    """The module of format ``fmt``, imported when first needed: PNG and TIFF are large, and a
+    run of PNM files never loads them."""
+    return importlib.import_module(f"{__name__}.{fmt}")
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class ParsedImage:
 
 def sniff(head: bytes) -> str | None:
     """Format name from the first bytes of a file (at least 18 help BMP), or None."""
-    if head.startswith(png.SIGNATURE):
+    if head.startswith(_PNG_SIGNATURE):
         return "png"
     if head[:4] in (b"II*\0", b"MM\0*"):
         return "tiff"
@@ -51,10 +54,8 @@ def sniff(head: bytes) -> str | None:
 
 
 def _parse(fmt: str, data: bytes, allow_pixel_exact: bool) -> tuple[np.ndarray, bytes, bool] | None:
-    if fmt == "png":
-        return png.parse(data, allow_pixel_exact)
-    if fmt == "tiff":
-        return tiff.parse(data, allow_pixel_exact)
+    if fmt in ("png", "tiff"):
+        return _module(fmt).parse(data, allow_pixel_exact)
     got = {"pnm": pnm.parse, "bmp": bmp.parse}[fmt](data)
     return None if got is None else (*got, True)
 
@@ -81,7 +82,7 @@ def parse(data: bytes, *, allow_pixel_exact: bool = False) -> ParsedImage | None
         if exact and rebuild(fmt, pixels, side) != data:
             if not (allow_pixel_exact and fmt == "png"):
                 return None
-            side, exact = png.as_pixel_exact(side, pixels), False
+            side, exact = _module("png").as_pixel_exact(side, pixels), False
     except (ValueError, IndexError, OverflowError, MemoryError, struct.error, zlib.error):
         return None
     return ParsedImage(fmt, pixels, side, exact)
@@ -97,9 +98,8 @@ def max_side_bytes(fmt: str, height: int, width: int, channels: int) -> int:
 
 def rebuild(fmt: str, pixels: np.ndarray, side: bytes) -> bytes:
     """The file bytes from ``parse``'s pixels and side info; FormatError on bad side info."""
-    rebuilder = _REBUILDERS.get(fmt)
-    if rebuilder is None:
+    if fmt not in _FORMATS:
         raise FormatError(f"unknown image format {fmt!r}")
     if getattr(pixels, "ndim", 0) != 3 or len(side) > max_side_bytes(fmt, *pixels.shape):
         raise FormatError("side info larger than the image shape allows")
-    return rebuilder(pixels, bytes(side))
+    return _module(fmt).rebuild(pixels, bytes(side))
