@@ -56,7 +56,13 @@ ERROR_CONTEXTS = len(ERROR_EDGES) + 1
 RESIDUAL_EDGES = np.array([1, 2, 3, 5, 9], np.int64)
 RESIDUAL_BUCKETS = len(RESIDUAL_EDGES) + 1
 PREDICTORS = 6
-PREDICT_PIXELS = 1 << 18  # pixels predicted at once (bounds the temporaries' memory)
+#: Pixels predicted at once: the encoder's temporaries (a dozen arrays of every sample) stay
+#: small enough to be fast (a Kodak tile's prediction ~25 % faster than 6 tiles at once).
+PREDICT_PIXELS = 1 << 15
+#: Pixels of images coded in lockstep at once (bounds the batch functions' memory).
+GROUP_PIXELS = 1 << 18
+#: Symbols per stream pushed by one call of the lockstep encoder (bounds its temporaries).
+PUSH_SYMBOLS = 1 << 16
 WEIGHT_ONE = 1 << 24
 #: A predictor's largest error: samples lie in their planes' ranges, so it is at most 1 020
 #: (N + W − NW or W + NE − N of Co or Cg against a sample at the other end).
@@ -514,6 +520,9 @@ class Counts:
 
     @staticmethod
     def of(keys: IntArray, weights: IntArray | None = None) -> Counts:
+        if weights is None:
+            unique, count = np.unique(_narrowed(keys), return_counts=True)
+            return Counts.of_unique(unique.astype(np.int64), count.astype(np.int64))
         unique, inverse = np.unique(keys, return_inverse=True)
         count = np.bincount(inverse.ravel(), weights, len(unique)).astype(np.int64)
         return Counts.of_unique(unique, count)
@@ -531,6 +540,11 @@ class Counts:
     def __add__(self, other: Counts) -> Counts:
         keys = np.concatenate([self.keys(), other.keys()])
         return Counts.of(keys, np.concatenate([self.count, other.count]))
+
+
+def _narrowed(keys: IntArray) -> np.ndarray:
+    """``keys`` as int32 where they fit (sorting them is then twice as fast)."""
+    return keys.astype(np.int32) if keys.size and int(keys.max()) < 1 << 31 else keys
 
 
 def _keys(context: IntArray, phase: IntArray, residual: IntArray) -> IntArray:
@@ -552,14 +566,16 @@ def histograms(coder: PredictiveCoder, x: IntArray, pred: IntArray, contexts: In
 
 
 def histograms_many(
-    coder: PredictiveCoder, x: IntArray, pred: IntArray, contexts: IntArray
+    coder: PredictiveCoder, x: IntArray, pred: IntArray, contexts: IntArray, images: int
 ) -> list[Counts]:
-    """:func:`histograms` of each image of planes (3, images, h, w), with one sort for all."""
-    images = x.shape[1]
-    keys = _sample_keys(coder, x, pred, contexts).transpose(1, 0, 2, 3).reshape(images, -1)
+    """:func:`histograms` of each of ``images`` images whose tiles are planes (3, tiles, h, w)
+    (image-major), with one sort for all."""
+    keys = _sample_keys(coder, x, pred, contexts).reshape(3, images, -1)
+    keys = keys.transpose(1, 0, 2).reshape(images, -1)
     space = coder.contexts * coder_tables.NUM_PHASES * _KEY_VALUES
-    unique, count = np.unique(keys + space * np.arange(images)[:, None], return_counts=True)
-    image, key = np.divmod(unique, space)
+    keys += space * np.arange(images)[:, None]
+    unique, count = np.unique(_narrowed(keys), return_counts=True)
+    image, key = np.divmod(unique.astype(np.int64), space)
     bounds = np.searchsorted(image, np.arange(images + 1))
     return [Counts.of_unique(key[a:b], count[a:b]) for a, b in itertools.pairwise(bounds)]
 
@@ -795,8 +811,7 @@ def learned_tables(freq: np.ndarray) -> coder_tables.Tables:
     """Tables on the logistic tables' grid (each table's values and escape where the
     logistic table has them) with frequencies ``freq``, in the logistic tables' order."""
     grid = logistic_tables()
-    parts = np.split(freq.astype(np.int64), grid.base[1:])
-    return coder_tables.tables_from_freqs(grid.lo.tolist(), parts, grid.precision)
+    return coder_tables.tables_from_flat(grid.lo, grid.nsym, freq.astype(np.int64), grid.precision)
 
 
 def card_array(raw: bytes) -> str:
@@ -904,39 +919,93 @@ def encode(
 ) -> list[bytes]:
     """(H, W, 3) uint8 → one compact rANS stream per batch, the first after the parameter
     part."""
-    height, width, _ = rgb.shape
+    return _encode_group(coder, [rgb], progress)[0]
+
+
+def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> list[list[bytes]]:
+    """``[encode(rgb) for rgb in rgbs]`` for images of one shape: predicted together, each
+    image's parameters chosen alone, their streams coded in lockstep (each the very bytes
+    ``encode`` gives)."""
+    if any(rgb.shape != rgbs[0].shape for rgb in rgbs):
+        raise ValueError("encode_many takes images of one shape")
+    h, w, _ = rgbs[0].shape
+    per_group = max(1, GROUP_PIXELS // (h * w))
+    return [
+        streams
+        for i in range(0, len(rgbs), per_group)
+        for streams in _encode_group(coder, rgbs[i : i + per_group])
+    ]
+
+
+def _encode_group(
+    coder: PredictiveCoder, rgbs: Sequence[np.ndarray], progress: Share | None = None
+) -> list[list[bytes]]:
+    """The streams of each of ``rgbs`` (one shape): batch by batch, the images' tiles
+    predicted together (image-major) and their streams pushed in lockstep."""
+    height, width, _ = rgbs[0].shape
+    images = len(rgbs)
     batches = _batches(height, width)
-    coded = []
-    for rects in batches:
-        planes, preds, contexts = [], [], []
-        per_chunk = max(1, PREDICT_PIXELS // (rects[0][2] * rects[0][3]))
-        for i in range(0, len(rects), per_chunk):
-            part = rects[i : i + per_chunk]
-            x = to_planes(np.stack([rgb[y : y + h, x0 : x0 + w] for y, x0, h, w in part]))
-            pred, context = predict(coder, x)
-            planes.append(x.astype(np.int16))
-            preds.append(pred.astype(np.int32))
-            contexts.append(context.astype(np.int16))
-        coded.append(
-            tuple(np.concatenate(a, axis=1).astype(np.int64) for a in (planes, preds, contexts))
-        )
-    counts = [histograms(coder, *batch) for batch in coded]
-    part, params = choose_params(coder, functools.reduce(operator.add, counts))
+    coded = [
+        _predicted(coder, [rgb[y : y + h, x : x + w] for rgb in rgbs for y, x, h, w in rects])
+        for rects in batches
+    ]
+    per_batch = [histograms_many(coder, *batch, images) for batch in coded]
+    counts = [functools.reduce(operator.add, c) for c in zip(*per_batch, strict=True)]
+    chosen = choose_many(coder, counts)
+    params = np.stack([p for _, p in chosen])
     tables = coding_tables(coder)
-    streams: list[bytes] = []
+    streams = []
     done = 0
     for x, pred, context in coded:
         _, tiles, h, w = x.shape
-        index, offset = _coding(coder, params[context], pred)
-        enc = ans.encoder(_lanes(tiles, h, w))
+        tiles //= images
+        image = np.repeat(np.arange(images), tiles)[:, None, None]
+        index, offset = _coding(coder, params[image, context], pred)
+        group = lockstep.Encoder(images, _lanes(tiles, h, w))
         order, ends = _push_order(tiles, h, w)
-        flat = (a.reshape(-1)[order] for a in (x, index, offset))
-        ans.push_chunks(enc, tables, *flat, ends)
-        streams.append(ans.finish(enc, compact=True))
+        by_image = (
+            a.reshape(3, images, -1).transpose(1, 0, 2).reshape(images, -1)[:, order]
+            for a in (x, index, offset)
+        )
+        _push_in_pieces(group, tables, *by_image, ends)
+        streams.append(group.finish())
         done += tiles * h * w
         if progress:
             progress(done / (height * width))
-    return [part + streams[0], *streams[1:]]
+    parts = [part for part, _ in chosen]
+    return [[parts[k] + streams[0][k], *(s[k] for s in streams[1:])] for k in range(images)]
+
+
+def _predicted(coder: PredictiveCoder, tiles: Sequence[np.ndarray]) -> tuple[IntArray, ...]:
+    """(planes, prediction, context) of RGB tiles of one shape, each (3, tiles, h, w) int64:
+    predicted ``PREDICT_PIXELS`` at a time, kept narrow in between."""
+    h, w, _ = tiles[0].shape
+    per_part = max(1, PREDICT_PIXELS // (h * w))
+    parts: list[tuple[np.ndarray, ...]] = []
+    for i in range(0, len(tiles), per_part):
+        x = to_planes(np.stack(tiles[i : i + per_part]))
+        pred, context = predict(coder, x)
+        parts.append((x.astype(np.int16), pred.astype(np.int32), context.astype(np.int16)))
+    return tuple(np.concatenate(a, axis=1).astype(np.int64) for a in zip(*parts, strict=True))
+
+
+def _push_in_pieces(
+    group: lockstep.Encoder,
+    tables: coder_tables.Tables,
+    x: IntArray,
+    index: IntArray,
+    offset: IntArray,
+    ends: Sequence[int],
+) -> None:
+    """``group.push_chunks`` of the chunks ending at ``ends``, in calls of about
+    ``PUSH_SYMBOLS`` symbols per stream (each call's temporaries are a few words a symbol)."""
+    start, piece = 0, []
+    for k, end in enumerate(ends):
+        piece.append(end - start)
+        if end - start >= PUSH_SYMBOLS or k == len(ends) - 1:
+            cut = slice(start, end)
+            group.push_chunks(tables, x[:, cut], index[:, cut], offset[:, cut], piece)
+            start, piece = end, []
 
 
 def decode(
@@ -1148,32 +1217,6 @@ def single_tile(height: int, width: int) -> bool:
     return height <= TILE and width <= TILE
 
 
-def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> list[list[bytes]]:
-    """``[encode(rgb) for rgb in rgbs]`` for images of one shape, one tile each: predicted
-    together, their streams coded in lockstep (each the very bytes ``encode`` gives)."""
-    h, w, _ = rgbs[0].shape
-    if not single_tile(h, w) or any(rgb.shape != rgbs[0].shape for rgb in rgbs):
-        raise ValueError("encode_many takes images of one shape, one tile each")
-    tables = coding_tables(coder)
-    out = []
-    per_group = max(1, PREDICT_PIXELS // (h * w))
-    for i in range(0, len(rgbs), per_group):
-        x = to_planes(np.stack(rgbs[i : i + per_group]))
-        pred, context = predict(coder, x)
-        chosen = choose_many(coder, histograms_many(coder, x, pred, context))
-        params = np.stack([p for _, p in chosen])
-        tile = np.arange(len(params))[:, None, None]
-        index, offset = _coding(coder, params[tile, context], pred)
-        group = lockstep.Encoder(len(params), _lanes(1, h, w))
-        order, ends = _push_order(1, h, w)
-        by_image = (
-            a.transpose(1, 0, 2, 3).reshape(len(params), -1)[:, order] for a in (x, index, offset)
-        )
-        group.push_chunks(tables, *by_image, ends)
-        out += [[part + stream] for (part, _), stream in zip(chosen, group.finish(), strict=True)]
-    return out
-
-
 def decode_many(
     parts: Sequence[list[bytes]], height: int, width: int, coder: PredictiveCoder = CODER
 ) -> list[np.ndarray | None]:
@@ -1189,7 +1232,7 @@ def decode_many(
         with contextlib.suppress(PredictiveError):
             if len(image_parts) == 1:
                 good.append((k, *split_params(coder, image_parts[0])))
-    per_group = max(1, PREDICT_PIXELS // (height * width))
+    per_group = max(1, GROUP_PIXELS // (height * width))
     for i in range(0, len(good), per_group):
         members = good[i : i + per_group]
         group = lockstep.Decoder([stream for _, _, stream in members], _lanes(1, height, width))

@@ -194,21 +194,31 @@ def quantize_pmf(p: npt.NDArray[np.float64], precision: int) -> IntArray:
 
 def tables_from_freqs(los: list[int], freqs: list[IntArray], precision: int) -> Tables:
     """Assemble a Tables object from per-table (lo, frequencies incl. escape as last)."""
+    if any(len(f) < 1 for f in freqs):
+        raise CoderError("invalid table: frequencies must be >= 1 and sum to 2**precision")
+    nsym = np.array([len(f) - 1 for f in freqs], dtype=np.int64)
+    freq = np.concatenate(freqs).astype(np.int64) if freqs else np.zeros(0, np.int64)
+    return tables_from_flat(np.asarray(los, np.int64), nsym, freq, precision)
+
+
+def tables_from_flat(lo: IntArray, nsym: IntArray, freq: IntArray, precision: int) -> Tables:
+    """A Tables object from each table's lo and symbol count (escape excluded) and all the
+    frequencies back to back (what ``Tables`` holds), checked like :func:`tables_from_freqs`."""
     total = 1 << precision
     if not 1 <= precision <= 16:
         raise CoderError("precision must be in 1..16 (the decode lookup is uint16 indexed)")
-    nsym = np.array([len(f) - 1 for f in freqs], dtype=np.int64)
-    for f in freqs:
-        if len(f) < 1 or int(np.min(f)) < 1 or int(np.sum(f)) != total:
-            raise CoderError("invalid table: frequencies must be >= 1 and sum to 2**precision")
-        if len(f) > total:
-            raise CoderError("invalid table: too many symbols")
-    sizes = nsym + 1
-    base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    freq = np.concatenate(freqs).astype(np.int64) if freqs else np.zeros(0, np.int64)
+    sizes = np.asarray(nsym, np.int64) + 1
+    if len(lo) != len(sizes) or (sizes < 1).any() or int(sizes.sum()) != len(freq):
+        raise CoderError("invalid table: frequencies must be >= 1 and sum to 2**precision")
+    base = np.cumsum(sizes) - sizes
+    freq = np.asarray(freq, np.int64)
+    if len(freq) and (int(freq.min()) < 1 or (np.add.reduceat(freq, base) != total).any()):
+        raise CoderError("invalid table: frequencies must be >= 1 and sum to 2**precision")
+    if (sizes > total).any():
+        raise CoderError("invalid table: too many symbols")
     cum = np.cumsum(freq) - freq
-    start = cum - np.repeat(cum[base], sizes) if freqs else cum
-    return Tables(precision, np.asarray(los, np.int64), nsym, base, freq, start)
+    start = cum - np.repeat(cum[base], sizes)
+    return Tables(precision, np.asarray(lo, np.int64), sizes - 1, base, freq, start)
 
 
 def concat_tables(*parts: Tables) -> Tables:

@@ -93,8 +93,7 @@ def read_cached(path: Path, expected: str) -> coder_tables.Tables | None:
         lo, nsym, freq = flat[2 : 2 + count], flat[2 + count : 2 + 2 * count], flat[2 + 2 * count :]
         if count < 1 or nsym.size != count or nsym.min() < 0 or nsym.sum() + count != freq.size:
             return None
-        freqs = np.split(freq, np.cumsum(nsym + 1)[:-1])
-        tables = coder_tables.tables_from_freqs(lo.tolist(), freqs, precision)
+        tables = coder_tables.tables_from_flat(lo, nsym, freq, precision)
         return coder_tables.check_tables(tables, expected)
     except (OSError, EOFError, ValueError, CoderError):
         return None
