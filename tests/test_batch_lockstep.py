@@ -10,8 +10,9 @@ from iodfz.coder import CoderError, ans
 from iodfz.coder.tables import build_mixture_table, default_tables, logistic_index, symbol_bits
 
 
-def _symbols(rng: np.random.Generator, streams: int, n: int) -> list[tuple]:
-    """Two pushes per stream: logistic symbols (some far out: escapes) and mixture symbols."""
+def _symbols(rng: np.random.Generator, streams: int, n: int, escapes: float = 0.01) -> list[tuple]:
+    """Two pushes per stream: logistic symbols (a share ``2·escapes`` far out: escapes) and
+    mixture symbols."""
     tables = default_tables()
     mixture = build_mixture_table(
         [[0, 256], [30, -40]], [[0, 2560], [-700, 900]], [[20, 30], [25, 18]], (-60, 60)
@@ -20,19 +21,28 @@ def _symbols(rng: np.random.Generator, streams: int, n: int) -> list[tuple]:
     mean = rng.integers(-4000, 4000, (streams, n))
     noise = rng.logistic(0, 2 ** ((scale - 20) / 6)).round().astype(np.int64)
     values = (mean >> 3) + noise
-    values[rng.random((streams, n)) < 0.01] += 5000  # escapes, both sides
-    values[rng.random((streams, n)) < 0.01] -= 5000
+    values[rng.random((streams, n)) < escapes] += 5000  # escapes, both sides
+    values[rng.random((streams, n)) < escapes] -= 5000
     index, offset = logistic_index(scale, mean)
     top = rng.integers(-80, 80, (streams, n // 2 + 1))
     channel = rng.integers(0, 2, top.shape)
     return [(tables, values, index, offset), (mixture, top, channel, np.zeros_like(top))]
 
 
-@pytest.mark.parametrize(("lanes", "n"), [(1, 700), (3, 700), (4, 64)])
-def test_lockstep_streams_equal_streams_coded_alone(lanes: int, n: int) -> None:
+@pytest.mark.parametrize(
+    ("lanes", "n", "escapes"),
+    [
+        (1, 700, 0.01),
+        (3, 700, 0.01),
+        (4, 64, 0.01),
+        (1, 900, 0.2),  # escape bytes far beyond what the decoder parses ahead at first
+        (128, 2000, 0.05),  # steps wide enough to look symbols up (lockstep.LOOKUP_FROM_WIDTH)
+    ],
+)
+def test_lockstep_streams_equal_streams_coded_alone(lanes: int, n: int, escapes: float) -> None:
     rng = np.random.default_rng(lanes * 1000 + n)
     streams = 5
-    pushes = _symbols(rng, streams, n)
+    pushes = _symbols(rng, streams, n, escapes)
     group = lockstep.Encoder(streams, lanes)
     for tables, values, index, offset in pushes:
         group.push(tables, values, index, offset)

@@ -265,6 +265,21 @@ def test_batches_of_small_images_give_the_bytes_made_alone() -> None:
         assert np.array_equal(back[k], rgbs[k])
 
 
+def test_batches_of_large_images_give_the_bytes_made_alone() -> None:
+    """Images of several tiles and batches (a partial tile at the right and bottom edges,
+    decoded in one sweep) go through in lockstep too, each image's streams the same."""
+    rgbs = [photo_like(300, 270, seed=s) for s in range(3)]
+    many = predictive.encode_many(rgbs)
+    assert many == [predictive.encode(rgb) for rgb in rgbs]
+    assert len(many[0]) == predictive.batch_count(300, 270) > 1
+    damaged = [list(p) for p in many]
+    damaged[1][-1] = damaged[1][-1][:-3]
+    back = predictive.decode_many(damaged, 300, 270)
+    assert back[1] is None
+    for k in (0, 2):
+        assert np.array_equal(back[k], rgbs[k])
+
+
 def test_shifts_pack_two_to_a_byte() -> None:
     shifts = np.array([-8, 7, 0, -1, 3, -5, 1, 2, -2, 6, 5, -3])
     packed = predictive.pack_shifts(shifts)

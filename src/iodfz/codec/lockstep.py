@@ -275,6 +275,9 @@ def _lookup(tables: Tables) -> _Lookup:
 
 
 Refill = Callable[[IntArray], None]
+#: Lanes of all streams from which a decoding step looks its symbols up in ``Tables.lut``
+#: rather than bisecting: a wide step gains more than the lookup costs to build.
+LOOKUP_FROM_WIDTH = 512
 
 
 def _refill(words: IntArray, pos: IntArray, lanes: int) -> Refill:
@@ -319,6 +322,69 @@ def _cut(a: IntArray, width: int) -> Sequence[IntArray]:
     return pieces if full == len(a) else [*pieces, a[full:]]
 
 
+class _Escapes:
+    """Every stream's escape values (``ans.read_escapes``), read in order: the varints at the
+    back of each stream, parsed ahead, a prefix of the same length of every stream at a time
+    (grown as streams need more), so that a step's escapes of all streams come in a few numpy
+    calls."""
+
+    def __init__(self, data: Sequence[npt.NDArray[np.uint8] | bytes]) -> None:
+        self.data = [np.frombuffer(d, np.uint8) if isinstance(d, bytes) else d for d in data]
+        self.used = np.zeros(len(data), np.int64)  # values read per stream
+        self._parse(64)
+
+    def _parse(self, prefix: int) -> None:
+        """Parse the first ``prefix`` bytes of every stream: each one's complete varints'
+        codes (-1 for one too long or too large to be an escape) and the offset past each;
+        and whether the stream is parsed to its end."""
+        self.prefix = prefix
+        parsed = [_varints(d[:prefix]) for d in self.data]
+        self.count = np.array([len(c) for c, _ in parsed], np.int64)
+        width = max(1, int(self.count.max()))
+        self.codes = np.full((len(parsed), width), -1, np.int64)
+        self.ends = np.zeros((len(parsed), width), np.int64)
+        for k, (codes, ends) in enumerate(parsed):
+            self.codes[k, : len(codes)], self.ends[k, : len(ends)] = codes, ends
+        self.whole = np.array([len(d) <= prefix for d in self.data])
+
+    def take(self, stream: IntArray) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        """The next escape codes of the streams ``stream`` (ascending, one entry per value,
+        in reading order); and which streams could not give theirs (they are failed)."""
+        counts = np.bincount(stream, minlength=len(self.used))
+        need = self.used + counts
+        while ((need > self.count) & ~self.whole).any():
+            self._parse(4 * self.prefix)
+        rank = np.arange(len(stream)) - (np.cumsum(counts) - counts)[stream]
+        at = np.minimum(self.used[stream] + rank, self.codes.shape[1] - 1)
+        codes = self.codes[stream, at]
+        bad = need > self.count
+        bad[stream[codes < 0]] = True
+        self.used = need
+        return np.maximum(codes, 0), bad
+
+    def bytes_used(self, stream: int) -> int:
+        """The bytes of the values stream ``stream`` has read (``ans.Decoder.esc_pos``)."""
+        used = int(self.used[stream])
+        return int(self.ends[stream, used - 1]) if used else 0
+
+
+def _varints(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray]:
+    """The complete LEB128 varints of ``data`` as ``ans.read_escapes`` reads them: each one's
+    value (-1 where it is longer than ``ans`` allows or too large for an escape code), and
+    the offset past its last byte."""
+    ends = np.flatnonzero(data < 0x80)
+    if not len(ends):
+        return np.zeros(0, np.int64), ends
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    used = int(ends[-1]) + 1
+    pos = np.minimum(np.arange(used) - np.repeat(starts, lengths), ans.MAX_VARINT)
+    part = (data[:used] & 0x7F).astype(np.uint64) << (7 * pos).astype(np.uint64)
+    values = np.add.reduceat(part, starts)
+    good = (lengths <= ans.MAX_VARINT) & (values < 4 * ans.VALUE_LIMIT)
+    return np.where(good, values.astype(np.int64), -1), ends + 1
+
+
 class Decoder:
     """Compact streams of ``lanes`` lanes each, popped in lockstep. A stream that cannot be
     opened or runs out of data is marked failed (``failed[k]``) and its values are junk."""
@@ -342,12 +408,19 @@ class Decoder:
         self.pos = self.start + np.array([0 if d is None else d.pos for d in self.decoders])
         self.words = np.concatenate([*(d.words.astype(np.int64) for d in ok), [0]])
         self._refill = _refill(self.words, self.pos, lanes)
+        self._escapes = _Escapes([b"" if d is None else d.esc for d in self.decoders])
 
     def pop(self, tables: Tables, table_index: npt.ArrayLike, offset: npt.ArrayLike) -> IntArray:
         """``ans.pop`` of each stream: row k of the (streams, symbols) arrays from stream k."""
         t = _table_rows(tables, table_index)
         o = np.asarray(offset, np.int64)
         _check_values(o)
+        return self.pop_flat(tables, t, o)
+
+    def pop_flat(self, tables: Tables, t: IntArray, o: IntArray) -> IntArray:
+        """:meth:`pop` without its checks of the inputs, for a caller that makes them itself
+        (as ``ans.pop_flat``): ``t`` and ``o`` int64 (streams, symbols), every table index in
+        range, every offset within the coder's range."""
         lookup = _lookup(tables)
         g = self._steps(lookup, t)
         vals = lookup.value.take(g)
@@ -368,18 +441,23 @@ class Decoder:
         ends, freq, start = lookup.ends, tables.freq, tables.start
         width = self.lanes * len(self.pos)
         firsts = _cut((t.T << tables.precision).ravel(), width)  # each step's tables' first cf
+        # wide steps find their symbols in the tables' decode lookup (built once, ~50 ms)
+        bases = _cut(tables.base[t.T].ravel(), width) if width >= LOOKUP_FROM_WIDTH else None
         x_all = np.ascontiguousarray(self.x.T)
         x = x_all.ravel()
         cf, y = np.empty_like(x), np.empty_like(x)
         cf_mask, p = np.array((1 << tables.precision) - 1), np.array(tables.precision)
         refill = self._refill
         found = []
-        for first_at in firsts:
+        for step, first_at in enumerate(firsts):
             m = len(first_at)
             xs, cfs, ys = (x, cf, y) if m == width else (x[:m], cf[:m], y[:m])
             np.bitwise_and(xs, cf_mask, out=cfs)
             np.add(cfs, first_at, out=ys)
-            g = ends.searchsorted(ys, side="right")  # the symbol, in all tables
+            if bases is None:
+                g = ends.searchsorted(ys, side="right")  # the symbol, in all tables
+            else:
+                g = tables.lut.take(ys) + bases[step]
             found.append(g)
             np.right_shift(xs, p, out=xs)
             xs *= freq.take(g)
@@ -392,16 +470,13 @@ class Decoder:
 
     def _unescape(self, vals: IntArray, esc: npt.NDArray[np.bool_], nsym: IntArray) -> None:
         """Put the escaped values into ``vals`` (which holds ``lo + nsym`` of their tables
-        there), each stream's read by ``ans.read_escaped_values`` from its own escape bytes,
-        as ``ans.pop`` reads them. A stream whose escape bytes are damaged is failed."""
-        for k in np.flatnonzero(esc.any(axis=1) & ~self.failed):
-            dec = self.decoders[k]
-            assert dec is not None  # a stream without a decoder is failed
-            at = esc[k]
-            try:
-                vals[k, at] = ans.read_escaped_values(dec, vals[k, at], nsym[k, at])
-            except CoderError:
-                self.failed[k] = True
+        there), each stream's next escape values in symbol order, as ``ans.pop`` reads them.
+        A stream whose escape bytes are damaged or run out is failed."""
+        k, at = np.nonzero(esc)
+        codes, bad = self._escapes.take(k)
+        self.failed |= bad
+        here, n = vals[k, at], nsym[k, at]
+        vals[k, at] = np.where(codes & 1 == 0, here + (codes >> 1), here - n - 1 - (codes >> 1))
 
     def finish(self) -> npt.NDArray[np.bool_]:
         """Which streams decoded whole: every word and escape byte used, every lane back at
@@ -413,6 +488,7 @@ class Decoder:
                 continue
             dec.x = self.x[k].copy()
             dec.pos = int(self.pos[k] - self.start[k])
+            dec.esc_pos = self._escapes.bytes_used(k)
             try:
                 ans.check_finished(dec)
             except CoderError:

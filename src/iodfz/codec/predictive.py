@@ -60,7 +60,7 @@ PREDICTORS = 6
 #: small enough to be fast (a Kodak tile's prediction ~25 % faster than 6 tiles at once).
 PREDICT_PIXELS = 1 << 15
 #: Pixels of images coded in lockstep at once (bounds the batch functions' memory).
-GROUP_PIXELS = 1 << 18
+GROUP_PIXELS = 1 << 21
 #: Symbols per stream pushed by one call of the lockstep encoder (bounds its temporaries).
 PUSH_SYMBOLS = 1 << 16
 WEIGHT_ONE = 1 << 24
@@ -1220,30 +1220,68 @@ def single_tile(height: int, width: int) -> bool:
 def decode_many(
     parts: Sequence[list[bytes]], height: int, width: int, coder: PredictiveCoder = CODER
 ) -> list[np.ndarray | None]:
-    """``decode(p, height, width, coder)`` of each of ``parts`` (images of one shape, one tile
-    each), their streams decoded in lockstep; None for one that is damaged (decoding it alone
-    says how)."""
-    if not single_tile(height, width):
-        raise ValueError("decode_many takes images of one tile each")
-    tables = coding_tables(coder)
+    """``decode(p, height, width, coder)`` of each of ``parts`` (images of one shape), their
+    streams decoded in lockstep; None for one that is damaged (decoding it alone says how)."""
+    batches = _batches(height, width)
     out: list[np.ndarray | None] = [None] * len(parts)
     good = []
     for k, image_parts in enumerate(parts):
         with contextlib.suppress(PredictiveError):
-            if len(image_parts) == 1:
-                good.append((k, *split_params(coder, image_parts[0])))
+            if len(image_parts) == len(batches):
+                params, first = split_params(coder, image_parts[0])
+                good.append((k, params, [first, *image_parts[1:]]))
     per_group = max(1, GROUP_PIXELS // (height * width))
     for i in range(0, len(good), per_group):
         members = good[i : i + per_group]
-        group = lockstep.Decoder([stream for _, _, stream in members], _lanes(1, height, width))
-
-        def pop(index: IntArray, offset: IntArray, group: lockstep.Decoder = group) -> IntArray:
-            return group.pop(tables, index.T, offset.T).T
-
-        params = np.stack([p for _, p, _ in members])
-        images = [_Group(pop, len(members), height, width)]
-        planes, inside = _decode_tiles(coder, images, params)
-        for (k, _, _), ok, tile in zip(members, group.finish() & inside, planes, strict=True):
-            if ok:
-                out[k] = to_rgb(tile)
+        rgbs, ok = _decode_group(coder, members, batches)
+        for (k, _, _), rgb, whole in zip(members, rgbs, ok, strict=True):
+            if whole:
+                out[k] = rgb
     return out
+
+
+def _decode_group(
+    coder: PredictiveCoder,
+    members: Sequence[tuple[int, IntArray, list[bytes]]],
+    batches: list[list[tuple[int, int, int, int]]],
+) -> tuple[np.ndarray, BoolArray]:
+    """The images of ``members`` (index, parameters, each batch's stream; one shape), each
+    batch's streams decoded in lockstep, tiles image-major; and whether each decoded whole."""
+    tables = coding_tables(coder)
+    images = len(members)
+    height = max(y + h for rects in batches for y, _, h, _ in rects)
+    width = max(x + w for rects in batches for _, x, _, w in rects)
+    rgbs = np.empty((images, height, width, 3), np.uint8)
+    whole = np.ones(images, bool)
+    params = np.stack([p for _, p, _ in members])
+    for sweep in _sweeps([(len(r), r[0][2], r[0][3]) for r in batches]):
+        decoders, groups = [], []
+        for b in sweep:
+            tiles, h, w = len(batches[b]), batches[b][0][2], batches[b][0][3]
+            dec = lockstep.Decoder([s[b] for _, _, s in members], _lanes(tiles, h, w))
+            decoders.append(dec)
+            groups.append(_Group(_lockstep_pop(dec, tables, images), images * tiles, h, w))
+        tiles_of = [len(batches[b]) for b in sweep]
+        tile_params = np.concatenate([np.repeat(params, t, axis=0) for t in tiles_of])
+        planes, inside = _decode_tiles(coder, groups, tile_params)
+        at = 0
+        for dec, b in zip(decoders, sweep, strict=True):
+            rects = batches[b]
+            whole &= dec.finish() & inside[at : at + images * len(rects)].reshape(images, -1).all(1)
+            for k in range(images):
+                for y, x, h, w in rects:
+                    rgbs[k, y : y + h, x : x + w] = to_rgb(planes[at])
+                    at += 1
+    return rgbs, whole
+
+
+def _lockstep_pop(dec: lockstep.Decoder, tables: coder_tables.Tables, images: int) -> Pop:
+    """A batch's pop from each image's stream, decoded in lockstep: samples (samples, tiles)
+    with tiles image-major, each stream's in (tile, row) order."""
+
+    def pop(index: IntArray, offset: IntArray) -> IntArray:
+        samples, tiles = index.shape
+        per_stream = (a.T.reshape(images, -1) for a in (index, offset))  # in range: checked
+        return dec.pop_flat(tables, *per_stream).reshape(tiles, samples).T
+
+    return pop

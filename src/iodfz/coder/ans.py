@@ -38,7 +38,7 @@ _SCALAR_MAX_LANES = 1  # streams with this few lanes run the step loop in plain 
 _SYMBOLS_PER_LANE = 4096  # lane count target: each lane costs ~40 bits of flush
 _BLOCK_SYMBOLS = 1 << 15  # per-symbol work is done in cache-sized blocks of steps
 _INV_WORD = 1.0 / (1 << WORD_BITS)
-_MAX_VARINT = 8  # 7 bits per byte: excess values below 2**56
+MAX_VARINT = 8  # 7 bits per byte: excess values below 2**56
 
 IntArray = npt.NDArray[np.int64]
 
@@ -119,7 +119,7 @@ def _inputs(
 def escape_bytes(e: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
     """Escaped values as LEB128 varints, vectorised: the bytes of a stream's escape section."""
     nb = np.ones(e.shape, np.int64)
-    for i in range(1, _MAX_VARINT):
+    for i in range(1, MAX_VARINT):
         nb += e >= np.uint64(1 << (7 * i))
     starts = np.cumsum(nb) - nb
     pos = np.arange(int(nb.sum()), dtype=np.int64) - np.repeat(starts, nb)
@@ -148,13 +148,13 @@ def read_escaped_values(
 
 def read_escapes(dec: Decoder, count: int) -> npt.NDArray[np.uint64]:
     """The next ``count`` escaped values of ``dec``'s escape section (inverse of escape_bytes)."""
-    b = dec.esc[dec.esc_pos : dec.esc_pos + _MAX_VARINT * count]
+    b = dec.esc[dec.esc_pos : dec.esc_pos + MAX_VARINT * count]
     ends = np.flatnonzero(b < 0x80)[:count]
     if len(ends) < count:
         raise CoderError("rANS stream truncated (escape values)")
     starts = np.concatenate([[0], ends[:-1] + 1])
     lengths = ends - starts + 1
-    if int(lengths.max()) > _MAX_VARINT:
+    if int(lengths.max()) > MAX_VARINT:
         raise CoderError("rANS stream corrupted (escape value too long)")
     used = int(ends[-1]) + 1
     pos = np.arange(used, dtype=np.int64) - np.repeat(starts, lengths)
