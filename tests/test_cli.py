@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from iodfz import api, cli
@@ -384,3 +385,63 @@ def test_idle_blas_threads_sleep_unless_the_user_says(preset: str | None) -> Non
     )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.stdout.split() == ["False", preset or "4"]
+
+
+def test_the_plain_command_lines_parse_as_the_typer_app_declares_them() -> None:
+    """cli._run_plain runs compress, decompress and test without typer: its option table must
+    be what the app declares for them (names, flag or value, and the value's type)."""
+    from iodfz.cli_app import app as typer_app
+
+    group = typer.main.get_command(typer_app)
+    for name in ("compress", "decompress", "test"):
+        command = group.commands[name]
+        accepted = set(cli._FLAGS) | set(cli._VALUES)
+        for param in command.params:
+            if param.name == "files":
+                continue
+            for opt in param.opts:
+                assert opt in accepted, (name, opt)
+                if param.is_flag:
+                    assert cli._FLAGS[opt] == param.name, (name, opt)
+                else:
+                    assert cli._VALUES[opt][0] == param.name, (name, opt)
+        flags = [p.opts[0] for p in command.params if getattr(p, "is_flag", False)]
+        plain = cli._plain_command([name, *flags])
+        assert plain is not None and plain[0] is getattr(cli, command.callback.__name__)
+        assert plain[1] == {"files": None, **{cli._FLAGS[flag]: True for flag in flags}}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-qf", "a"],
+        ["--level=3", "a"],
+        ["-T2", "a"],
+        ["--", "a"],
+        ["-h"],
+        ["compress", "--help"],
+        ["info", "a"],
+        ["-l", "a"],
+        ["compress", "-q", "-q", "a"],
+        ["compress", "--level", "x", "a"],
+        ["compress", "-T", "-1", "a"],
+        ["compress", "-o"],
+        ["decompress", "--level", "3", "a"],
+        ["-d", "-t", "a"],
+    ],
+)
+def test_anything_but_a_plain_command_line_is_left_to_typer(argv: list[str]) -> None:
+    assert cli._plain_command(argv) is None
+
+
+def test_a_plain_command_line_gives_what_typer_gives() -> None:
+    command, kwargs = cli._plain_command(["-5", "-q", "-T", "0", "a", "-o", "b", "-", "-k"])
+    assert command is cli.compress
+    assert kwargs == {
+        "files": ["a", "-"],
+        "level": 5,
+        "quiet": True,
+        "threads": 0,
+        "output": Path("b"),
+        "keep": True,
+    }

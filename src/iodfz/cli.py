@@ -4,8 +4,11 @@ Options follow gzip/zstd, with their short forms where they do not clash: ``iodf
 ``decompress``, ``-t`` is ``test``, ``-l`` is ``info``, ``-1`` … ``-19`` are ``--level``, and
 options without a command mean ``compress``. Errors are one line each, ``iodfz: FILE: reason``,
 on stderr; a batch goes on after a failed file and exits with status 1; a usage error is one
-``iodfz:`` line and exit status 2. ``--debug`` adds tracebacks. Other modules may add
-subcommands with ``@app.command()`` (see the import of ``iodfz.cli_extra`` at the end).
+``iodfz:`` line and exit status 2. ``--debug`` adds tracebacks.
+
+The typer app (``app``, :mod:`iodfz.cli_app`) is built only when a command line needs it: a
+plain compress, decompress or test runs the commands here directly (:func:`_run_plain`), as
+importing typer and building its commands costs more than the work on a few small files.
 """
 
 from __future__ import annotations
@@ -21,21 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import typer
-from typer.core import TyperGroup
-
-from iodfz import __version__, api
-
-try:  # recent typer carries its own copy of click: its exceptions are the ones raised
-    from typer._click import exceptions as click
-except ImportError:  # older typer uses click itself
-    from click import exceptions as click  # type: ignore[no-redef]
+from iodfz import api
 from iodfz.codecs import (
     DEFAULT_LEVEL,
-    FLOW_FROM,
     MAX_LEVEL,
     MIN_LEVEL,
-    TRY_ALL_FROM,
     Options,
 )
 from iodfz.container import CODEC_IMAGE, CODEC_ZSTD, codec_name
@@ -104,54 +97,9 @@ def _expand_aliases(args: list[str], commands: Sequence[str]) -> list[str]:
         return head + tail
     picked = [_ALIASES[arg] for arg in head if arg in _ALIASES]
     if len(set(picked)) > 1:
-        raise click.UsageError(f"conflicting commands: {', '.join(sorted(set(picked)))}")
+        raise UsageError(f"conflicting commands: {', '.join(sorted(set(picked)))}")
     rest = [arg for arg in head if arg not in _ALIASES]
     return [picked[0] if picked else "compress", *rest, *tail]
-
-
-class _Group(TyperGroup):
-    """The command group: gzip's short forms (:func:`_expand_aliases`), and every usage error
-    as one ``iodfz:`` line with exit status 2 instead of click's boxed message."""
-
-    def main(  # type: ignore[override]
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        try:
-            argv = _expand_aliases(list(sys.argv[1:] if args is None else args), self.commands)
-            code = super().main(argv, prog_name or "iodfz", complete_var, False, **extra)
-        except click.NoArgsIsHelpError as exc:
-            typer.echo(exc.format_message())
-            code = 0
-        except click.ClickException as exc:
-            if not standalone_mode:
-                raise
-            _say(exc.format_message().replace("\n", " "))
-            sys.exit(USAGE_EXIT if isinstance(exc, click.UsageError) else exc.exit_code)
-        except typer.Abort:
-            if not standalone_mode:
-                raise
-            sys.exit(130)
-        if not standalone_mode:
-            return code
-        sys.exit(code if isinstance(code, int) else 0)
-
-
-app = typer.Typer(
-    name="iodfz",
-    cls=_Group,
-    help="Lossless file compressor: neural codec for images, zstd for everything else.",
-    epilog="Without a command, -d/-t/-l mean decompress/test/info, other options compress.",
-    add_completion=False,
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-)
 
 
 # --------------------------------------------------------------------------- jobs
@@ -669,11 +617,15 @@ def _workers(threads: int) -> int:
 
 def _finish(batch: Batch) -> None:
     if batch.failed:
-        raise typer.Exit(1)
+        sys.exit(1)
+
+
+class UsageError(Exception):
+    """A usage error: one ``iodfz:`` line and exit status 2 (``USAGE_EXIT``)."""
 
 
 def _usage(message: str) -> None:
-    raise click.UsageError(message)
+    raise UsageError(message)
 
 
 def _terminal_stdin(batch: Batch, force: bool = False) -> bool:
@@ -685,25 +637,6 @@ def _terminal_stdin(batch: Batch, force: bool = False) -> bool:
 
 
 # --------------------------------------------------------------------------- commands
-
-_FILES = typer.Argument(None, metavar="FILE", show_default=False, hidden=True)
-_STDOUT = typer.Option(False, "-c", "--stdout", help="Write to stdout, keep inputs.")
-_KEEP = typer.Option(False, "-k", "--keep", help="Keep input files (the default).")
-_RM = typer.Option(False, "--rm", help="Remove each input once its output is verified.")
-_FORCE = typer.Option(
-    False, "-f", "--force", help="Overwrite outputs; read FIFOs and devices; read a terminal."
-)
-_OUTPUT = typer.Option(None, "-o", "--output", metavar="FILE", help="Output file (one input).")
-_OUTPUT_DIR = typer.Option(
-    None, "--output-dir", metavar="DIR", help="Write outputs under DIR, mirroring the tree."
-)
-_RECURSIVE = typer.Option(False, "-r", "--recursive", help="Process every file in directories.")
-_THREADS = typer.Option(
-    1, "-T", "--threads", metavar="N", show_default=False, help="Files in parallel (0: all cores)."
-)
-_QUIET = typer.Option(False, "-q", "--quiet", help="Only errors.")
-_VERBOSE = typer.Option(False, "-v", "--verbose", help="One line per file: sizes, codec, model.")
-_DEBUG = typer.Option(False, "--debug", help="Show tracebacks of errors.")
 
 
 def _check_options(
@@ -730,42 +663,22 @@ def _iodf_skip(path: str) -> str | None:
     return f"already has {SUFFIX} suffix -- skipped" if path.endswith(SUFFIX) else None
 
 
-@app.command()
 def compress(
-    files: list[str] = _FILES,
-    stdout: bool = _STDOUT,
-    keep: bool = _KEEP,
-    rm: bool = _RM,
-    force: bool = _FORCE,
-    output: Path | None = _OUTPUT,
-    output_dir: Path | None = _OUTPUT_DIR,
-    recursive: bool = _RECURSIVE,
-    threads: int = _THREADS,
-    quiet: bool = _QUIET,
-    verbose: bool = _VERBOSE,
-    level: int = typer.Option(
-        DEFAULT_LEVEL,
-        "--level",
-        metavar="N",
-        show_default=False,
-        help=(
-            f"{MIN_LEVEL} (fast) to {MAX_LEVEL}, or -1 … -19 (default {DEFAULT_LEVEL}); images:"
-            f" below {FLOW_FROM} no network, from {FLOW_FROM} small ones also through a flow,"
-            f" from {TRY_ALL_FROM} every model tried; the smallest kept."
-        ),
-    ),
-    pixels: bool = typer.Option(
-        False,
-        "--pixels",
-        help="PNG: accept the same pixels re-encoded when the bytes cannot be rebuilt.",
-    ),
-    no_name: bool = typer.Option(
-        False,
-        "-n",
-        "--no-name",
-        help="Store no name, mode or mtime in the file (as gzip -n; the output still gets them).",
-    ),
-    debug: bool = _DEBUG,
+    files: list[str] | None = None,
+    stdout: bool = False,
+    keep: bool = False,
+    rm: bool = False,
+    force: bool = False,
+    output: Path | None = None,
+    output_dir: Path | None = None,
+    recursive: bool = False,
+    threads: int = 1,
+    quiet: bool = False,
+    verbose: bool = False,
+    level: int = DEFAULT_LEVEL,
+    pixels: bool = False,
+    no_name: bool = False,
+    debug: bool = False,
 ) -> None:
     """Compress each FILE to FILE.iodf (stdin to stdout without FILE)."""
     _check_options(keep, rm, stdout, output, output_dir, threads)
@@ -808,20 +721,19 @@ def compress(
     _finish(batch)
 
 
-@app.command()
 def decompress(
-    files: list[str] = _FILES,
-    stdout: bool = _STDOUT,
-    keep: bool = _KEEP,
-    rm: bool = _RM,
-    force: bool = _FORCE,
-    output: Path | None = _OUTPUT,
-    output_dir: Path | None = _OUTPUT_DIR,
-    recursive: bool = _RECURSIVE,
-    threads: int = _THREADS,
-    quiet: bool = _QUIET,
-    verbose: bool = _VERBOSE,
-    debug: bool = _DEBUG,
+    files: list[str] | None = None,
+    stdout: bool = False,
+    keep: bool = False,
+    rm: bool = False,
+    force: bool = False,
+    output: Path | None = None,
+    output_dir: Path | None = None,
+    recursive: bool = False,
+    threads: int = 1,
+    quiet: bool = False,
+    verbose: bool = False,
+    debug: bool = False,
 ) -> None:
     """Decompress each FILE.iodf to FILE (stdin to stdout without FILE)."""
     _check_options(keep, rm, stdout, output, output_dir, threads)
@@ -858,14 +770,13 @@ def decompress(
     _finish(batch)
 
 
-@app.command("test")
 def test_cmd(
-    files: list[str] = _FILES,
-    recursive: bool = _RECURSIVE,
-    threads: int = _THREADS,
-    quiet: bool = _QUIET,
-    verbose: bool = _VERBOSE,
-    debug: bool = _DEBUG,
+    files: list[str] | None = None,
+    recursive: bool = False,
+    threads: int = 1,
+    quiet: bool = False,
+    verbose: bool = False,
+    debug: bool = False,
 ) -> None:
     """Decode each FILE.iodf and verify its checksums without writing anything."""
     _check_options(False, False, False, None, None, threads)
@@ -882,12 +793,11 @@ def test_cmd(
     _finish(batch)
 
 
-@app.command()
 def info(
-    files: list[str] = _FILES,
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    verbose: bool = _VERBOSE,
-    debug: bool = _DEBUG,
+    files: list[str] | None = None,
+    as_json: bool = False,
+    verbose: bool = False,
+    debug: bool = False,
 ) -> None:
     """Show codec, sizes, ratio, image shape, model and checksum of each FILE.iodf.
 
@@ -911,9 +821,6 @@ def info(
     else:
         _print_info([r for r in rows if "error" not in r], verbose)
     _finish(batch)
-
-
-app.command("list", hidden=True, help="Alias of info.")(info)
 
 
 def _info_row(path: str) -> dict[str, Any]:
@@ -1015,21 +922,6 @@ def _prepare_dirs(jobs: list[Job], batch: Batch) -> list[Job]:
     return ready
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"iodfz {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: bool = typer.Option(
-        False, "--version", "-V", callback=_version, is_eager=True, help="Show the version."
-    ),
-) -> None:
-    """Lossless file compressor: neural codec for images, zstd for everything else."""
-
-
 BLAS_SPIN_ENV = "OPENBLAS_THREAD_TIMEOUT"
 _BLAS_SPIN = "4"  # its least: idle threads wait 2^4 cycles, then sleep
 
@@ -1050,7 +942,10 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     try:
-        app()
+        if not _run_plain(sys.argv[1:]):
+            from iodfz.cli_app import app
+
+            app()
     except BrokenPipeError:
         # The reader of our stdout went away (e.g. `| head`): exit quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -1064,5 +959,97 @@ def main() -> None:
         sys.exit(128 + exc.signum)
 
 
-with contextlib.suppress(ImportError):  # subcommands added by other modules (selftest, bench)
-    import iodfz.cli_extra  # noqa: F401
+# Option name -> parameter, of the commands _run_plain runs: what iodfz.cli_app declares for
+# them (tests/test_cli.py checks that the two agree). A flag sets True; the others take a value.
+_FLAGS = {
+    "-c": "stdout",
+    "--stdout": "stdout",
+    "-k": "keep",
+    "--keep": "keep",
+    "--rm": "rm",
+    "-f": "force",
+    "--force": "force",
+    "-r": "recursive",
+    "--recursive": "recursive",
+    "-q": "quiet",
+    "--quiet": "quiet",
+    "-v": "verbose",
+    "--verbose": "verbose",
+    "--debug": "debug",
+    "--pixels": "pixels",
+    "-n": "no_name",
+    "--no-name": "no_name",
+}
+_VALUES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "-T": ("threads", int),
+    "--threads": ("threads", int),
+    "--level": ("level", int),
+    "-o": ("output", Path),
+    "--output": ("output", Path),
+    "--output-dir": ("output_dir", Path),
+}
+_DIGITS = re.compile(r"[0-9]+")
+_COMPLETE_VAR = "_IODFZ_COMPLETE"  # click's shell completion: typer's to answer
+
+
+def _plain_command(args: list[str]) -> tuple[Callable[..., None], dict[str, Any]] | None:
+    """The command and its arguments of a plain command line — compress, decompress or test,
+    each option of that command given apart from the others (no ``-qf``, ``--level=3``,
+    ``-T2``), at most once, with a value that is a number or a name not starting with ``-``
+    where one is taken — or None for anything else (help, ``--``, unknown options, bad
+    values…): that is typer's to parse, and to report."""
+    commands: dict[str, Callable[..., None]] = {
+        "compress": compress,
+        "decompress": decompress,
+        "test": test_cmd,
+    }
+    try:
+        argv = _expand_aliases(args, tuple(commands))
+    except UsageError:
+        return None
+    if not argv or argv[0] not in commands or _COMPLETE_VAR in os.environ:
+        return None
+    command = commands[argv[0]]
+    accepted = command.__code__.co_varnames[: command.__code__.co_argcount]
+    files: list[str] = []
+    kwargs: dict[str, Any] = {}
+    tokens = iter(argv[1:])
+    for token in tokens:
+        if token == STDIO or not token.startswith("-"):
+            files.append(token)
+            continue
+        name, convert = _VALUES.get(token, (_FLAGS.get(token, ""), None))
+        if name not in accepted or name in kwargs:
+            return None
+        if convert is None:
+            kwargs[name] = True
+            continue
+        value = next(tokens, "")
+        if not value or value.startswith("-") or (convert is int and not _DIGITS.fullmatch(value)):
+            return None
+        kwargs[name] = convert(value)
+    return command, {"files": files or None, **kwargs}
+
+
+def _run_plain(args: list[str]) -> bool:
+    """Run ``args`` if it is a plain command line (:func:`_plain_command`) as typer would
+    run it, and say whether it was."""
+    plain = _plain_command(args)
+    if plain is None:
+        return False
+    command, kwargs = plain
+    try:
+        command(**kwargs)
+    except UsageError as exc:
+        _say(str(exc))
+        sys.exit(USAGE_EXIT)
+    return True
+
+
+def __getattr__(name: str) -> Any:
+    """``app``, the typer app, built when first asked for."""
+    if name == "app":
+        from iodfz.cli_app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
