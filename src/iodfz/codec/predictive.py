@@ -63,6 +63,8 @@ PREDICT_PIXELS = 1 << 15
 GROUP_PIXELS = 1 << 21
 #: Symbols per stream pushed by one call of the lockstep encoder (bounds its temporaries).
 PUSH_SYMBOLS = 1 << 16
+#: Samples counted by one sort (bounds the temporaries of their keys).
+HISTOGRAM_SAMPLES = 1 << 20
 WEIGHT_ONE = 1 << 24
 #: A predictor's largest error: samples lie in their planes' ranges, so it is at most 1 020
 #: (N + W − NW or W + NE − N of Co or Cg against a sample at the other end).
@@ -432,7 +434,8 @@ def _unbiased(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray, 
     nw = np.where(has_up & has_left, p[..., :h, :-2], n)
     ne = np.where(has_up & has_right, p[..., :h, 2:], n)
     preds = _predictors(n, west, nw, ne)
-    errors = np.zeros((PREDICTORS, *x.shape[:-2], h + 2, w + 3), np.int32)  # absent: 0
+    # absent: 0; int16 holds them and their sums E (at most coder.max_error, 9 180)
+    errors = np.zeros((PREDICTORS, *x.shape[:-2], h + 2, w + 3), np.int16)
     for k, pk in enumerate(preds):
         np.abs(x - pk, out=errors[k, ..., 2:, 2:-1], casting="unsafe")
     e_n, e_w, e_ne, e_nw = (
@@ -566,18 +569,24 @@ def histograms(coder: PredictiveCoder, x: IntArray, pred: IntArray, contexts: In
 
 
 def histograms_many(
-    coder: PredictiveCoder, x: IntArray, pred: IntArray, contexts: IntArray, images: int
+    coder: PredictiveCoder, x: np.ndarray, pred: np.ndarray, contexts: np.ndarray, images: int
 ) -> list[Counts]:
     """:func:`histograms` of each of ``images`` images whose tiles are planes (3, tiles, h, w)
-    (image-major), with one sort for all."""
-    keys = _sample_keys(coder, x, pred, contexts).reshape(3, images, -1)
-    keys = keys.transpose(1, 0, 2).reshape(images, -1)
-    space = coder.contexts * coder_tables.NUM_PHASES * _KEY_VALUES
-    keys += space * np.arange(images)[:, None]
-    unique, count = np.unique(_narrowed(keys), return_counts=True)
-    image, key = np.divmod(unique.astype(np.int64), space)
-    bounds = np.searchsorted(image, np.arange(images + 1))
-    return [Counts.of_unique(key[a:b], count[a:b]) for a, b in itertools.pairwise(bounds)]
+    (image-major): one sort for the samples of as many images as make ``HISTOGRAM_SAMPLES``."""
+    per_image = x.size // images
+    step = max(1, HISTOGRAM_SAMPLES // per_image)
+    out = []
+    for first in range(0, images, step):
+        n = min(step, images - first)
+        part = (a.reshape(3, images, -1)[:, first : first + n] for a in (x, pred, contexts))
+        keys = _sample_keys(coder, *part).transpose(1, 0, 2).reshape(n, -1)
+        space = coder.contexts * coder_tables.NUM_PHASES * _KEY_VALUES
+        keys += space * np.arange(n)[:, None]
+        unique, count = np.unique(_narrowed(keys), return_counts=True)
+        image, key = np.divmod(unique.astype(np.int64), space)
+        bounds = np.searchsorted(image, np.arange(n + 1))
+        out += [Counts.of_unique(key[a:b], count[a:b]) for a, b in itertools.pairwise(bounds)]
+    return out
 
 
 def _mean_costs(
@@ -941,7 +950,7 @@ def _encode_group(
     coder: PredictiveCoder, rgbs: Sequence[np.ndarray], progress: Share | None = None
 ) -> list[list[bytes]]:
     """The streams of each of ``rgbs`` (one shape): batch by batch, the images' tiles
-    predicted together (image-major) and their streams pushed in lockstep."""
+    predicted together (image-major), then each batch's streams pushed in lockstep."""
     height, width, _ = rgbs[0].shape
     images = len(rgbs)
     batches = _batches(height, width)
@@ -953,21 +962,14 @@ def _encode_group(
     counts = [functools.reduce(operator.add, c) for c in zip(*per_batch, strict=True)]
     chosen = choose_many(coder, counts)
     params = np.stack([p for _, p in chosen])
-    tables = coding_tables(coder)
     streams = []
     done = 0
-    for x, pred, context in coded:
-        _, tiles, h, w = x.shape
+    for batch in coded:
+        _, tiles, h, w = batch[0].shape
         tiles //= images
-        image = np.repeat(np.arange(images), tiles)[:, None, None]
-        index, offset = _coding(coder, params[image, context], pred)
+        by_image = [a.reshape(3, images, -1).transpose(1, 0, 2).reshape(images, -1) for a in batch]
         group = lockstep.Encoder(images, _lanes(tiles, h, w))
-        order, ends = _push_order(tiles, h, w)
-        by_image = (
-            a.reshape(3, images, -1).transpose(1, 0, 2).reshape(images, -1)[:, order]
-            for a in (x, index, offset)
-        )
-        _push_in_pieces(group, tables, *by_image, ends)
+        _push_in_pieces(coder, group, params, *by_image, *_push_order(tiles, h, w))
         streams.append(group.finish())
         done += tiles * h * w
         if progress:
@@ -976,9 +978,9 @@ def _encode_group(
     return [[parts[k] + streams[0][k], *(s[k] for s in streams[1:])] for k in range(images)]
 
 
-def _predicted(coder: PredictiveCoder, tiles: Sequence[np.ndarray]) -> tuple[IntArray, ...]:
-    """(planes, prediction, context) of RGB tiles of one shape, each (3, tiles, h, w) int64:
-    predicted ``PREDICT_PIXELS`` at a time, kept narrow in between."""
+def _predicted(coder: PredictiveCoder, tiles: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """(planes int16, prediction int32, context int16) of RGB tiles of one shape, each
+    (3, tiles, h, w): predicted ``PREDICT_PIXELS`` at a time, kept narrow (8 bytes a sample)."""
     h, w, _ = tiles[0].shape
     per_part = max(1, PREDICT_PIXELS // (h * w))
     parts: list[tuple[np.ndarray, ...]] = []
@@ -986,25 +988,32 @@ def _predicted(coder: PredictiveCoder, tiles: Sequence[np.ndarray]) -> tuple[Int
         x = to_planes(np.stack(tiles[i : i + per_part]))
         pred, context = predict(coder, x)
         parts.append((x.astype(np.int16), pred.astype(np.int32), context.astype(np.int16)))
-    return tuple(np.concatenate(a, axis=1).astype(np.int64) for a in zip(*parts, strict=True))
+    return tuple(np.concatenate(a, axis=1) for a in zip(*parts, strict=True))
 
 
 def _push_in_pieces(
+    coder: PredictiveCoder,
     group: lockstep.Encoder,
-    tables: coder_tables.Tables,
-    x: IntArray,
-    index: IntArray,
-    offset: IntArray,
+    params: IntArray,
+    x: np.ndarray,
+    pred: np.ndarray,
+    context: np.ndarray,
+    order: IntArray,
     ends: Sequence[int],
 ) -> None:
-    """``group.push_chunks`` of the chunks ending at ``ends``, in calls of about
-    ``PUSH_SYMBOLS`` symbols per stream (each call's temporaries are a few words a symbol)."""
+    """Push each image's samples (rows of ``x``, ``pred``, ``context``; image k's parameters
+    ``params[k]``) in push order ``order``, the chunks ending at ``ends`` (:func:`_push_order`),
+    in calls of about ``PUSH_SYMBOLS`` symbols per stream: the tables and offsets of a call's
+    samples only are worked out at a time (a few words a symbol)."""
+    image = np.arange(len(params))[:, None]
     start, piece = 0, []
     for k, end in enumerate(ends):
         piece.append(end - start)
         if end - start >= PUSH_SYMBOLS or k == len(ends) - 1:
-            cut = slice(start, end)
-            group.push_chunks(tables, x[:, cut], index[:, cut], offset[:, cut], piece)
+            at = order[start:end]
+            values, chosen = x[:, at].astype(np.int64), params[image, context[:, at]]
+            index, offset = _coding(coder, chosen, pred[:, at].astype(np.int64))
+            group.push_chunks(coding_tables(coder), values, index, offset, piece)
             start, piece = end, []
 
 
@@ -1138,8 +1147,8 @@ def _decode_tiles(
     lanes = 3 * tiles  # (plane, tile) pairs
     x = np.zeros((height * width + 1, lanes), np.int64)  # the last position stays 0
     grid = (height + 2) * (width + 3)  # zero border: absent
-    errors = np.zeros((grid, PREDICTORS, lanes), np.int32)
-    residuals = np.zeros((grid, lanes), np.int32)  # |sample − rounded prediction|
+    errors = np.zeros((grid, PREDICTORS, lanes), np.int16)  # as the encoder's
+    residuals = np.zeros((grid, lanes), np.int16)  # |sample − rounded prediction|
     low, high = (np.repeat(b.ravel(), tiles)[None, :] for b in _plane_bounds((3, 1)))
     tile_heights = np.repeat([g.height for g in groups], [g.tiles for g in groups])
     tile_widths = np.repeat([g.width for g in groups], [g.tiles for g in groups])
