@@ -1,6 +1,7 @@
-"""Many small images in one command: the flow runs over them as a batch and their streams are
-coded in lockstep, and every file is still exactly what it is alone — the same container
-bytes, the same decoded bytes, its own error."""
+"""Many images of one shape in one command: they run as a batch (small ones through the flow,
+any through the predictive coders) and their streams are coded in lockstep, and every file is
+still exactly what it is alone — the same container bytes, the same decoded bytes, its own
+error."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from test_image_codec import encode_file, photo_like
 from iodfz import api, cli, zoo
 from iodfz.codec import image as image_codec
 from iodfz.codec import pixels as pixel_codec
+from iodfz.codec import predictive
 from iodfz.codecs import Options
 from iodfz.container import CODEC_IMAGE
 
@@ -122,6 +124,52 @@ def test_small_images_take_the_batch_path(tmp_path: Path, monkeypatch: pytest.Mo
     outcomes.clear()
     cli.execute(tests, 1, lambda i, n: None, lambda i, o: outcomes.append(o))
     assert [o.error for o in outcomes] == [None] * 6
+
+
+def test_images_of_several_tiles_take_the_batch_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The predictive coder codes images of one shape together whatever their size: each
+    file the container made alone, decoded together too."""
+    paths = [tmp_path / f"{i}.ppm" for i in range(3)]
+    for i, path in enumerate(paths):
+        path.write_bytes(encode_file(photo_like(300, 270, seed=i), "PPM"))
+    alone = {p: Path(f"{p}.alone") for p in paths}
+    for path in paths:
+        api.compress_file(path, alone[path])
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an image was coded alone")
+
+    monkeypatch.setattr(predictive, "encode", refused)
+    monkeypatch.setattr(predictive, "decode", refused)
+    jobs = [cli.Job("compress", str(p), f"{p}.iodf", Options()) for p in paths]
+    outcomes: list[cli.Outcome] = []
+    cli.execute(jobs, 1, lambda i, n: None, lambda i, o: outcomes.append(o))
+    assert [o.error for o in outcomes] == [None] * 3
+    for path in paths:
+        assert Path(f"{path}.iodf").read_bytes() == alone[path].read_bytes()
+    tests = [cli.Job("test", f"{p}.iodf", None, Options()) for p in paths]
+    outcomes.clear()
+    cli.execute(tests, 1, lambda i, n: None, lambda i, o: outcomes.append(o))
+    assert [o.error for o in outcomes] == [None] * 3
+
+
+def test_files_are_worked_out_in_runs_of_bounded_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = [300, 500, 100, 900, 50, 50]
+    jobs = []
+    for i, size in enumerate(sizes):
+        path = tmp_path / f"{i}.bin"
+        path.write_bytes(bytes(size))
+        jobs.append(cli.Job("compress", str(path), f"{path}.iodf", Options()))
+    jobs.append(cli.Job("compress", str(tmp_path / "missing"), "x.iodf", Options()))
+    monkeypatch.setattr(cli, "MAX_AHEAD_BYTES", 800)
+    runs = list(cli._runs(jobs))
+    assert [(start, len(run)) for start, run in runs] == [(0, 2), (2, 1), (3, 1), (4, 3)]
+    monkeypatch.setattr(cli, "MAX_AHEAD_FILES", 2)
+    assert [len(run) for _, run in cli._runs(jobs)] == [2, 1, 1, 2, 1]
 
 
 def _damage_stream(container: Path) -> None:

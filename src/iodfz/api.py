@@ -218,7 +218,7 @@ class _Meter:
 @dataclass
 class Ahead:
     """Image results worked out for several inputs at once (:func:`compress_ahead`,
-    :func:`decompress_ahead`: the flow over a batch of small images), for :func:`compress` and
+    :func:`decompress_ahead`: images of one shape coded together), for :func:`compress` and
     :func:`decompress` to take by content. A result is used only for the very bytes (and
     options) it was worked out from, and the container's digest checks it as any other; an
     input not found here is done as usual."""
@@ -291,8 +291,9 @@ def _read_ahead(
 def compress_ahead(
     paths: Sequence[str | os.PathLike[str]], options: Options | None = None
 ) -> Ahead:
-    """What the image codec makes of those of ``paths`` that are small images, worked out at
-    once (see :class:`Ahead`); the files are then compressed one by one with ``ahead=``."""
+    """What the image codec makes of those of ``paths`` that are images of at most
+    ``MAX_AHEAD_SAMPLES``, worked out at once (see :class:`Ahead`); the files are then
+    compressed one by one with ``ahead=``."""
     options = options or Options()
     ahead = Ahead(options)
     codecs = image_codecs()
@@ -308,7 +309,7 @@ def compress_ahead(
 def _small_image(data: bytes) -> bool:
     """Whether ``data``, a regular file's contents, is an image that :func:`compress` offers
     whole to the image codecs, and whose header declares at most ``MAX_AHEAD_SAMPLES``: larger
-    ones are not parsed twice for nothing (their flow is batched within them, tile by tile)."""
+    ones are not parsed twice for nothing (they are batched within them, tile by tile)."""
     from iodfz import formats
 
     head = data[:_SNIFF]
@@ -320,7 +321,7 @@ def _small_image(data: bytes) -> bool:
 
 
 def decompress_ahead(paths: Sequence[str | os.PathLike[str]]) -> Ahead:
-    """The decoded contents of those of ``paths`` that are containers of small images, worked
+    """The decoded contents of those of ``paths`` that are containers of images, worked
     out at once (see :class:`Ahead`); the files are then decompressed one by one with
     ``ahead=``, which checks each against its digest as usual."""
     ahead = Ahead()

@@ -33,7 +33,7 @@ from iodfz.codecs import (
 )
 from iodfz.container import CODEC_IMAGE, CODEC_ZSTD, codec_name
 from iodfz.errors import IodfError
-from iodfz.limits import MAX_AHEAD_FILES
+from iodfz.limits import MAX_AHEAD_BYTES, MAX_AHEAD_FILES
 from iodfz.machine import available_cores
 
 if TYPE_CHECKING:  # imported where used: a run without a pool or a bar never loads them
@@ -445,8 +445,7 @@ def execute(jobs: list[Job], workers: int, advance: Advance, report: Report) -> 
     if workers > 1 and len(jobs) > 1 and all(job.dst != STDIO for job in jobs):
         _execute_pool(jobs, workers, advance, report)
         return
-    for start in range(0, len(jobs), MAX_AHEAD_FILES):
-        chunk = jobs[start : start + MAX_AHEAD_FILES]
+    for start, chunk in _runs(jobs):
         ahead = _ahead(chunk)
         for index, job in enumerate(chunk, start):
             done = 0
@@ -459,9 +458,37 @@ def execute(jobs: list[Job], workers: int, advance: Advance, report: Report) -> 
             report(index, run_job(job, progress, ahead))
 
 
+def _runs(jobs: list[Job]) -> Iterator[tuple[int, list[Job]]]:
+    """``jobs`` in runs worked out at once (:func:`_ahead`), each with the index of its first
+    job: at most MAX_AHEAD_FILES files of at most MAX_AHEAD_BYTES in all (a larger file alone),
+    so that a command's memory is bounded and its progress moves run by run."""
+    run: list[Job] = []
+    start = size = 0
+    for index, job in enumerate(jobs):
+        n = _file_size(job.src)
+        if run and (len(run) == MAX_AHEAD_FILES or size + n > MAX_AHEAD_BYTES):
+            yield start, run
+            run, start, size = [], index, 0
+        run.append(job)
+        size += n
+    if run:
+        yield start, run
+
+
+def _file_size(path: str) -> int:
+    """The size of file ``path``; 0 for stdin or one that cannot be looked at (doing its job
+    says why)."""
+    if path == STDIO:
+        return 0
+    try:
+        return os.stat(path).st_size
+    except (OSError, ValueError):
+        return 0
+
+
 def _ahead(jobs: list[Job]) -> api.Ahead:
     """The image results of ``jobs`` (one command's) worked out at once where that is faster:
-    the flow runs over their small images as one batch. Each job then takes its result by
+    their images of one shape are coded together. Each job then takes its result by
     content, and does everything else — and anything not worked out here — alone."""
     paths = [job.src for job in jobs if job.src != STDIO]
     if len(paths) < 2:
@@ -487,7 +514,7 @@ def _execute_pool(jobs: list[Job], workers: int, advance: Advance, report: Repor
         min(workers, len(jobs)), mp_context=context, initializer=_worker_init, initargs=(queue,)
     )
     _WORKER_POOL_RUNNING = True
-    # Jobs go out in runs, so that a worker works out its small images together (_ahead), and
+    # Jobs go out in runs, so that a worker works out its images together (_ahead), and
     # in several runs per worker, so that the workers finish together.
     size = min(MAX_AHEAD_FILES, -(-len(jobs) // (2 * workers)))
     starts = range(0, len(jobs), size)

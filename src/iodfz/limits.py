@@ -55,18 +55,20 @@ MAX_AHEAD_FILES = 256
 """Most files a command works out at once (the image flow run over a batch of small images:
 ``api.compress_ahead``, ``api.decompress_ahead``) before it writes them one by one."""
 
-MAX_AHEAD_FILE = 1 * MiB
-"""Largest file read for working out at once with others: a small image (one tile of the
-flow) or its container is far smaller."""
+MAX_AHEAD_FILE = 4 * MiB
+"""Largest file read for working out at once with others: an image of MAX_AHEAD_SAMPLES or
+its container is smaller."""
 
-MAX_AHEAD_SAMPLES = 256 * 256 * 4
+MAX_AHEAD_SAMPLES = 3 * 1024 * 1024
 """Most samples (height × width × channels, as its header declares them) of an image worked
-out with others: one tile of the flow at most (a larger image is batched within itself)."""
+out with others: a megapixel of RGB, two or more of which the predictive coders code together
+(``codec.predictive.GROUP_PIXELS``); a larger image is batched within itself."""
 
-MAX_AHEAD_BYTES = 64 * MiB
-"""Most bytes of files read for working out at once (they and their results are held until
-each file is written); the flow itself runs on at most ``codec.pixels.MAX_BATCH_PIXELS`` at a
-time."""
+MAX_AHEAD_BYTES = 16 * MiB
+"""Most bytes of files worked out at once: a command reads and works out its files in runs
+of at most this many bytes (and MAX_AHEAD_FILES files), holding them and their results until
+each file is written; a run's images are coded at most ``codec.predictive.GROUP_PIXELS`` (the
+flow's ``codec.pixels.MAX_BATCH_PIXELS``) at a time."""
 
 MAX_TABLE_CACHE_FILE = 16 * MiB
 """Largest coder-table cache file read back (``engine.tables``): a table set's frequencies are

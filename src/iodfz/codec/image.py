@@ -206,7 +206,9 @@ class ImageCoder(Protocol):
 
     def batch_count(self, height: int, width: int, tile: int) -> int: ...
 
-    def single_tile(self, height: int, width: int, tile: int) -> bool: ...
+    def codes_together(self, height: int, width: int, tile: int) -> bool:
+        """Whether images of this size go through ``encode_many`` and ``decode_many``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -257,8 +259,8 @@ class FlowCoder:
     def batch_count(self, height: int, width: int, tile: int) -> int:
         return pixel_codec.batch_count(*_padded(height, width, self.levels), tile)
 
-    def single_tile(self, height: int, width: int, tile: int) -> bool:
-        return pixel_codec.single_tile(height, width, self.levels, tile)
+    def codes_together(self, height: int, width: int, tile: int) -> bool:
+        return pixel_codec.single_tile(height, width, self.levels, tile)  # one flow tile
 
 
 @dataclass(frozen=True)
@@ -322,9 +324,10 @@ class NeuralImageCodec:
     def try_compress_many(
         self, datas: Sequence[bytes], level: int, options: Options
     ) -> dict[int, Encoded | None]:
-        """``try_compress`` of those of ``datas`` that are small images (one tile) sharing
-        their shape with another one, keyed by position: their flow runs as one batch per
-        model and their streams are coded in lockstep, each result the very one
+        """``try_compress`` of those of ``datas`` that are images their coders code together
+        (``ImageCoder.codes_together``) sharing their shape with another one, keyed by
+        position: they run as one batch per model and their streams are coded in lockstep,
+        each result the very one
         ``try_compress`` gives. Inputs it declines are there as None. Anything else — other
         inputs, and any that raised — is left out, for ``try_compress`` to do (and report)
         alone."""
@@ -341,7 +344,7 @@ class NeuralImageCodec:
                 continue
             if not takens:
                 results[i] = None
-            elif all(t.coder.single_tile(*t.rgb.shape[:2], pixel_codec.TILE) for t in takens):
+            elif all(t.coder.codes_together(*t.rgb.shape[:2], pixel_codec.TILE) for t in takens):
                 tried[i] = [None] * len(takens)
                 for k, taken in enumerate(takens):
                     key = (taken.coder.model_id, taken.rgb.shape)
@@ -381,9 +384,10 @@ class NeuralImageCodec:
         return _rebuild(layout, rgb, parts)
 
     def decompress_many(self, items: Sequence[tuple[Sections, bytes]]) -> dict[int, bytes]:
-        """``decompress`` of those of ``items`` (sections, payload) that hold small images (one
-        tile, compact payload) sharing their shape with another one, keyed by position: the
-        flow's inverse runs over them as one batch, their streams decoded in lockstep. Items
+        """``decompress`` of those of ``items`` (sections, payload) that hold images their
+        coders decode together (``ImageCoder.codes_together``, compact payload) sharing their
+        shape with another one, keyed by position: they run as one batch per model, their
+        streams decoded in lockstep. Items
         that are anything else, or fail here in any way, are left out, for ``decompress`` to
         do (and report) alone; a result is the very bytes ``decompress`` gives."""
         groups: dict[tuple[str, int, int, int], list[tuple[int, _Layout, _Parts]]] = {}
@@ -393,8 +397,8 @@ class NeuralImageCodec:
                 layout = _layout(sections)
                 coder = next(_coders(layout.model_id.hex()))
                 h, rgb_w = layout.shape.height, layout.rgb_width
-                one_tile = coder.single_tile(h, rgb_w, layout.tile)
-                if not layout.flags & FLAG_COMPACT or not one_tile:
+                together = coder.codes_together(h, rgb_w, layout.tile)
+                if not layout.flags & FLAG_COMPACT or not together:
                     continue
                 parts = _cut(layout, payload, coder)
             except Exception:  # found again, and reported, when this item is done alone

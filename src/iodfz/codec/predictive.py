@@ -201,8 +201,8 @@ class PredictiveCoder:
     def batch_count(self, height: int, width: int, tile: int) -> int:
         return batch_count(height, width)
 
-    def single_tile(self, height: int, width: int, tile: int) -> bool:
-        return tile == TILE and single_tile(height, width)
+    def codes_together(self, height: int, width: int, tile: int) -> bool:
+        return tile == TILE  # any size: encode_many and decode_many take images of one shape
 
     @functools.cached_property
     def shift_groups(self) -> IntArray:
@@ -1219,11 +1219,6 @@ def _decode_tiles(
         for t in range(start, stop)
     ]
     return out, inside.reshape(3, tiles).all(0)
-
-
-def single_tile(height: int, width: int) -> bool:
-    """Whether an image of this size is one tile (what the batch functions take)."""
-    return height <= TILE and width <= TILE
 
 
 def decode_many(
