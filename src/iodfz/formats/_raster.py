@@ -80,6 +80,14 @@ def _valid(b: np.ndarray, h: int, w: int, c: int, length: int) -> bool:
     return bool(np.all(count[:h, :w] == 1))
 
 
+def _contiguous(b: np.ndarray, w: int, c: int) -> int | None:
+    """The offset of valid blocks that are one run of the whole raster's bytes, top-down
+    (a PNM's), else None: such a raster is one slice of the file."""
+    if len(b) != 1 or b[0, _STRIDE] != w * c or b[0, _FLIP]:
+        return None
+    return int(b[0, _OFF])
+
+
 def _pieces(b: np.ndarray, w: int, c: int) -> Iterator[tuple[object, object]]:
     """(file index, raster index) pairs covering every block: slices of strided views for
     large blocks, int64 fancy indices for batches of small ones (bounds already checked)."""
@@ -132,6 +140,11 @@ def split(
         return None
     if not _valid(b, h, w, c, len(data)):
         return None
+    at = _contiguous(b, w, c)
+    if at is not None:
+        size = h * w * c
+        raster = np.frombuffer(data, np.uint8, size, at).reshape(h, w, c).copy()
+        return raster, data[:at] + data[at + size :]
     buf = np.frombuffer(data, np.uint8)
     hole = np.zeros(len(buf), bool)
     raster = np.empty((h, w, c), np.uint8)
@@ -155,6 +168,9 @@ def join(raster: np.ndarray, skeleton: bytes, blocks: Sequence[Block] | np.ndarr
     total = len(skeleton) + raster.size
     if not _valid(b, h, w, c, total):
         raise FormatError("pixel blocks out of range, overlapping or not covering the raster")
+    at = _contiguous(b, w, c)
+    if at is not None:
+        return skeleton[:at] + raster.tobytes() + skeleton[at:]
     out = np.empty(total, np.uint8)
     hole = np.zeros(total, bool)
     flat = raster.reshape(-1)
