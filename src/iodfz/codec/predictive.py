@@ -727,14 +727,15 @@ def _best_shifts(
     return shifts, per_slot.min(1).reshape(len(counts), SHIFT_COUNT).sum(1)
 
 
-def split_params(coder: PredictiveCoder, first: bytes) -> tuple[IntArray, bytes]:
+def split_params(
+    coder: PredictiveCoder, first: bytes, defaults: IntArray | None
+) -> tuple[IntArray, bytes]:
     """(parameters, first stream) of a payload's first part, which begins with the parameter
-    part (FORMAT.md 3.5); PredictiveError if it is damaged, or needs default parameters that
-    are not installed intact."""
+    part (FORMAT.md 3.5), given the coder's ``default_params``; PredictiveError if it is
+    damaged, or needs default parameters that are not installed intact."""
     if not first:
         raise PredictiveError("parameter part is empty")
     if first[0] == MODE_DEFAULTS and len(first) > SHIFTS_BYTES:
-        defaults = default_params(coder)
         if defaults is None:
             raise PredictiveError(f"needs {coder.defaults_file}, which is not installed intact")
         end = 1 + SHIFTS_BYTES
@@ -1031,7 +1032,7 @@ def decode(
     batches = _batches(height, width)
     if len(parts) != len(batches):
         raise PredictiveError("wrong number of parts")
-    params, first = split_params(coder, parts[0])
+    params, first = split_params(coder, parts[0], default_params(coder))
     tables = coding_tables(coder)
     streams = [first, *parts[1:]]
     rgb = np.empty((height, width, 3), np.uint8)
@@ -1230,10 +1231,11 @@ def decode_many(
     batches = _batches(height, width)
     out: list[np.ndarray | None] = [None] * len(parts)
     good = []
+    defaults = default_params(coder)
     for k, image_parts in enumerate(parts):
         with contextlib.suppress(PredictiveError):
             if len(image_parts) == len(batches):
-                params, first = split_params(coder, image_parts[0])
+                params, first = split_params(coder, image_parts[0], defaults)
                 good.append((k, params, [first, *image_parts[1:]]))
     per_group = max(1, GROUP_PIXELS // (height * width))
     for i in range(0, len(good), per_group):
