@@ -259,7 +259,7 @@ def test_batches_of_small_images_give_the_bytes_made_alone() -> None:
     assert many == [predictive.encode(rgb) for rgb in rgbs]
     damaged = [list(p) for p in many]
     damaged[2][0] = damaged[2][0][:-2]
-    back = predictive.decode_many(damaged, 24, 40)
+    back = predictive.decode_many(damaged, [(24, 40)] * 5)
     assert back[2] is None
     for k in (0, 1, 3, 4):
         assert np.array_equal(back[k], rgbs[k])
@@ -274,10 +274,26 @@ def test_batches_of_large_images_give_the_bytes_made_alone() -> None:
     assert len(many[0]) == predictive.batch_count(300, 270) > 1
     damaged = [list(p) for p in many]
     damaged[1][-1] = damaged[1][-1][:-3]
-    back = predictive.decode_many(damaged, 300, 270)
+    back = predictive.decode_many(damaged, [(300, 270)] * 3)
     assert back[1] is None
     for k in (0, 2):
         assert np.array_equal(back[k], rgbs[k])
+
+
+def test_images_of_different_shapes_decode_in_one_sweep() -> None:
+    shapes = [(300, 270), (40, 530), (257, 31), (40, 530), (5, 9)]
+    rgbs = [photo_like(h, w, seed=s) for s, (h, w) in enumerate(shapes)]
+    parts = [predictive.encode(rgb) for rgb in rgbs]
+    back = predictive.decode_many(parts, shapes)
+    for rgb, got in zip(rgbs, back, strict=True):
+        assert np.array_equal(got, rgb)
+    # a damaged stream of an image alone in its unit fails its sweep: those come back None
+    damaged = [list(p) for p in parts]
+    damaged[2][0] = damaged[2][0][: len(damaged[2][0]) // 2]
+    back = predictive.decode_many(damaged, shapes)
+    assert back[2] is None
+    for k, got in enumerate(back):
+        assert got is None or np.array_equal(got, rgbs[k]), k
 
 
 def test_shifts_pack_two_to_a_byte() -> None:

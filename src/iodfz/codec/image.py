@@ -201,13 +201,21 @@ class ImageCoder(Protocol):
     ) -> np.ndarray: ...
 
     def decode_many(
-        self, streams: Sequence[list[bytes]], height: int, width: int
-    ) -> list[np.ndarray | None]: ...
+        self, streams: Sequence[list[bytes]], shapes: Sequence[tuple[int, int]]
+    ) -> list[np.ndarray | None]:
+        """``decode`` of each image's streams, of the (height, width) of ``shapes`` (one shape
+        unless ``decodes_mixed_shapes``); None for one that is damaged."""
+        ...
 
     def batch_count(self, height: int, width: int, tile: int) -> int: ...
 
     def codes_together(self, height: int, width: int, tile: int) -> bool:
         """Whether images of this size go through ``encode_many`` and ``decode_many``."""
+        ...
+
+    @property
+    def decodes_mixed_shapes(self) -> bool:
+        """Whether ``decode_many`` takes images of different shapes together."""
         ...
 
 
@@ -251,16 +259,22 @@ class FlowCoder:
         )
 
     def decode_many(
-        self, streams: Sequence[list[bytes]], height: int, width: int
+        self, streams: Sequence[list[bytes]], shapes: Sequence[tuple[int, int]]
     ) -> list[np.ndarray | None]:
+        if len(set(shapes)) != 1:
+            raise ValueError("a flow decodes images of one shape together")
         firsts = [image_streams[0] for image_streams in streams]  # one tile: one stream
-        return pixel_codec.decode_many(self.model, self._engine(), firsts, height, width)
+        return pixel_codec.decode_many(self.model, self._engine(), firsts, *shapes[0])
 
     def batch_count(self, height: int, width: int, tile: int) -> int:
         return pixel_codec.batch_count(*_padded(height, width, self.levels), tile)
 
     def codes_together(self, height: int, width: int, tile: int) -> bool:
         return pixel_codec.single_tile(height, width, self.levels, tile)  # one flow tile
+
+    @property
+    def decodes_mixed_shapes(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -385,12 +399,13 @@ class NeuralImageCodec:
 
     def decompress_many(self, items: Sequence[tuple[Sections, bytes]]) -> dict[int, bytes]:
         """``decompress`` of those of ``items`` (sections, payload) that hold images their
-        coders decode together (``ImageCoder.codes_together``, compact payload) sharing their
-        shape with another one, keyed by position: they run as one batch per model, their
-        streams decoded in lockstep. Items
+        coders decode together (``ImageCoder.codes_together``, compact payload) with another
+        one (of the same shape, unless the coder ``decodes_mixed_shapes``), keyed by position:
+        they run as one batch per model, their streams decoded in lockstep. Items
         that are anything else, or fail here in any way, are left out, for ``decompress`` to
         do (and report) alone; a result is the very bytes ``decompress`` gives."""
-        groups: dict[tuple[str, int, int, int], list[tuple[int, _Layout, _Parts]]] = {}
+        groups: dict[tuple[str, int, tuple[int, int] | None], list[tuple[int, _Layout, _Parts]]]
+        groups = {}
         coders: dict[str, ImageCoder] = {}
         for i, (sections, payload) in enumerate(items):
             try:
@@ -404,14 +419,15 @@ class NeuralImageCodec:
             except Exception:  # found again, and reported, when this item is done alone
                 continue
             coders[coder.model_id] = coder
-            key = (coder.model_id, h, rgb_w, layout.tile)
-            groups.setdefault(key, []).append((i, layout, parts))
+            shape = None if coder.decodes_mixed_shapes else (h, rgb_w)
+            groups.setdefault((coder.model_id, layout.tile, shape), []).append((i, layout, parts))
         results: dict[int, bytes] = {}
-        for (model_id, h, rgb_w, _), members in groups.items():
+        for (model_id, _, _), members in groups.items():
             if len(members) < 2:
                 continue
+            shapes = [(layout.shape.height, layout.rgb_width) for _, layout, _ in members]
             try:
-                rgbs = coders[model_id].decode_many([p.streams for _, _, p in members], h, rgb_w)
+                rgbs = coders[model_id].decode_many([p.streams for _, _, p in members], shapes)
             except Exception:  # found again, and reported, when each item is done alone
                 continue
             for (i, layout, parts), rgb in zip(members, rgbs, strict=True):

@@ -195,12 +195,16 @@ class PredictiveCoder:
         return decode(streams, height, width, self, progress)
 
     def decode_many(
-        self, streams: Sequence[list[bytes]], height: int, width: int
+        self, streams: Sequence[list[bytes]], shapes: Sequence[tuple[int, int]]
     ) -> list[np.ndarray | None]:
-        return decode_many(streams, height, width, self)
+        return decode_many(streams, shapes, self)
 
     def batch_count(self, height: int, width: int, tile: int) -> int:
         return batch_count(height, width)
+
+    @property
+    def decodes_mixed_shapes(self) -> bool:
+        return True  # tiles of any images in one sweep (decode_many)
 
     def codes_together(self, height: int, width: int, tile: int) -> bool:
         return tile == TILE  # any size: encode_many and decode_many take images of one shape
@@ -1028,54 +1032,21 @@ def decode(
 ) -> np.ndarray:
     """Inverse of :func:`encode`; PredictiveError (or the coder's CoderError) when the parts
     are damaged. Batches of different tile shapes are decoded in one sweep of anti-diagonals
-    (:func:`_sweeps`), each from its own stream."""
+    (:func:`_unit_sweeps`), each from its own stream."""
     batches = _batches(height, width)
     if len(parts) != len(batches):
         raise PredictiveError("wrong number of parts")
     params, first = split_params(coder, parts[0], default_params(coder))
-    tables = coding_tables(coder)
-    streams = [first, *parts[1:]]
+    member = (0, params, [first, *parts[1:]])
     rgb = np.empty((height, width, 3), np.uint8)
     done = 0
-    for sweep in _sweeps([(len(r), r[0][2], r[0][3]) for r in batches]):
-        decoders = []
-        for b in sweep:
-            tiles, h, w = len(batches[b]), batches[b][0][2], batches[b][0][3]
-            decoders.append(ans.compact_decoder(streams[b], _lanes(tiles, h, w)))
-        groups = [
-            _Group(_stream_pop(dec, tables), len(batches[b]), batches[b][0][2], batches[b][0][3])
-            for dec, b in zip(decoders, sweep, strict=True)
-        ]
-        tile_params = np.broadcast_to(params, (sum(g.tiles for g in groups), *params.shape))
-        planes, inside = _decode_tiles(coder, groups, tile_params)
-        for dec in decoders:
-            ans.check_finished(dec)
-        if not inside.all():
+    for sweep in _unit_sweeps([_Unit([member], b, rects) for b, rects in enumerate(batches)]):
+        if not _decode_units(coder, sweep, {0: rgb}, strict=True)[0]:
             raise PredictiveError("a decoded sample is out of range")
-        rects = [rect for b in sweep for rect in batches[b]]
-        for tile, (y, x0, th, tw) in zip(planes, rects, strict=True):
-            rgb[y : y + th, x0 : x0 + tw] = to_rgb(tile)
-            done += th * tw
+        done += sum(h * w for unit in sweep for _, _, h, w in unit.rects)
         if progress:
             progress(done / (height * width))
     return rgb
-
-
-def _sweeps(batches: Sequence[tuple[int, int, int]]) -> list[list[int]]:
-    """Batches (tiles, h, w) decoded together: runs of consecutive ones whose tiles, each as
-    large as the run's largest, hold at most ``pixel_codec.MAX_BATCH_PIXELS`` pixels (a
-    batch of full tiles alone; an image's edge batches together)."""
-    out: list[list[int]] = []
-    tiles = height = width = 0
-    for b, (n, h, w) in enumerate(batches):
-        grown = (tiles + n) * max(height, h) * max(width, w)
-        if out and grown <= pixel_codec.MAX_BATCH_PIXELS:
-            out[-1].append(b)
-            tiles, height, width = tiles + n, max(height, h), max(width, w)
-        else:
-            out.append([b])
-            tiles, height, width = n, h, w
-    return out
 
 
 @functools.lru_cache(maxsize=8)
@@ -1224,62 +1195,124 @@ def _decode_tiles(
 
 
 def decode_many(
-    parts: Sequence[list[bytes]], height: int, width: int, coder: PredictiveCoder = CODER
+    parts: Sequence[list[bytes]], shapes: Sequence[tuple[int, int]], coder: PredictiveCoder = CODER
 ) -> list[np.ndarray | None]:
-    """``decode(p, height, width, coder)`` of each of ``parts`` (images of one shape), their
-    streams decoded in lockstep; None for one that is damaged (decoding it alone says how)."""
-    batches = _batches(height, width)
-    out: list[np.ndarray | None] = [None] * len(parts)
-    good = []
+    """``decode(p, height, width, coder)`` of each of ``parts``, of the (height, width) of
+    ``shapes``: the streams of images of one shape decoded in lockstep, the tiles of several
+    images in one sweep of anti-diagonals (as many as make ``GROUP_PIXELS``), so that the
+    sweep's steps serve them all; None for an image that is damaged, or shares a sweep with
+    one whose stream ends early (decoding it alone says how)."""
     defaults = default_params(coder)
-    for k, image_parts in enumerate(parts):
+    by_shape: dict[tuple[int, int], list[_Member]] = {}
+    for k, (image_parts, shape) in enumerate(zip(parts, shapes, strict=True)):
         with contextlib.suppress(PredictiveError):
-            if len(image_parts) == len(batches):
+            if len(image_parts) == batch_count(*shape):
                 params, first = split_params(coder, image_parts[0], defaults)
-                good.append((k, params, [first, *image_parts[1:]]))
-    per_group = max(1, GROUP_PIXELS // (height * width))
-    for i in range(0, len(good), per_group):
-        members = good[i : i + per_group]
-        rgbs, ok = _decode_group(coder, members, batches)
-        for (k, _, _), rgb, whole in zip(members, rgbs, ok, strict=True):
-            if whole:
-                out[k] = rgb
+                by_shape.setdefault(shape, []).append((k, params, [first, *image_parts[1:]]))
+    units = []
+    for (h, w), members in by_shape.items():
+        per_group = max(1, GROUP_PIXELS // (h * w))
+        for i in range(0, len(members), per_group):
+            group = members[i : i + per_group]
+            units += [_Unit(group, b, rects) for b, rects in enumerate(_batches(h, w))]
+    found = [k for members in by_shape.values() for k, _, _ in members]
+    rgbs = {k: np.empty((*shapes[k], 3), np.uint8) for k in found}
+    whole = dict.fromkeys(rgbs, True)
+    for sweep in _unit_sweeps(units):
+        try:
+            for k, ok in _decode_units(coder, sweep, rgbs).items():
+                whole[k] &= ok
+        except (CoderError, PredictiveError):  # a lone stream's pop: the sweep's images fail
+            whole.update((k, False) for unit in sweep for k, *_ in unit.members)
+    return [rgbs[k] if whole.get(k) else None for k in range(len(parts))]
+
+
+_Member = tuple[int, IntArray, list[bytes]]  # an image's index, parameters and streams
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unit:
+    """One batch (index ``batch``, tiles ``rects``) of images of one shape (``members``)."""
+
+    members: Sequence[_Member]
+    batch: int
+    rects: list[tuple[int, int, int, int]]
+
+    @property
+    def tiles(self) -> int:
+        return len(self.members) * len(self.rects)
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        return self.rects[0][2], self.rects[0][3]
+
+
+def _unit_sweeps(units: Sequence[_Unit]) -> list[list[_Unit]]:
+    """Units decoded in one sweep, largest tiles first: runs whose tiles, each as large as
+    the run's largest, hold at most ``GROUP_PIXELS`` pixels (a larger unit alone)."""
+    out: list[list[_Unit]] = []
+    tiles = height = width = 0
+    for unit in sorted(units, key=lambda u: -u.tile_shape[0] * u.tile_shape[1]):
+        h, w = unit.tile_shape
+        grown = (tiles + unit.tiles) * max(height, h) * max(width, w)
+        if out and grown <= GROUP_PIXELS:
+            out[-1].append(unit)
+            tiles, height, width = tiles + unit.tiles, max(height, h), max(width, w)
+        else:
+            out.append([unit])
+            tiles, height, width = unit.tiles, h, w
     return out
 
 
-def _decode_group(
+def _decode_units(
     coder: PredictiveCoder,
-    members: Sequence[tuple[int, IntArray, list[bytes]]],
-    batches: list[list[tuple[int, int, int, int]]],
-) -> tuple[np.ndarray, BoolArray]:
-    """The images of ``members`` (index, parameters, each batch's stream; one shape), each
-    batch's streams decoded in lockstep, tiles image-major; and whether each decoded whole."""
+    sweep: Sequence[_Unit],
+    rgbs: dict[int, np.ndarray],
+    strict: bool = False,
+) -> dict[int, bool]:
+    """Decode the tiles of ``sweep``'s units into their images ``rgbs`` (by index): a unit of
+    several images from their streams in lockstep, one of a single image from its stream
+    alone (faster; a damaged one raises CoderError, and with ``strict`` one not used whole
+    too). Whether each image's tiles here decoded whole."""
     tables = coding_tables(coder)
-    images = len(members)
-    height = max(y + h for rects in batches for y, _, h, _ in rects)
-    width = max(x + w for rects in batches for _, x, _, w in rects)
-    rgbs = np.empty((images, height, width, 3), np.uint8)
-    whole = np.ones(images, bool)
-    params = np.stack([p for _, p, _ in members])
-    for sweep in _sweeps([(len(r), r[0][2], r[0][3]) for r in batches]):
-        decoders, groups = [], []
-        for b in sweep:
-            tiles, h, w = len(batches[b]), batches[b][0][2], batches[b][0][3]
-            dec = lockstep.Decoder([s[b] for _, _, s in members], _lanes(tiles, h, w))
-            decoders.append(dec)
-            groups.append(_Group(_lockstep_pop(dec, tables, images), images * tiles, h, w))
-        tiles_of = [len(batches[b]) for b in sweep]
-        tile_params = np.concatenate([np.repeat(params, t, axis=0) for t in tiles_of])
-        planes, inside = _decode_tiles(coder, groups, tile_params)
-        at = 0
-        for dec, b in zip(decoders, sweep, strict=True):
-            rects = batches[b]
-            whole &= dec.finish() & inside[at : at + images * len(rects)].reshape(images, -1).all(1)
-            for k in range(images):
-                for y, x, h, w in rects:
-                    rgbs[k, y : y + h, x : x + w] = to_rgb(planes[at])
-                    at += 1
-    return rgbs, whole
+    groups, finishers, tile_params = [], [], []
+    for unit in sweep:
+        streams = [s[unit.batch] for _, _, s in unit.members]
+        h, w = unit.tile_shape
+        lanes = _lanes(len(unit.rects), h, w)
+        if len(streams) > 1:
+            dec = lockstep.Decoder(streams, lanes)
+            groups.append(_Group(_lockstep_pop(dec, tables, len(streams)), unit.tiles, h, w))
+            finishers.append(dec.finish)
+        else:
+            alone = ans.compact_decoder(streams[0], lanes)
+            groups.append(_Group(_stream_pop(alone, tables), unit.tiles, h, w))
+            finishers.append(functools.partial(_finished, alone, strict))
+        params = np.stack([p for _, p, _ in unit.members])
+        tile_params.append(np.repeat(params, len(unit.rects), axis=0))
+    planes, inside = _decode_tiles(coder, groups, np.concatenate(tile_params))
+    whole: dict[int, bool] = {}
+    at = 0
+    for unit, finish in zip(sweep, finishers, strict=True):
+        ok = finish() & inside[at : at + unit.tiles].reshape(len(unit.members), -1).all(1)
+        for (k, _, _), image_ok in zip(unit.members, ok, strict=True):
+            whole[k] = whole.get(k, True) and bool(image_ok)
+            for y, x, h, w in unit.rects:
+                rgbs[k][y : y + h, x : x + w] = to_rgb(planes[at])
+                at += 1
+    return whole
+
+
+def _finished(dec: ans.Decoder, strict: bool) -> BoolArray:
+    """Whether a lone stream decoded whole (``ans.check_finished``; ``strict``: it raises if
+    not), as a lockstep decoder's ``finish`` says it of each of its streams."""
+    try:
+        ans.check_finished(dec)
+    except CoderError:
+        if strict:
+            raise
+        return np.zeros(1, bool)
+    return np.ones(1, bool)
 
 
 def _lockstep_pop(dec: lockstep.Decoder, tables: coder_tables.Tables, images: int) -> Pop:
