@@ -15,6 +15,7 @@ from test_image_codec import encode_file, photo_like
 
 from iodfz import api, zoo
 from iodfz.codec import pixels as pixel_codec
+from iodfz.codec import predictive
 from iodfz.codecs import FLOW_FROM
 from iodfz.container import CODEC_IMAGE
 
@@ -24,8 +25,10 @@ pytestmark = pytest.mark.skipif(not zoo.cards(), reason="no model installed in m
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of two 32×32 tiles (the batch bound is read at run time by both directions),
-    so that a small image is cut into several batches."""
+    so that a small image is cut into several batches, and the predictive coder's decoding
+    sweeps of as few pixels (each batch a sweep of its own)."""
     monkeypatch.setattr(pixel_codec, "MAX_BATCH_PIXELS", 2 * 32 * 32)
+    monkeypatch.setattr(predictive, "GROUP_PIXELS", 2 * 32 * 32)
 
 
 def test_the_pixel_codec_reports_each_batch(small_batches: None) -> None:
