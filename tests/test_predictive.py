@@ -296,6 +296,20 @@ def test_images_of_different_shapes_decode_in_one_sweep() -> None:
         assert got is None or np.array_equal(got, rgbs[k]), k
 
 
+def test_damaged_streams_of_large_declared_images_stop_early(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Streams that run out (short, hostile) fail their sweep at once instead of being
+    decoded to the end of the size their headers declare."""
+    parts = [predictive.encode(photo_like(64, 64, seed=s)) for s in range(3)]
+    short = [[p[0][:40]] + [b"\x00" * 8] * (predictive.batch_count(1024, 1024) - 1) for p in parts]
+    steps = []
+    coding = predictive._coding
+    monkeypatch.setattr(predictive, "_coding", lambda *a: steps.append(1) or coding(*a))
+    assert predictive.decode_many(short, [(1024, 1024)] * 3) == [None] * 3
+    assert len(steps) < 100  # a whole sweep of 256×256 tiles is 766 × 3 pops
+
+
 def test_shifts_pack_two_to_a_byte() -> None:
     shifts = np.array([-8, 7, 0, -1, 3, -5, 1, 2, -2, 6, 5, -3])
     packed = predictive.pack_shifts(shifts)

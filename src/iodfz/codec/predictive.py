@@ -1317,11 +1317,16 @@ def _finished(dec: ans.Decoder, strict: bool) -> BoolArray:
 
 def _lockstep_pop(dec: lockstep.Decoder, tables: coder_tables.Tables, images: int) -> Pop:
     """A batch's pop from each image's stream, decoded in lockstep: samples (samples, tiles)
-    with tiles image-major, each stream's in (tile, row) order."""
+    with tiles image-major, each stream's in (tile, row) order. CoderError once every stream
+    has failed: a sweep does not go on decoding what its (hostile) headers declare for
+    nothing."""
 
     def pop(index: IntArray, offset: IntArray) -> IntArray:
         samples, tiles = index.shape
         per_stream = (a.T.reshape(images, -1) for a in (index, offset))  # in range: checked
-        return dec.pop_flat(tables, *per_stream).reshape(tiles, samples).T
+        values = dec.pop_flat(tables, *per_stream).reshape(tiles, samples).T
+        if dec.failed.all():
+            raise CoderError("every stream decoded in lockstep is damaged")
+        return values
 
     return pop
