@@ -321,16 +321,20 @@ def _small_image(data: bytes) -> bool:
 
 
 def decompress_ahead(paths: Sequence[str | os.PathLike[str]]) -> Ahead:
-    """The decoded contents of those of ``paths`` that are containers of images, worked
-    out at once (see :class:`Ahead`); the files are then decompressed one by one with
-    ``ahead=``, which checks each against its digest as usual."""
+    """The decoded contents of those of ``paths`` that are containers of images of at most
+    ``MAX_AHEAD_SAMPLES`` (as their headers declare them), worked out at once (see
+    :class:`Ahead`); the files are then decompressed one by one with ``ahead=``, which checks
+    each against its digest as usual."""
     ahead = Ahead()
     codec = image_codec(CODEC_IMAGE)
     keys, items = [], []
     for blob in _read_ahead(paths, lambda head: head.startswith(MAGIC)):
         try:
             reader = ContainerReader(io.BytesIO(blob))
-            if reader.header.codec != CODEC_IMAGE:
+            shape = reader.header.sections.shape()
+            if reader.header.codec != CODEC_IMAGE or shape is None:
+                continue
+            if shape.height * shape.width * shape.channels > MAX_AHEAD_SAMPLES:
                 continue
             frames = list(reader.frames())
         except IodfError:
