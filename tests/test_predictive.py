@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import json
+import math
 import zlib
 from pathlib import Path
 
@@ -325,3 +326,8 @@ def test_the_defaults_follow_the_model_folders(monkeypatch: pytest.MonkeyPatch, 
         patch.setattr(zoo, "model_dirs", lambda: [tmp_path])
         assert predictive.default_params(predictive.CODER) is None
     assert predictive.default_params(predictive.CODER) is not None
+
+
+def test_integer_square_roots_are_exact() -> None:
+    n = np.concatenate([np.arange(100_000), [2**52 - 1, 2**50, 2**50 - 1, 10**14 - 1]])
+    assert predictive._isqrt(n).tolist() == [math.isqrt(int(v)) for v in n]
