@@ -27,7 +27,9 @@ DEFAULT_LEVEL = 3
 MIN_LEVEL = 1
 MAX_LEVEL = 19
 FLOW_FROM = 4  # from this level up small images also go through a flow (below: no network)
-TRY_ALL_FROM = 9  # from this level up an image is coded with every model serving the level
+#: From this level up an image is coded with every model serving the level (one larger than
+#: 128 × 128 only at MAX_LEVEL: below it such images go to the predictive coder alone).
+TRY_ALL_FROM = 9
 
 
 @dataclass(frozen=True)

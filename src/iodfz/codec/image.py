@@ -24,7 +24,7 @@ import zstandard
 from iodfz import formats, limits, zoo
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codec import predictive
-from iodfz.codecs import FLOW_FROM, TRY_ALL_FROM, Options, Share
+from iodfz.codecs import FLOW_FROM, MAX_LEVEL, Options, Share
 from iodfz.coder import CoderError, ans
 from iodfz.container import (
     CODEC_IMAGE,
@@ -569,10 +569,11 @@ _WARNED: set[str] = set()
 
 def _coders_for(level: int, height: int, width: int) -> list[ImageCoder]:
     """What an image of this size is coded with at ``level`` (the encoder keeps the smallest
-    result): below ``FLOW_FROM``, the predictive coder alone; below the max levels, the
-    predictive coder alone above ``PREDICTIVE_FROM_PIXELS``; else the level's flows
+    result): below ``FLOW_FROM``, the predictive coder alone; below ``MAX_LEVEL``, the
+    predictive coder alone above ``PREDICTIVE_FROM_PIXELS`` (session 22: the flows won no
+    Kodak image at level 9, which coded them ten times slower); else the level's flows
     (:func:`_flow_coders`) and the predictive coder."""
-    if level < FLOW_FROM or (level < TRY_ALL_FROM and height * width > PREDICTIVE_FROM_PIXELS):
+    if level < FLOW_FROM or (level < MAX_LEVEL and height * width > PREDICTIVE_FROM_PIXELS):
         return [predictive.encoding_coder()]
     return [*_flow_coders(level, height, width), predictive.encoding_coder()]
 
