@@ -19,7 +19,7 @@ from iodfz import api, cli, zoo
 from iodfz.codec import image as image_codec
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codec import predictive
-from iodfz.codecs import Options
+from iodfz.codecs import FLOW_FROM, Options
 from iodfz.container import CODEC_IMAGE
 
 pytestmark = pytest.mark.skipif(not zoo.cards(), reason="no model installed in models/")
@@ -101,54 +101,41 @@ def test_every_container_is_the_one_made_alone(tmp_path: Path) -> None:
         assert out.read_bytes() == path.read_bytes(), path.name
 
 
-def test_small_images_take_the_batch_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    paths = [tmp_path / f"{i}.ppm" for i in range(6)]
-    for i, path in enumerate(paths):
-        path.write_bytes(encode_file(photo_like(32, 32, seed=i), "PPM"))
-
-    def alone(*args: object, **kwargs: object) -> None:
-        raise AssertionError("an image was coded alone")
-
-    monkeypatch.setattr(pixel_codec, "encode", alone)
-    monkeypatch.setattr(pixel_codec, "decode", alone)
-    jobs = [cli.Job("compress", str(p), f"{p}.iodf", Options()) for p in paths]
-    outcomes: list[cli.Outcome] = []
-    cli.execute(jobs, 1, lambda i, n: None, lambda i, o: outcomes.append(o))
-    assert [o.error for o in outcomes] == [None] * 6
-    assert all(o.how.startswith("neural-image,") for o in outcomes)
-    tests = [cli.Job("test", f"{p}.iodf", None, Options()) for p in paths]
-    outcomes.clear()
-    cli.execute(tests, 1, lambda i, n: None, lambda i, o: outcomes.append(o))
-    assert [o.error for o in outcomes] == [None] * 6
-
-
-def test_images_of_several_tiles_take_the_batch_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("shape", "count", "level"),
+    [((32, 32), 6, 3), ((32, 32), 4, FLOW_FROM), ((300, 270), 3, 3)],
+)
+def test_images_of_one_shape_take_the_batch_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int], count: int, level: int
 ) -> None:
-    """The predictive coder codes images of one shape together whatever their size: each
-    file the container made alone, decoded together too."""
-    paths = [tmp_path / f"{i}.ppm" for i in range(3)]
+    """Images of one shape are coded together (small ones through the flow too from
+    FLOW_FROM; the predictive coder's of any size): each file the container made alone, and
+    decoded together too."""
+    paths = [tmp_path / f"{i}.ppm" for i in range(count)]
     for i, path in enumerate(paths):
-        path.write_bytes(encode_file(photo_like(300, 270, seed=i), "PPM"))
+        path.write_bytes(encode_file(photo_like(*shape, seed=i), "PPM"))
+    options = Options(level=level)
     alone = {p: Path(f"{p}.alone") for p in paths}
     for path in paths:
-        api.compress_file(path, alone[path])
+        api.compress_file(path, alone[path], options)
 
     def refused(*args: object, **kwargs: object) -> None:
         raise AssertionError("an image was coded alone")
 
-    monkeypatch.setattr(predictive, "encode", refused)
-    monkeypatch.setattr(predictive, "decode", refused)
-    jobs = [cli.Job("compress", str(p), f"{p}.iodf", Options()) for p in paths]
+    for module in (pixel_codec, predictive):
+        monkeypatch.setattr(module, "encode", refused)
+        monkeypatch.setattr(module, "decode", refused)
+    jobs = [cli.Job("compress", str(p), f"{p}.iodf", options) for p in paths]
     outcomes: list[cli.Outcome] = []
     cli.execute(jobs, 1, lambda i, n: None, lambda i, o: outcomes.append(o))
-    assert [o.error for o in outcomes] == [None] * 3
+    assert [o.error for o in outcomes] == [None] * count
+    assert all(o.how.startswith("neural-image,") for o in outcomes)
     for path in paths:
         assert Path(f"{path}.iodf").read_bytes() == alone[path].read_bytes()
     tests = [cli.Job("test", f"{p}.iodf", None, Options()) for p in paths]
     outcomes.clear()
     cli.execute(tests, 1, lambda i, n: None, lambda i, o: outcomes.append(o))
-    assert [o.error for o in outcomes] == [None] * 3
+    assert [o.error for o in outcomes] == [None] * count
 
 
 def test_files_are_worked_out_in_runs_of_bounded_bytes(
