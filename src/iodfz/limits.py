@@ -64,11 +64,12 @@ MAX_AHEAD_SAMPLES = 3 * 1024 * 1024
 out with others: a megapixel of RGB, two or more of which the predictive coders code together
 (``codec.predictive.GROUP_PIXELS``); a larger image is batched within itself."""
 
-MAX_AHEAD_BYTES = 16 * MiB
+MAX_AHEAD_BYTES = 6 * MiB
 """Most bytes of files worked out at once: a command reads and works out its files in runs
 of at most this many bytes (and MAX_AHEAD_FILES files), holding them and their results until
 each file is written; a run's images are coded at most ``codec.predictive.GROUP_PIXELS`` (the
-flow's ``codec.pixels.MAX_BATCH_PIXELS``) at a time."""
+flow's ``codec.pixels.MAX_BATCH_PIXELS``) at a time. About one such group of photos as PPM
+(2 M pixels of RGB): a command's progress moves every few seconds."""
 
 MAX_TABLE_CACHE_FILE = 16 * MiB
 """Largest coder-table cache file read back (``engine.tables``): a table set's frequencies are
