@@ -116,7 +116,8 @@ def test_push_chunks_is_a_push_per_chunk(lanes: int) -> None:
     assert together == one_by_one.finish()
     for k in range(streams):
         enc = ans.encoder(lanes)
-        ans.push_chunks(enc, tables, values[k], index[k], offset[k], ends)
+        for chunk in _chunks(ends):
+            ans.push(enc, tables, values[k, chunk], index[k, chunk], offset[k, chunk])
         ans.push(enc, mixture, top[k], channel[k], zero[k])
         assert together[k] == ans.finish(enc, compact=True), k
 

@@ -7,10 +7,10 @@ of ``iodfz.cli_extra`` at the end).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, get_type_hints
 
 import typer
 from typer.core import TyperGroup
@@ -95,124 +95,62 @@ _VERBOSE = typer.Option(False, "-v", "--verbose", help="One line per file: sizes
 _DEBUG = typer.Option(False, "--debug", help="Show tracebacks of errors.")
 
 
-@app.command()
-def compress(
-    files: list[str] = _FILES,
-    stdout: bool = _STDOUT,
-    keep: bool = _KEEP,
-    rm: bool = _RM,
-    force: bool = _FORCE,
-    output: Path | None = _OUTPUT,
-    output_dir: Path | None = _OUTPUT_DIR,
-    recursive: bool = _RECURSIVE,
-    threads: int = _THREADS,
-    quiet: bool = _QUIET,
-    verbose: bool = _VERBOSE,
-    level: int = typer.Option(
-        DEFAULT_LEVEL,
-        "--level",
-        metavar="N",
-        show_default=False,
-        help=(
-            f"{MIN_LEVEL} (fast) to {MAX_LEVEL}, or -1 … -19 (default {DEFAULT_LEVEL}); images:"
-            f" below {FLOW_FROM} no network, from {FLOW_FROM} small ones also through a flow,"
-            f" from {TRY_ALL_FROM} every model tried; the smallest kept."
-        ),
+_LEVEL = typer.Option(
+    DEFAULT_LEVEL,
+    "--level",
+    metavar="N",
+    show_default=False,
+    help=(
+        f"{MIN_LEVEL} (fast) to {MAX_LEVEL}, or -1 … -19 (default {DEFAULT_LEVEL}); images: below"
+        f" {FLOW_FROM} no network, from {FLOW_FROM} small ones also through a flow, from"
+        f" {TRY_ALL_FROM} through every flow, at {MAX_LEVEL} every model on every image; the"
+        " smallest kept."
     ),
-    pixels: bool = typer.Option(
-        False,
-        "--pixels",
-        help="PNG: accept the same pixels re-encoded when the bytes cannot be rebuilt.",
-    ),
-    no_name: bool = typer.Option(
-        False,
-        "-n",
-        "--no-name",
-        help="Store no name, mode or mtime in the file (as gzip -n; the output still gets them).",
-    ),
-    debug: bool = _DEBUG,
-) -> None:
-    """Compress each FILE to FILE.iodf (stdin to stdout without FILE)."""
-    cli.compress(
-        files=files,
-        stdout=stdout,
-        keep=keep,
-        rm=rm,
-        force=force,
-        output=output,
-        output_dir=output_dir,
-        recursive=recursive,
-        threads=threads,
-        quiet=quiet,
-        verbose=verbose,
-        level=level,
-        pixels=pixels,
-        no_name=no_name,
-        debug=debug,
-    )
+)
+_PIXELS = typer.Option(
+    False,
+    "--pixels",
+    help="PNG: accept the same pixels re-encoded when the bytes cannot be rebuilt.",
+)
+_NO_NAME = typer.Option(
+    False,
+    "-n",
+    "--no-name",
+    help="Store no name, mode or mtime in the file (as gzip -n; the output still gets them).",
+)
+_JSON = typer.Option(False, "--json", help="Machine-readable output.")
+_COMMON = {"files": _FILES, "verbose": _VERBOSE, "debug": _DEBUG}
+_BATCH = {**_COMMON, "recursive": _RECURSIVE, "threads": _THREADS, "quiet": _QUIET}
+_WRITE = {**_BATCH, "stdout": _STDOUT, "keep": _KEEP, "rm": _RM, "force": _FORCE}
+_OUTPUTS = {**_WRITE, "output": _OUTPUT, "output_dir": _OUTPUT_DIR}
 
 
-@app.command()
-def decompress(
-    files: list[str] = _FILES,
-    stdout: bool = _STDOUT,
-    keep: bool = _KEEP,
-    rm: bool = _RM,
-    force: bool = _FORCE,
-    output: Path | None = _OUTPUT,
-    output_dir: Path | None = _OUTPUT_DIR,
-    recursive: bool = _RECURSIVE,
-    threads: int = _THREADS,
-    quiet: bool = _QUIET,
-    verbose: bool = _VERBOSE,
-    debug: bool = _DEBUG,
-) -> None:
-    """Decompress each FILE.iodf to FILE (stdin to stdout without FILE)."""
-    cli.decompress(
-        files=files,
-        stdout=stdout,
-        keep=keep,
-        rm=rm,
-        force=force,
-        output=output,
-        output_dir=output_dir,
-        recursive=recursive,
-        threads=threads,
-        quiet=quiet,
-        verbose=verbose,
-        debug=debug,
-    )
+def _command(run: Callable[..., None], params: dict[str, Any]) -> Callable[..., None]:
+    """A typer command that runs ``run`` (a command of :mod:`iodfz.cli`): its parameters, their
+    types and its help as ``run`` declares them, each parameter's option or argument from
+    ``params`` — so that a command's parameters are declared once, in iodfz.cli."""
+    hints = get_type_hints(run)
+    signature = inspect.signature(run)
+    parameters = [
+        p.replace(annotation=hints[p.name], default=params[p.name])
+        for p in signature.parameters.values()
+    ]
+
+    def command(**kwargs: Any) -> None:
+        run(**kwargs)
+
+    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    command.__name__, command.__doc__ = run.__name__, run.__doc__
+    return command
 
 
-@app.command("test")
-def test_cmd(
-    files: list[str] = _FILES,
-    recursive: bool = _RECURSIVE,
-    threads: int = _THREADS,
-    quiet: bool = _QUIET,
-    verbose: bool = _VERBOSE,
-    debug: bool = _DEBUG,
-) -> None:
-    """Decode each FILE.iodf and verify its checksums without writing anything."""
-    cli.test_cmd(
-        files=files, recursive=recursive, threads=threads, quiet=quiet, verbose=verbose, debug=debug
-    )
-
-
-@app.command()
-def info(
-    files: list[str] = _FILES,
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    verbose: bool = _VERBOSE,
-    debug: bool = _DEBUG,
-) -> None:
-    """Show codec, sizes, ratio, image shape, model and checksum of each FILE.iodf.
-
-    Checks the container's CRCs but does not decode; use `iodfz test` for that.
-    """
-    cli.info(files=files, as_json=as_json, verbose=verbose, debug=debug)
-
-
+app.command()(
+    _command(cli.compress, {**_OUTPUTS, "level": _LEVEL, "pixels": _PIXELS, "no_name": _NO_NAME})
+)
+app.command()(_command(cli.decompress, _OUTPUTS))
+app.command("test")(_command(cli.test_cmd, _BATCH))
+info = _command(cli.info, {**_COMMON, "as_json": _JSON})
+app.command()(info)
 app.command("list", hidden=True, help="Alias of info.")(info)
 
 

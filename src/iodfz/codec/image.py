@@ -324,9 +324,9 @@ class NeuralImageCodec:
     def try_compress(
         self, data: bytes, level: int, options: Options, progress: Share | None = None
     ) -> Encoded | None:
-        """The container parts of ``data`` coded by the level's model — from
-        ``zoo.TRY_ALL_FROM`` up, by each model serving the level, keeping the smallest — or
-        None when the neural path does not take it or zstd does better."""
+        """The container parts of ``data`` coded by each coder :func:`_coders_for` gives it,
+        keeping the smallest, or None when the neural path does not take it or zstd does
+        better."""
         takens = _take_apart(data, options, functools.partial(_coders_for, level))
         results = []
         for i, taken in enumerate(takens):
@@ -341,10 +341,9 @@ class NeuralImageCodec:
         """``try_compress`` of those of ``datas`` that are images their coders code together
         (``ImageCoder.codes_together``) sharing their shape with another one, keyed by
         position: they run as one batch per model and their streams are coded in lockstep,
-        each result the very one
-        ``try_compress`` gives. Inputs it declines are there as None. Anything else — other
-        inputs, and any that raised — is left out, for ``try_compress`` to do (and report)
-        alone."""
+        each result the very one ``try_compress`` gives. Inputs it declines are there as None.
+        Anything else — other inputs, and any that raised — is left out, for ``try_compress``
+        to do (and report) alone."""
         results: dict[int, Encoded | None] = {}
         tried: dict[int, list[Encoded | None]] = {}
         failed: set[int] = set()
@@ -401,9 +400,9 @@ class NeuralImageCodec:
         """``decompress`` of those of ``items`` (sections, payload) that hold images their
         coders decode together (``ImageCoder.codes_together``, compact payload) with another
         one (of the same shape, unless the coder ``decodes_mixed_shapes``), keyed by position:
-        they run as one batch per model, their streams decoded in lockstep. Items
-        that are anything else, or fail here in any way, are left out, for ``decompress`` to
-        do (and report) alone; a result is the very bytes ``decompress`` gives."""
+        they run as one batch per model, their streams decoded in lockstep. Items that are
+        anything else, or fail here in any way, are left out, for ``decompress`` to do (and
+        report) alone; a result is the very bytes ``decompress`` gives."""
         groups: dict[tuple[str, int, tuple[int, int] | None], list[tuple[int, _Layout, _Parts]]]
         groups = {}
         coders: dict[str, ImageCoder] = {}
@@ -570,8 +569,8 @@ _WARNED: set[str] = set()
 def _coders_for(level: int, height: int, width: int) -> list[ImageCoder]:
     """What an image of this size is coded with at ``level`` (the encoder keeps the smallest
     result): below ``FLOW_FROM``, the predictive coder alone; below ``MAX_LEVEL``, the
-    predictive coder alone above ``PREDICTIVE_FROM_PIXELS`` (session 22: the flows won no
-    Kodak image at level 9, which coded them ten times slower); else the level's flows
+    predictive coder alone above ``PREDICTIVE_FROM_PIXELS`` (the flows win no large photo:
+    tried on Kodak they gave the same bytes ten times slower); else the level's flows
     (:func:`_flow_coders`) and the predictive coder."""
     if level < FLOW_FROM or (level < MAX_LEVEL and height * width > PREDICTIVE_FROM_PIXELS):
         return [predictive.encoding_coder()]

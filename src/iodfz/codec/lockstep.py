@@ -252,11 +252,10 @@ def _symbols_of(tables: Tables, which: IntArray) -> tuple[IntArray, IntArray]:
 
 class _Lookup:
     """Which symbol covers each cf, and what each symbol stands for (one per table set, see
-    :func:`_lookup`). A symbol is found by bisection where the intervals end (``ends``: table
-    ``t``'s symbols cover ``[t·2^precision, (t+1)·2^precision)`` in order). Rows of
-    ``tables.lut`` per table met (2^16 entries each) decode a step ~20 % faster but cost more
-    to build than that saves in one call of the command line: ~75 ms for the ~200 tables a
-    batch of 95 small images meets."""
+    :func:`_lookup`). A narrow step finds its symbols by bisection where the intervals end
+    (``ends``: table ``t``'s symbols cover ``[t·2^precision, (t+1)·2^precision)`` in order);
+    a wide one (``LOOKUP_FROM_WIDTH``) in ``tables.lut``, which costs ~50 ms to build: more
+    than a batch of 95 small images would gain from it."""
 
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
@@ -334,17 +333,19 @@ class _Escapes:
         self._parse(64)
 
     def _parse(self, prefix: int) -> None:
-        """Parse the first ``prefix`` bytes of every stream: each one's complete varints'
-        codes (-1 for one too long or too large to be an escape) and the offset past each;
-        and whether the stream is parsed to its end."""
+        """Parse the first ``prefix`` bytes of every stream (``ans.varints``): each one's
+        complete varints' codes (-1 for one too long or too large to be an escape code) and
+        the offset past each; and whether the stream is parsed to its end."""
         self.prefix = prefix
-        parsed = [_varints(d[:prefix]) for d in self.data]
-        self.count = np.array([len(c) for c, _ in parsed], np.int64)
+        parsed = [ans.varints(d[:prefix]) for d in self.data]
+        self.count = np.array([len(values) for values, _, _ in parsed], np.int64)
         width = max(1, int(self.count.max()))
         self.codes = np.full((len(parsed), width), -1, np.int64)
         self.ends = np.zeros((len(parsed), width), np.int64)
-        for k, (codes, ends) in enumerate(parsed):
-            self.codes[k, : len(codes)], self.ends[k, : len(ends)] = codes, ends
+        for k, (values, lengths, past) in enumerate(parsed):
+            good = (lengths <= ans.MAX_VARINT) & (values < 4 * ans.VALUE_LIMIT)
+            self.codes[k, : len(values)] = np.where(good, values.astype(np.int64), -1)
+            self.ends[k, : len(past)] = past
         self.whole = np.array([len(d) <= prefix for d in self.data])
 
     def take(self, stream: IntArray) -> tuple[IntArray, npt.NDArray[np.bool_]]:
@@ -366,23 +367,6 @@ class _Escapes:
         """The bytes of the values stream ``stream`` has read (``ans.Decoder.esc_pos``)."""
         used = int(self.used[stream])
         return int(self.ends[stream, used - 1]) if used else 0
-
-
-def _varints(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray]:
-    """The complete LEB128 varints of ``data`` as ``ans.read_escapes`` reads them: each one's
-    value (-1 where it is longer than ``ans`` allows or too large for an escape code), and
-    the offset past its last byte."""
-    ends = np.flatnonzero(data < 0x80)
-    if not len(ends):
-        return np.zeros(0, np.int64), ends
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    lengths = ends - starts + 1
-    used = int(ends[-1]) + 1
-    pos = np.minimum(np.arange(used) - np.repeat(starts, lengths), ans.MAX_VARINT)
-    part = (data[:used] & 0x7F).astype(np.uint64) << (7 * pos).astype(np.uint64)
-    values = np.add.reduceat(part, starts)
-    good = (lengths <= ans.MAX_VARINT) & (values < 4 * ans.VALUE_LIMIT)
-    return np.where(good, values.astype(np.int64), -1), ends + 1
 
 
 class Decoder:
@@ -475,8 +459,7 @@ class Decoder:
         k, at = np.nonzero(esc)
         codes, bad = self._escapes.take(k)
         self.failed |= bad
-        here, n = vals[k, at], nsym[k, at]
-        vals[k, at] = np.where(codes & 1 == 0, here + (codes >> 1), here - n - 1 - (codes >> 1))
+        vals[k, at] = ans.escaped_values(vals[k, at], nsym[k, at], codes)
 
     def finish(self) -> npt.NDArray[np.bool_]:
         """Which streams decoded whole: every word and escape byte used, every lane back at

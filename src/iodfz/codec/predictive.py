@@ -116,6 +116,7 @@ class PredictiveCoder:
     #: whether parameters of the image's own list only the contexts it uses (FORMAT.md 3.5)
     sparse_params: bool
     #: SHA-256 of the shipped tables (FORMAT.md 3.5): the defaults, then any texture biases
+    #: and learned tables
     defaults_sha256: str
     #: whether the prediction is corrected by the shipped bias of its texture key
     texture_bias: bool = False
@@ -761,7 +762,8 @@ def split_params(
 @dataclasses.dataclass(frozen=True)
 class Shipped:
     """A coder's shipped tables (models/<name>.json): default parameters and, for a coder
-    with texture biases, the bias of each texture key (eighths of a sample)."""
+    with texture biases, the bias of each texture key (eighths of a sample), and with learned
+    tables its rANS tables."""
 
     params: IntArray
     bias: IntArray | None
@@ -854,8 +856,8 @@ def _card_bytes(text: str, size: int) -> bytes:
 
 def defaults_bytes(params: IntArray) -> bytes:
     """Default parameters as their pinned hash covers them: every context's scale index (u8),
-    then every context's mean (i8) (then, for a coder with texture biases, each texture key's
-    bias, i8)."""
+    then every context's mean (i8); a coder's texture biases and tables follow them under the
+    hash (FORMAT.md 3.5)."""
     return params[:, 0].astype(np.uint8).tobytes() + params[:, 1].astype(np.int8).tobytes()
 
 

@@ -16,7 +16,6 @@ encodes the steps last-to-first, and a stream built by ``push(a); push(b)`` is r
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,30 +136,48 @@ def escape_codes(j: npt.NDArray[np.int64], nsym: npt.NDArray[np.int64]) -> npt.N
 def read_escaped_values(
     dec: Decoder, at_escape: npt.NDArray[np.int64], nsym: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.int64]:
-    """The values of escaped symbols from ``dec``'s escape section, inverse of
-    :func:`escape_codes`; ``at_escape`` is what each escape symbol decodes to (its table's
-    ``lo + nsym``)."""
-    ex = read_escapes(dec, len(at_escape)).astype(np.int64)
-    if int(ex.min()) < 0 or int(ex.max()) >= 4 * VALUE_LIMIT:
+    """The values of escaped symbols from ``dec``'s escape section (:func:`escaped_values`)."""
+    ex = read_escapes(dec, len(at_escape))
+    if int(ex.max()) >= 4 * VALUE_LIMIT:
         raise CoderError("rANS stream corrupted (escape value)")
-    return np.where(ex & 1 == 0, at_escape + (ex >> 1), at_escape - nsym - 1 - (ex >> 1))
+    return escaped_values(at_escape, nsym, ex.astype(np.int64))
+
+
+def escaped_values(
+    at_escape: npt.NDArray[np.int64], nsym: npt.NDArray[np.int64], codes: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """The values of escaped symbols of escape codes ``codes`` (each below 4·VALUE_LIMIT),
+    inverse of :func:`escape_codes`; ``at_escape`` is what each escape symbol decodes to (its
+    table's ``lo + nsym``)."""
+    return np.where(codes & 1 == 0, at_escape + (codes >> 1), at_escape - nsym - 1 - (codes >> 1))
 
 
 def read_escapes(dec: Decoder, count: int) -> npt.NDArray[np.uint64]:
     """The next ``count`` escaped values of ``dec``'s escape section (inverse of escape_bytes)."""
-    b = dec.esc[dec.esc_pos : dec.esc_pos + MAX_VARINT * count]
-    ends = np.flatnonzero(b < 0x80)[:count]
-    if len(ends) < count:
+    values, lengths, past = varints(dec.esc[dec.esc_pos : dec.esc_pos + MAX_VARINT * count], count)
+    if len(values) < count:
         raise CoderError("rANS stream truncated (escape values)")
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    lengths = ends - starts + 1
     if int(lengths.max()) > MAX_VARINT:
         raise CoderError("rANS stream corrupted (escape value too long)")
+    dec.esc_pos += int(past[-1])
+    return values
+
+
+def varints(
+    data: npt.NDArray[np.uint8], count: int | None = None
+) -> tuple[npt.NDArray[np.uint64], IntArray, IntArray]:
+    """The complete LEB128 varints at the start of ``data`` (the first ``count``), as
+    :func:`escape_bytes` writes them: each one's value (of its first MAX_VARINT bytes: a longer
+    one is invalid), its length in bytes, and the offset past it."""
+    ends = np.flatnonzero(data < 0x80)[:count]
+    if not len(ends):
+        return np.zeros(0, np.uint64), ends, ends
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
     used = int(ends[-1]) + 1
-    pos = np.arange(used, dtype=np.int64) - np.repeat(starts, lengths)
-    contrib = (b[:used] & 0x7F).astype(np.uint64) << (7 * pos).astype(np.uint64)
-    dec.esc_pos += used
-    return np.add.reduceat(contrib, starts)
+    pos = np.minimum(np.arange(used, dtype=np.int64) - np.repeat(starts, lengths), MAX_VARINT)
+    contrib = (data[:used] & 0x7F).astype(np.uint64) << (7 * pos).astype(np.uint64)
+    return np.add.reduceat(contrib, starts), lengths, ends + 1
 
 
 def push(
@@ -178,25 +195,6 @@ def push(
     t_all, o_all, v_all = _inputs(tables, table_index, offset, values)
     assert v_all is not None
     _push_checked(enc, tables, t_all, o_all, v_all)
-
-
-def push_chunks(
-    enc: Encoder,
-    tables: Tables,
-    values: npt.ArrayLike,
-    table_index: npt.ArrayLike,
-    offset: npt.ArrayLike,
-    ends: Sequence[int],
-) -> None:
-    """``push`` of each chunk ``[ends[k-1], ends[k])`` of the flattened arguments in turn (each
-    chunk a push of its own: it starts at lane 0), with the arguments checked once: what a
-    coder that pushes many small chunks spends most of its time on otherwise."""
-    t_all, o_all, v_all = _inputs(tables, table_index, offset, values)
-    assert v_all is not None
-    start = 0
-    for end in ends:
-        _push_checked(enc, tables, t_all[start:end], o_all[start:end], v_all[start:end])
-        start = end
 
 
 def _push_checked(

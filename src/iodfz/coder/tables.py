@@ -194,8 +194,6 @@ def quantize_pmf(p: npt.NDArray[np.float64], precision: int) -> IntArray:
 
 def tables_from_freqs(los: list[int], freqs: list[IntArray], precision: int) -> Tables:
     """Assemble a Tables object from per-table (lo, frequencies incl. escape as last)."""
-    if any(len(f) < 1 for f in freqs):
-        raise CoderError("invalid table: frequencies must be >= 1 and sum to 2**precision")
     nsym = np.array([len(f) - 1 for f in freqs], dtype=np.int64)
     freq = np.concatenate(freqs).astype(np.int64) if freqs else np.zeros(0, np.int64)
     return tables_from_flat(np.asarray(los, np.int64), nsym, freq, precision)
