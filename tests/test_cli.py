@@ -371,6 +371,33 @@ def test_python_m_and_script_agree(run_iodfz) -> None:  # type: ignore[no-untype
         assert subprocess.run([script, "--version"], capture_output=True).returncode == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "status"), [(["--version"], 0), (["decompress", "missing.iodf"], 1), (["bogus"], 2)]
+)
+def test_main_leaves_with_the_commands_status_and_runs_exit_handlers(
+    tmp_path: Path, args: list[str], status: int
+) -> None:
+    """main() ends the process without tearing the interpreter down (cli._leave): the exit
+    status is the command's, what it printed is flushed, and exit handlers still run (the
+    benchmarks' peak-RSS wrapper is one)."""
+    code = (
+        "import atexit, sys; from iodfz import cli\n"
+        "atexit.register(lambda: print('handler ran', file=sys.stderr))\n"
+        f"sys.argv = ['iodfz', *{args!r}]\n"
+        "cli.main()\n"
+        "print('not reached')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == status, done.stderr
+    assert "handler ran" in done.stderr and "not reached" not in done.stdout
+    assert "Traceback" not in done.stderr
+    if status == 0:
+        assert done.stdout.startswith("iodfz ")
+
+
 @pytest.mark.parametrize("preset", [None, "10"])
 def test_idle_blas_threads_sleep_unless_the_user_says(preset: str | None) -> None:
     """The command sets OpenBLAS's idle spin to its least before numpy loads (its spin is

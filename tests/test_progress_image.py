@@ -86,7 +86,7 @@ def test_no_bar_and_no_rich_where_stderr_is_not_a_terminal(tmp_path: Path) -> No
         "from iodfz import cli\n"
         "sys.argv = ['iodfz', 'compress', *sys.argv[1:]]\n"
         "try:\n"
-        "    cli.main()\n"
+        "    cli.run_command_line()\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
         "loaded = [m for m in sys.modules if m.split('.')[0] in ('rich', 'multiprocessing')]\n"

@@ -964,7 +964,40 @@ def _blas_threads_sleep_when_idle() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: :func:`run_command_line`, then :func:`_leave` with its exit
+    status."""
+    try:
+        run_command_line()
+        status: object = 0
+    except SystemExit as exc:
+        status = exc.code
+    _leave(status)
+
+
+def _leave(status: object) -> None:
+    """End the process with exit ``status`` as ``sys.exit`` would, without tearing the
+    interpreter down: freeing numpy and every module's objects one by one costs a short
+    command ~10 % of its time (60 ms of a call on 95 small images), and nothing is left to
+    do by then — every output is closed and renamed, and exit handlers still run."""
+    import atexit
+
+    if status is None:
+        status = 0
+    elif not isinstance(status, int):
+        print(status, file=sys.stderr)
+        status = 1
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): as main does
+        status = status or 1
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(status)
+
+
+def run_command_line() -> None:
+    """Run the command line in ``sys.argv``; SystemExit with its status when it fails."""
     _blas_threads_sleep_when_idle()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
