@@ -192,3 +192,67 @@ def test_bad_arguments_are_refused() -> None:
         decoder.pop(tables, index, offset - 2**47)
     with pytest.raises(CoderError, match="streams"):
         lockstep.Encoder(3, 1).push(tables, values, index, offset)
+
+
+def _pushed_alone(rng: np.random.Generator, lanes: list[int], counts: np.ndarray) -> tuple:
+    """Streams of ``lanes[k]`` lanes, each coded alone: pop j gives stream k ``counts[j, k]``
+    logistic symbols (some escapes). Their streams and each pop's (values, index, offset) per
+    stream."""
+    tables = default_tables()
+    pops = []
+    for row in counts:
+        per_stream = []
+        for n in row:
+            scale, mean = rng.integers(0, 64, n), rng.integers(-4000, 4000, n)
+            values = (mean >> 3) + rng.logistic(0, 2 ** ((scale - 20) / 6), n).round().astype(int)
+            values[rng.random(n) < 0.02] += 5000
+            per_stream.append((values, *logistic_index(scale, mean)))
+        pops.append(per_stream)
+    streams = []
+    for k, count in enumerate(lanes):
+        enc = ans.encoder(count)
+        for per_stream in pops[::-1]:  # rANS: the last pop is pushed first
+            values, index, offset = per_stream[k]
+            ans.push(enc, tables, values, index, offset)
+        streams.append(ans.finish(enc, compact=True))
+    return tables, streams, pops
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ragged_streams_pop_as_each_pops_alone(seed: int) -> None:
+    """Streams of different lane counts, each popping its own number of symbols (0 too) in
+    one step loop, read what each gives alone; and a damaged one fails alone."""
+    rng = np.random.default_rng(seed)
+    lanes = [int(n) for n in rng.integers(1, 9, 6)]
+    counts = rng.integers(0, 60, (4, len(lanes)))
+    tables, streams, pops = _pushed_alone(rng, lanes, counts)
+    if seed % 2:
+        streams[2] = streams[2][: len(streams[2]) // 2]
+    decoder = lockstep.RaggedDecoder(streams, lanes)
+    for row, per_stream in zip(counts, pops, strict=True):
+        values, index, offset = (np.concatenate([p[a] for p in per_stream]) for a in range(3))
+        got = decoder.pop_ragged(tables, index, offset, row)
+        owner = np.repeat(np.arange(len(lanes)), row)
+        good = owner != 2 if seed % 2 else slice(None)
+        np.testing.assert_array_equal(got[good], values[good])
+    finished = decoder.finish()
+    assert finished.tolist() == [not (seed % 2 and k == 2) for k in range(len(lanes))]
+
+
+def test_pads_pop_nothing() -> None:
+    """A lockstep pop whose rows end in pads (table index ``tables.count``): each stream
+    pops only its own symbols, and pops on from there."""
+    rng = np.random.default_rng(7)
+    counts = np.array([[30, 12, 0], [5, 40, 22]])
+    tables, streams, pops = _pushed_alone(rng, [2, 2, 2], counts)
+    decoder = lockstep.Decoder(streams, 2)
+    for row, per_stream in zip(counts, pops, strict=True):
+        width = int(row.max())
+        index = np.full((3, width), tables.count, np.int64)
+        offset = np.zeros((3, width), np.int64)
+        for k, (_, t, o) in enumerate(per_stream):
+            index[k, : len(t)], offset[k, : len(o)] = t, o
+        got = decoder.pop_flat(tables, index, offset)
+        for k, (values, _, _) in enumerate(per_stream):
+            np.testing.assert_array_equal(got[k, : len(values)], values)
+    assert decoder.finish().all()

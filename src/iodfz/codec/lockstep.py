@@ -7,7 +7,9 @@ operation per step for the whole group, and every stream keeps its own words, es
 state. Each step is the arithmetic of :func:`iodfz.coder.ans.push` / ``pop`` on more lanes
 (in int64, which gives what ``push``'s exact float64 arithmetic gives), and every stream is
 written by ``ans.finish`` and checked by ``ans.check_finished``, so each stream is byte for
-byte the one that coding its image alone gives (tests/test_batch_lockstep.py).
+byte the one that coding its image alone gives (tests/test_batch_lockstep.py). Images of
+different shapes have streams of different lane counts and symbol layouts: the ragged
+decoder steps their lanes together all the same, each stream's symbols on its own lanes.
 
 The step loops run once per step of a group, a few dozen streams wide, so numpy's per-call
 cost is what they spend: they do as few calls per step as they can, and everything that can
@@ -255,16 +257,22 @@ class _Lookup:
     :func:`_lookup`). A narrow step finds its symbols by bisection where the intervals end
     (``ends``: table ``t``'s symbols cover ``[t·2^precision, (t+1)·2^precision)`` in order);
     a wide one (``LOOKUP_FROM_WIDTH``) in ``tables.lut``, which costs ~50 ms to build: more
-    than a batch of 95 small images would gain from it."""
+    than a batch of 95 small images would gain from it.
+
+    One more symbol follows the tables' (index ``len(tables.freq)``): the whole range as its
+    interval, which leaves a state as it is: what a pad (table index ``tables.count``, see
+    :meth:`Decoder.pop_flat`) finds by bisection."""
 
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
         self.ends = np.cumsum(tables.freq)
+        self.freq = np.append(tables.freq, 1 << tables.precision)
+        self.start = np.append(tables.start, 0)
         # what each symbol stands for (an escape: its table's lo + nsym), and which are escapes
         symbol, index = _symbols_of(tables, np.arange(tables.count))
-        self.value = np.zeros(len(tables.freq), np.int64)
+        self.value = np.zeros(len(tables.freq) + 1, np.int64)
         self.value[symbol] = np.repeat(tables.lo, tables.nsym + 1) + index
-        self.escape = np.zeros(len(tables.freq), bool)
+        self.escape = np.zeros(len(tables.freq) + 1, bool)
         self.escape[tables.base + tables.nsym] = True
 
 
@@ -375,24 +383,33 @@ class Decoder:
 
     def __init__(self, streams: list[bytes], lanes: int) -> None:
         self.lanes = lanes
+        self.x = np.stack(self._open(streams, [lanes] * len(streams)))
+        self._refill = _refill(self.words, self.pos, lanes)
+
+    def _open(self, streams: list[bytes], lanes: Sequence[int]) -> list[IntArray]:
+        """Open every stream (``lanes[k]`` lanes for stream k): its decoder, or None and
+        failed; every stream's words in one array. Each stream's lane states (L for one
+        that could not be opened)."""
         self.failed = np.zeros(len(streams), bool)
         self.decoders: list[ans.Decoder | None] = []
-        for k, stream in enumerate(streams):
+        for k, (stream, count) in enumerate(zip(streams, lanes, strict=True)):
             try:
-                self.decoders.append(ans.compact_decoder(stream, lanes))
+                self.decoders.append(ans.compact_decoder(stream, count))
             except CoderError:
                 self.decoders.append(None)
                 self.failed[k] = True
         ok = [d for d in self.decoders if d is not None]
-        self.x = np.stack([d.x if d is not None else np.full(lanes, ans.L) for d in self.decoders])
         # every stream's words in one array (and a spare word, so that there is one to read)
         sizes = np.array([0 if d is None else d.words.size for d in self.decoders], np.int64)
         self.start = np.cumsum(sizes) - sizes
         self.end = self.start + sizes
         self.pos = self.start + np.array([0 if d is None else d.pos for d in self.decoders])
         self.words = np.concatenate([*(d.words.astype(np.int64) for d in ok), [0]])
-        self._refill = _refill(self.words, self.pos, lanes)
         self._escapes = _Escapes([b"" if d is None else d.esc for d in self.decoders])
+        return [
+            np.full(count, ans.L) if d is None else d.x
+            for d, count in zip(self.decoders, lanes, strict=True)
+        ]
 
     def pop(self, tables: Tables, table_index: npt.ArrayLike, offset: npt.ArrayLike) -> IntArray:
         """``ans.pop`` of each stream: row k of the (streams, symbols) arrays from stream k."""
@@ -404,13 +421,15 @@ class Decoder:
     def pop_flat(self, tables: Tables, t: IntArray, o: IntArray) -> IntArray:
         """:meth:`pop` without its checks of the inputs, for a caller that makes them itself
         (as ``ans.pop_flat``): ``t`` and ``o`` int64 (streams, symbols), every table index in
-        range, every offset within the coder's range."""
+        range, every offset within the coder's range. A row may end in pads (table index
+        ``tables.count``): streams that pop fewer symbols than others here; a
+        pad pops nothing, and its value is junk."""
         lookup = _lookup(tables)
         g = self._steps(lookup, t)
         vals = lookup.value.take(g)
         esc = lookup.escape.take(g)
         if esc.any():
-            self._unescape(vals, esc, tables.nsym[t])
+            self._unescape(vals, esc, tables.nsym, t)
         vals += o
         return vals
 
@@ -421,12 +440,14 @@ class Decoder:
         n = t.shape[1]
         if not n:
             return np.zeros(t.shape, np.int64)
-        tables = lookup.tables
-        ends, freq, start = lookup.ends, tables.freq, tables.start
+        tables, ends = lookup.tables, lookup.ends
         width = self.lanes * len(self.pos)
         firsts = _cut((t.T << tables.precision).ravel(), width)  # each step's tables' first cf
-        # wide steps find their symbols in the tables' decode lookup (built once, ~50 ms)
-        bases = _cut(tables.base[t.T].ravel(), width) if width >= LOOKUP_FROM_WIDTH else None
+        # wide steps find their symbols in the tables' decode lookup (built once, ~50 ms),
+        # unless pads are popped: those only bisection finds (past every table)
+        wide = width >= LOOKUP_FROM_WIDTH and int(t.max()) < tables.count
+        bases = _cut(tables.base[t.T].ravel(), width) if wide else None
+        freq, start = lookup.freq, lookup.start
         x_all = np.ascontiguousarray(self.x.T)
         x = x_all.ravel()
         cf, y = np.empty_like(x), np.empty_like(x)
@@ -452,14 +473,16 @@ class Decoder:
         self.failed |= self.pos > self.end
         return np.concatenate(found).reshape(n, -1).T
 
-    def _unescape(self, vals: IntArray, esc: npt.NDArray[np.bool_], nsym: IntArray) -> None:
+    def _unescape(
+        self, vals: IntArray, esc: npt.NDArray[np.bool_], nsym: IntArray, t: IntArray
+    ) -> None:
         """Put the escaped values into ``vals`` (which holds ``lo + nsym`` of their tables
-        there), each stream's next escape values in symbol order, as ``ans.pop`` reads them.
-        A stream whose escape bytes are damaged or run out is failed."""
+        there; tables ``t``), each stream's next escape values in symbol order, as
+        ``ans.pop`` reads them. A stream whose escape bytes are damaged or run out is failed."""
         k, at = np.nonzero(esc)
         codes, bad = self._escapes.take(k)
         self.failed |= bad
-        vals[k, at] = ans.escaped_values(vals[k, at], nsym[k, at], codes)
+        vals[k, at] = ans.escaped_values(vals[k, at], nsym[t[k, at]], codes)
 
     def finish(self) -> npt.NDArray[np.bool_]:
         """Which streams decoded whole: every word and escape byte used, every lane back at
@@ -469,7 +492,7 @@ class Decoder:
             if dec is None or not ok[k]:
                 ok[k] = False
                 continue
-            dec.x = self.x[k].copy()
+            dec.x = self._states(k).copy()
             dec.pos = int(self.pos[k] - self.start[k])
             dec.esc_pos = self._escapes.bytes_used(k)
             try:
@@ -477,3 +500,90 @@ class Decoder:
             except CoderError:
                 ok[k] = False
         return ok
+
+    def _states(self, k: int) -> IntArray:
+        return self.x[k]
+
+
+class RaggedDecoder(Decoder):
+    """Compact streams of any lane counts (``lanes[k]`` for stream k), popped together: a pop
+    gives each stream a number of symbols of its own, and a step of the loop advances every
+    lane that has a symbol in it, of all streams at once. For the batches of images of
+    different shapes (each with its own lane count), whose pops would otherwise each run a
+    step loop of their own. Failed streams as in :class:`Decoder`."""
+
+    def __init__(self, streams: list[bytes], lanes: Sequence[int]) -> None:
+        self.lane_counts = np.asarray(lanes, np.int64)
+        self.first_lane = np.cumsum(self.lane_counts) - self.lane_counts
+        self.x = np.concatenate([np.zeros(0, np.int64), *self._open(streams, lanes)])
+
+    def _states(self, k: int) -> IntArray:
+        return self.x[self.first_lane[k] : self.first_lane[k] + self.lane_counts[k]]
+
+    def pop_ragged(self, tables: Tables, t: IntArray, o: IntArray, counts: IntArray) -> IntArray:
+        """``ans.pop_flat`` of each stream, unchecked likewise: ``t`` and ``o`` flat int64,
+        each stream's symbols back to back in stream order, ``counts[k]`` of stream k."""
+        lookup = _lookup(tables)
+        owner = np.repeat(np.arange(len(counts)), counts)
+        g = self._ragged_steps(lookup, t, owner, counts)
+        vals = lookup.value.take(g)
+        esc = lookup.escape.take(g)
+        if esc.any():
+            at = np.flatnonzero(esc)
+            codes, bad = self._escapes.take(owner[at])
+            self.failed |= bad
+            vals[at] = ans.escaped_values(vals[at], tables.nsym[t[at]], codes)
+        vals += o
+        return vals
+
+    def _ragged_steps(
+        self, lookup: _Lookup, t: IntArray, owner: IntArray, counts: IntArray
+    ) -> IntArray:
+        """The step loop of ``ans.pop`` over the lanes of every stream: symbol i of stream k
+        is lane ``i % lanes[k]``'s in step ``i // lanes[k]``. A step's entries are in stream,
+        then lane order, so that each stream's lanes read their words in lane order."""
+        if not len(t):
+            return np.zeros(0, np.int64)
+        tables, ends, freq, start = lookup.tables, lookup.ends, lookup.freq, lookup.start
+        index = np.arange(len(t)) - np.repeat(np.cumsum(counts) - counts, counts)
+        lanes = self.lane_counts.take(owner)
+        step = index // lanes
+        order = np.argsort(step, kind="stable")
+        slot = (self.first_lane.take(owner) + index - step * lanes).take(order)
+        first_cf = (t << tables.precision).take(order)
+        owners = owner.take(order)
+        # where each entry's stream begins in its step (its words are read from there on)
+        steps = step.take(order)
+        begins = (np.diff(owners, prepend=-1) != 0) | (np.diff(steps, prepend=-1) != 0)
+        begin = np.flatnonzero(begins).take(np.cumsum(begins) - 1)
+        bounds = np.cumsum(np.bincount(steps)).tolist()
+        cf_mask, p = np.array((1 << tables.precision) - 1), np.array(tables.precision)
+        low, word = np.array(ans.L), np.array(ans.WORD_BITS)
+        x, pos, words, streams = self.x, self.pos, self.words, len(counts)
+        found = []
+        a = 0
+        for b in bounds:
+            at = slot[a:b]
+            xs = x.take(at)
+            cf = xs & cf_mask
+            g = ends.searchsorted(cf + first_cf[a:b], side="right")  # past all tables: a pad
+            found.append(g)
+            xs >>= p
+            xs *= freq.take(g)
+            xs += cf
+            xs -= start.take(g)
+            need = xs < low
+            if need.any():
+                own = owners[a:b]
+                done = np.cumsum(need)  # the words this step's entries up to here read
+                first = begin[a:b] - a
+                rank = done - (done.take(first) - need.take(first))  # 1 for a stream's first
+                more = (xs << word) | words.take(pos.take(own) + rank - 1, mode="clip")
+                np.copyto(xs, more, where=need)
+                pos += np.bincount(own, need, streams).astype(np.int64)
+            x[at] = xs
+            a = b
+        self.failed |= self.pos > self.end
+        g_all = np.empty(len(t), np.int64)
+        g_all[order] = np.concatenate(found)
+        return g_all

@@ -1086,37 +1086,26 @@ def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
     return out
 
 
-Pop = Callable[[IntArray, IntArray], IntArray]  # (table index, offset) (n, tiles) → values
-
-
 @dataclasses.dataclass(frozen=True)
 class _Group:
-    """Tiles of one shape decoded from one source of symbols: ``pop`` takes the (table
-    index, offset) of a diagonal's samples (samples, tiles) and gives their values."""
+    """Tiles of one shape decoded from one unit's streams."""
 
-    pop: Pop
     tiles: int
     height: int
     width: int
 
 
-def _stream_pop(dec: ans.Decoder, tables: coder_tables.Tables) -> Pop:
-    """A batch's pop from its one stream: samples in (tile, row) order."""
-
-    def pop(index: IntArray, offset: IntArray) -> IntArray:
-        tiles = index.shape[1]
-        flat = index.T.ravel(), offset.T.ravel()  # int64, in range: params and pred are checked
-        return ans.pop_flat(dec, tables, *flat).reshape(tiles, -1).T
-
-    return pop
+# A diagonal's pops: (group, table index, offset) of its samples in each group that has some
+# there, (samples, tiles) each, in; their values out.
+Pops = Callable[[list[tuple[int, IntArray, IntArray]]], list[IntArray]]
 
 
 def _decode_tiles(
-    coder: PredictiveCoder, groups: Sequence[_Group], params: IntArray
+    coder: PredictiveCoder, groups: Sequence[_Group], params: IntArray, pops: Pops
 ) -> tuple[list[IntArray], BoolArray]:
     """Each tile's planes (3, h, w) — the tiles of ``groups`` with parameters ``params``
-    (tiles, contexts, 2), their samples from their group's ``pop`` — and whether each tile's
-    samples all fell in their planes' ranges (a damaged stream's may not).
+    (tiles, contexts, 2), their samples from ``pops`` — and whether each tile's samples all
+    fell in their planes' ranges (a damaged stream's may not).
 
     One sweep of the anti-diagonals of the groups' largest tile shape (H, W), every tile in it
     from the top left: a sample of a smaller tile sees the same neighbours there as in its
@@ -1161,12 +1150,12 @@ def _decode_tiles(
         rounded = _rounded(coder, pred)
         value = rounded.copy()  # samples outside their tile keep a harmless value
         picks = []  # each group's samples on this diagonal: all, some (their rows) or none
-        for group, start, stop in zip(groups, first[:-1], first[1:], strict=True):
+        for g, (group, start, stop) in enumerate(zip(groups, first[:-1], first[1:], strict=True)):
             real = (rows < group.height) & (cols < group.width)
             if real.all():
-                picks.append((group, start, stop, slice(None)))
+                picks.append((g, start, stop, slice(None)))
             elif real.any():
-                picks.append((group, start, stop, np.flatnonzero(real)))
+                picks.append((g, start, stop, np.flatnonzero(real)))
         for k in range(3):  # Y, Co, Cg: each plane's context needs the last one's residual
             plane = slice(k * tiles, (k + 1) * tiles)
             context = local[:, plane] + coder.plane_first[k]
@@ -1176,8 +1165,8 @@ def _decode_tiles(
                 bucket = _RESIDUAL_BUCKET.take(previous, mode="clip")  # a damaged pop: any value
                 context += coder.local_contexts * bucket
             index, offset = _coding(coder, params[tile, context], pred[:, plane])
-            for group, start, stop, at_rows in picks:
-                popped = group.pop(index[at_rows, start:stop], offset[at_rows, start:stop])
+            asked = [(g, index[at, a:b], offset[at, a:b]) for g, a, b, at in picks]
+            for (_, start, stop, at_rows), popped in zip(picks, pops(asked), strict=True):
                 value[at_rows, k * tiles + start : k * tiles + stop] = popped
         if ragged:
             real = (rows[:, None] < lane_heights) & (cols[:, None] < lane_widths)
@@ -1280,37 +1269,147 @@ def _decode_units(
     rgbs: dict[int, np.ndarray],
     strict: bool = False,
 ) -> dict[int, bool]:
-    """Decode the tiles of ``sweep``'s units into their images ``rgbs`` (by index): a unit of
-    several images from their streams in lockstep, one of a single image from its stream
-    alone (faster; a damaged one raises CoderError, and with ``strict`` one not used whole
-    too). Whether each image's tiles here decoded whole."""
-    tables = coding_tables(coder)
-    groups, finishers, tile_params = [], [], []
-    for unit in sweep:
-        streams = [s[unit.batch] for _, _, s in unit.members]
-        h, w = unit.tile_shape
-        lanes = _lanes(len(unit.rects), h, w)
-        if len(streams) > 1:
-            dec = lockstep.Decoder(streams, lanes)
-            groups.append(_Group(_lockstep_pop(dec, tables, len(streams)), unit.tiles, h, w))
-            finishers.append(dec.finish)
-        else:
-            alone = ans.compact_decoder(streams[0], lanes)
-            groups.append(_Group(_stream_pop(alone, tables), unit.tiles, h, w))
-            finishers.append(functools.partial(_finished, alone, strict))
-        params = np.stack([p for _, p, _ in unit.members])
-        tile_params.append(np.repeat(params, len(unit.rects), axis=0))
-    planes, inside = _decode_tiles(coder, groups, np.concatenate(tile_params))
+    """Decode the tiles of ``sweep``'s units into their images ``rgbs`` (by index), their
+    samples from :class:`_Sources` (with ``strict``, a stream not used whole raises
+    CoderError). Whether each image's tiles here decoded whole."""
+    sources = _Sources(sweep, coding_tables(coder))
+    groups = [_Group(unit.tiles, *unit.tile_shape) for unit in sweep]
+    tile_params = [
+        np.repeat(np.stack([p for _, p, _ in unit.members]), len(unit.rects), axis=0)
+        for unit in sweep
+    ]
+    planes, inside = _decode_tiles(coder, groups, np.concatenate(tile_params), sources.pop)
     whole: dict[int, bool] = {}
     at = 0
-    for unit, finish in zip(sweep, finishers, strict=True):
-        ok = finish() & inside[at : at + unit.tiles].reshape(len(unit.members), -1).all(1)
+    for unit, finished in zip(sweep, sources.finish(strict), strict=True):
+        ok = finished & inside[at : at + unit.tiles].reshape(len(unit.members), -1).all(1)
         for (k, _, _), image_ok in zip(unit.members, ok, strict=True):
             whole[k] = whole.get(k, True) and bool(image_ok)
             for y, x, h, w in unit.rects:
                 rgbs[k][y : y + h, x : x + w] = to_rgb(planes[at])
                 at += 1
     return whole
+
+
+class _Sources:
+    """Where the units of a sweep pop their samples from. The streams of the units of several
+    images (of one shape) with one lane count: one lockstep decoder, a unit that pops fewer
+    symbols than others there padded. The streams of the units of one image each: one
+    ragged decoder (each its own lane count and symbol count per pop), or alone when there is
+    one (faster). Each decoder runs one step loop per pop for all its units. CoderError once
+    a unit's streams have all failed: a sweep does not go on decoding what (hostile) headers
+    declare for nothing."""
+
+    def __init__(self, sweep: Sequence[_Unit], tables: coder_tables.Tables) -> None:
+        self.tables = tables
+        kinds: dict[int, list[int]] = {}  # lane count (0: any, one image each) → units
+        for u, unit in enumerate(sweep):
+            lanes = _lanes(len(unit.rects), *unit.tile_shape)
+            kinds.setdefault(lanes if len(unit.members) > 1 else 0, []).append(u)
+        self.decoders: list[ans.Decoder | lockstep.Decoder] = []
+        self.units: list[list[tuple[int, slice]]] = []  # per decoder: (unit, its stream rows)
+        self.where: dict[int, tuple[int, slice]] = {}  # per unit: (decoder, its stream rows)
+        for lanes, units in kinds.items():
+            streams = [s[sweep[u].batch] for u in units for _, _, s in sweep[u].members]
+            rows = np.cumsum([0, *(len(sweep[u].members) for u in units)])
+            owned = [(u, slice(a, b)) for u, a, b in zip(units, rows[:-1], rows[1:], strict=True)]
+            self.where.update((u, (len(self.decoders), at)) for u, at in owned)
+            self.units.append(owned)
+            if lanes:
+                self.decoders.append(lockstep.Decoder(streams, lanes))
+            elif len(streams) > 1:
+                counts = [_lanes(len(sweep[u].rects), *sweep[u].tile_shape) for u in units]
+                self.decoders.append(lockstep.RaggedDecoder(streams, counts))
+            else:
+                lone = sweep[units[0]]
+                lanes = _lanes(len(lone.rects), *lone.tile_shape)
+                self.decoders.append(ans.compact_decoder(streams[0], lanes))
+                continue
+            self._check(len(self.decoders) - 1)
+
+    def pop(self, asked: list[tuple[int, IntArray, IntArray]]) -> list[IntArray]:
+        """:data:`Pops` of the sweep's units (by their place in it)."""
+        out: list[IntArray] = [np.empty(0, np.int64)] * len(asked)
+        by_decoder: dict[int, list[int]] = {}
+        for r, (u, _, _) in enumerate(asked):
+            by_decoder.setdefault(self.where[u][0], []).append(r)
+        for d, requests in by_decoder.items():
+            decoder = self.decoders[d]
+            if isinstance(decoder, lockstep.RaggedDecoder):
+                self._pop_ragged(decoder, asked, requests, out)
+            elif isinstance(decoder, lockstep.Decoder):
+                self._pop_lockstep(decoder, asked, requests, out)
+            else:
+                (r,) = requests
+                _, index, offset = asked[r]
+                flat = index.T.ravel(), offset.T.ravel()  # int64, in range: checked
+                out[r] = ans.pop_flat(decoder, self.tables, *flat).reshape(index.shape[1], -1).T
+                continue
+            self._check(d)
+        return out
+
+    def _pop_lockstep(
+        self,
+        decoder: lockstep.Decoder,
+        asked: list[tuple[int, IntArray, IntArray]],
+        requests: list[int],
+        out: list[IntArray],
+    ) -> None:
+        """Each stream's symbols in (tile, row) order, shorter rows padded."""
+        per_stream = []
+        for r in requests:
+            u, index, offset = asked[r]
+            streams = self.where[u][1]
+            count = streams.stop - streams.start
+            per_stream.append((streams, *(a.T.reshape(count, -1) for a in (index, offset))))
+        rows = len(decoder.failed)
+        if len(per_stream) == 1 and len(per_stream[0][1]) == rows:  # one unit: no pads
+            _, t_all, o_all = per_stream[0]
+        else:
+            width = max(t.shape[1] for _, t, _ in per_stream)
+            t_all = np.full((rows, width), self.tables.count, np.int64)  # pads
+            o_all = np.zeros((rows, width), np.int64)
+            for streams, t, o in per_stream:
+                t_all[streams, : t.shape[1]] = t
+                o_all[streams, : o.shape[1]] = o
+        values = decoder.pop_flat(self.tables, t_all, o_all)
+        for r, (streams, t, _) in zip(requests, per_stream, strict=True):
+            samples, tiles = asked[r][1].shape
+            out[r] = values[streams, : t.shape[1]].reshape(tiles, samples).T
+
+    def _pop_ragged(
+        self,
+        decoder: lockstep.RaggedDecoder,
+        asked: list[tuple[int, IntArray, IntArray]],
+        requests: list[int],
+        out: list[IntArray],
+    ) -> None:
+        """Each stream's symbols in (tile, row) order, the streams in order."""
+        requests = sorted(requests, key=lambda r: self.where[asked[r][0]][1].start)
+        sizes = [asked[r][1].size for r in requests]
+        counts = np.zeros(len(decoder.failed), np.int64)
+        counts[[self.where[asked[r][0]][1].start for r in requests]] = sizes
+        t, o = (np.concatenate([asked[r][a].T.ravel() for r in requests]) for a in (1, 2))
+        values = decoder.pop_ragged(self.tables, t, o, counts)
+        for r, part in zip(requests, np.split(values, np.cumsum(sizes)[:-1]), strict=True):
+            samples, tiles = asked[r][1].shape
+            out[r] = part.reshape(tiles, samples).T
+
+    def _check(self, d: int) -> None:
+        failed = self.decoders[d].failed
+        if failed.any() and any(failed[streams].all() for _, streams in self.units[d]):
+            raise CoderError("every stream of a batch decoded in lockstep is damaged")
+
+    def finish(self, strict: bool) -> list[BoolArray]:
+        """Per unit of the sweep, which of its images' streams decoded whole (with
+        ``strict``, CoderError unless all did)."""
+        done = [
+            _finished(decoder, strict) if isinstance(decoder, ans.Decoder) else decoder.finish()
+            for decoder in self.decoders
+        ]
+        if strict and not all(ok.all() for ok in done):
+            raise CoderError("rANS stream damaged (not used whole)")
+        return [done[d][streams] for d, streams in (self.where[u] for u in range(len(self.where)))]
 
 
 def _finished(dec: ans.Decoder, strict: bool) -> BoolArray:
@@ -1323,20 +1422,3 @@ def _finished(dec: ans.Decoder, strict: bool) -> BoolArray:
             raise
         return np.zeros(1, bool)
     return np.ones(1, bool)
-
-
-def _lockstep_pop(dec: lockstep.Decoder, tables: coder_tables.Tables, images: int) -> Pop:
-    """A batch's pop from each image's stream, decoded in lockstep: samples (samples, tiles)
-    with tiles image-major, each stream's in (tile, row) order. CoderError once every stream
-    has failed: a sweep does not go on decoding what its (hostile) headers declare for
-    nothing."""
-
-    def pop(index: IntArray, offset: IntArray) -> IntArray:
-        samples, tiles = index.shape
-        per_stream = (a.T.reshape(images, -1) for a in (index, offset))  # in range: checked
-        values = dec.pop_flat(tables, *per_stream).reshape(tiles, samples).T
-        if dec.failed.all():
-            raise CoderError("every stream decoded in lockstep is damaged")
-        return values
-
-    return pop
