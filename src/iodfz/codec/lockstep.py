@@ -505,6 +505,19 @@ class Decoder:
         return self.x[k]
 
 
+class _Schedule(NamedTuple):
+    """The steps of a ragged pop (:class:`RaggedDecoder`): its symbols in step order
+    (``order``), each one's lane in the decoder's flat states (``slot``), its stream
+    (``owner``), where its stream's entries of its step begin (``begin``, in step order), and
+    where each step ends."""
+
+    order: IntArray
+    slot: IntArray
+    owner: IntArray
+    begin: IntArray
+    ends: list[int]
+
+
 class RaggedDecoder(Decoder):
     """Compact streams of any lane counts (``lanes[k]`` for stream k), popped together: a pop
     gives each stream a number of symbols of its own, and a step of the loop advances every
@@ -516,6 +529,7 @@ class RaggedDecoder(Decoder):
         self.lane_counts = np.asarray(lanes, np.int64)
         self.first_lane = np.cumsum(self.lane_counts) - self.lane_counts
         self.x = np.concatenate([np.zeros(0, np.int64), *self._open(streams, lanes)])
+        self._schedules: dict[bytes, _Schedule] = {}  # by counts: a diagonal's three planes
 
     def _states(self, k: int) -> IntArray:
         return self.x[self.first_lane[k] : self.first_lane[k] + self.lane_counts[k]]
@@ -524,49 +538,54 @@ class RaggedDecoder(Decoder):
         """``ans.pop_flat`` of each stream, unchecked likewise: ``t`` and ``o`` flat int64,
         each stream's symbols back to back in stream order, ``counts[k]`` of stream k."""
         lookup = _lookup(tables)
-        owner = np.repeat(np.arange(len(counts)), counts)
-        g = self._ragged_steps(lookup, t, owner, counts)
+        plan = self._schedule(counts)
+        g = np.empty(len(t), np.int64)
+        g[plan.order] = self._steps_ragged(lookup, t.take(plan.order), plan)
         vals = lookup.value.take(g)
         esc = lookup.escape.take(g)
         if esc.any():
             at = np.flatnonzero(esc)
-            codes, bad = self._escapes.take(owner[at])
+            codes, bad = self._escapes.take(np.repeat(np.arange(len(counts)), counts)[at])
             self.failed |= bad
             vals[at] = ans.escaped_values(vals[at], tables.nsym[t[at]], codes)
         vals += o
         return vals
 
-    def _ragged_steps(
-        self, lookup: _Lookup, t: IntArray, owner: IntArray, counts: IntArray
-    ) -> IntArray:
-        """The step loop of ``ans.pop`` over the lanes of every stream: symbol i of stream k
-        is lane ``i % lanes[k]``'s in step ``i // lanes[k]``. A step's entries are in stream,
-        then lane order, so that each stream's lanes read their words in lane order."""
-        if not len(t):
-            return np.zeros(0, np.int64)
+    def _schedule(self, counts: IntArray) -> _Schedule:
+        """Symbol i of stream k is lane ``i % lanes[k]``'s in step ``i // lanes[k]``; a step's
+        entries are in stream, then lane order, so that each stream's lanes read their words
+        in lane order."""
+        key = counts.tobytes()
+        if key not in self._schedules:
+            owner = np.repeat(np.arange(len(counts)), counts)
+            index = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+            lanes = self.lane_counts.take(owner)
+            step = index // lanes
+            order = np.argsort(step, kind="stable")
+            slot = (self.first_lane.take(owner) + index - step * lanes).take(order)
+            owner, step = owner.take(order), step.take(order)
+            begins = np.ones(len(owner), bool)
+            begins[1:] = (owner[1:] != owner[:-1]) | (step[1:] != step[:-1])
+            begin = np.flatnonzero(begins).take(np.cumsum(begins) - 1)
+            ends = np.cumsum(np.bincount(step)).tolist() if len(step) else []
+            self._schedules = {key: _Schedule(order, slot, owner, begin, ends)}
+        return self._schedules[key]
+
+    def _steps_ragged(self, lookup: _Lookup, t: IntArray, plan: _Schedule) -> IntArray:
+        """The step loop of ``ans.pop`` over the lanes of every stream, the symbols' tables
+        ``t`` in step order: the symbols (flat table indices) in that order."""
         tables, ends, freq, start = lookup.tables, lookup.ends, lookup.freq, lookup.start
-        index = np.arange(len(t)) - np.repeat(np.cumsum(counts) - counts, counts)
-        lanes = self.lane_counts.take(owner)
-        step = index // lanes
-        order = np.argsort(step, kind="stable")
-        slot = (self.first_lane.take(owner) + index - step * lanes).take(order)
-        first_cf = (t << tables.precision).take(order)
-        owners = owner.take(order)
-        # where each entry's stream begins in its step (its words are read from there on)
-        steps = step.take(order)
-        begins = (np.diff(owners, prepend=-1) != 0) | (np.diff(steps, prepend=-1) != 0)
-        begin = np.flatnonzero(begins).take(np.cumsum(begins) - 1)
-        bounds = np.cumsum(np.bincount(steps)).tolist()
+        first_cf = t << tables.precision
         cf_mask, p = np.array((1 << tables.precision) - 1), np.array(tables.precision)
         low, word = np.array(ans.L), np.array(ans.WORD_BITS)
-        x, pos, words, streams = self.x, self.pos, self.words, len(counts)
-        found = []
+        x, pos, words, streams = self.x, self.pos, self.words, len(self.pos)
+        found = [np.zeros(0, np.int64)]
         a = 0
-        for b in bounds:
-            at = slot[a:b]
+        for b in plan.ends:
+            at = plan.slot[a:b]
             xs = x.take(at)
             cf = xs & cf_mask
-            g = ends.searchsorted(cf + first_cf[a:b], side="right")  # past all tables: a pad
+            g = ends.searchsorted(cf + first_cf[a:b], side="right")
             found.append(g)
             xs >>= p
             xs *= freq.take(g)
@@ -574,9 +593,9 @@ class RaggedDecoder(Decoder):
             xs -= start.take(g)
             need = xs < low
             if need.any():
-                own = owners[a:b]
+                own = plan.owner[a:b]
                 done = np.cumsum(need)  # the words this step's entries up to here read
-                first = begin[a:b] - a
+                first = plan.begin[a:b] - a
                 rank = done - (done.take(first) - need.take(first))  # 1 for a stream's first
                 more = (xs << word) | words.take(pos.take(own) + rank - 1, mode="clip")
                 np.copyto(xs, more, where=need)
@@ -584,6 +603,4 @@ class RaggedDecoder(Decoder):
             x[at] = xs
             a = b
         self.failed |= self.pos > self.end
-        g_all = np.empty(len(t), np.int64)
-        g_all[order] = np.concatenate(found)
-        return g_all
+        return np.concatenate(found)

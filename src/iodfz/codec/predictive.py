@@ -1247,11 +1247,12 @@ class _Unit:
 
 
 def _unit_sweeps(units: Sequence[_Unit]) -> list[list[_Unit]]:
-    """Units decoded in one sweep, largest tiles first: runs whose tiles, each as large as
-    the run's largest, hold at most ``GROUP_PIXELS`` pixels (a larger unit alone)."""
+    """Units decoded in one sweep, tallest tiles first, then widest: runs whose tiles, each
+    as large as the run's tallest and widest, hold at most ``GROUP_PIXELS`` pixels (a larger
+    unit alone). A sweep has 2·height + width diagonals: height first keeps them few."""
     out: list[list[_Unit]] = []
     tiles = height = width = 0
-    for unit in sorted(units, key=lambda u: -u.tile_shape[0] * u.tile_shape[1]):
+    for unit in sorted(units, key=lambda u: (-u.tile_shape[0], -u.tile_shape[1])):
         h, w = unit.tile_shape
         grown = (tiles + unit.tiles) * max(height, h) * max(width, w)
         if out and grown <= GROUP_PIXELS:
@@ -1385,15 +1386,18 @@ class _Sources:
         out: list[IntArray],
     ) -> None:
         """Each stream's symbols in (tile, row) order, the streams in order."""
-        requests = sorted(requests, key=lambda r: self.where[asked[r][0]][1].start)
-        sizes = [asked[r][1].size for r in requests]
+        rows = {self.where[asked[r][0]][1].start: r for r in requests}
+        requests = [rows[row] for row in sorted(rows)]
         counts = np.zeros(len(decoder.failed), np.int64)
-        counts[[self.where[asked[r][0]][1].start for r in requests]] = sizes
-        t, o = (np.concatenate([asked[r][a].T.ravel() for r in requests]) for a in (1, 2))
+        counts[sorted(rows)] = [asked[r][1].size for r in requests]
+        t = np.concatenate([asked[r][1].T.ravel() for r in requests])
+        o = np.concatenate([asked[r][2].T.ravel() for r in requests])
         values = decoder.pop_ragged(self.tables, t, o, counts)
-        for r, part in zip(requests, np.split(values, np.cumsum(sizes)[:-1]), strict=True):
+        at = 0
+        for r in requests:
             samples, tiles = asked[r][1].shape
-            out[r] = part.reshape(tiles, samples).T
+            out[r] = values[at : at + samples * tiles].reshape(tiles, samples).T
+            at += samples * tiles
 
     def _check(self, d: int) -> None:
         failed = self.decoders[d].failed
