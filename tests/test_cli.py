@@ -442,7 +442,6 @@ def test_the_plain_command_lines_parse_as_the_typer_app_declares_them() -> None:
     "argv",
     [
         ["-qf", "a"],
-        ["--level=3", "a"],
         ["-T2", "a"],
         ["--", "a"],
         ["-h"],
@@ -455,10 +454,22 @@ def test_the_plain_command_lines_parse_as_the_typer_app_declares_them() -> None:
         ["compress", "-o"],
         ["decompress", "--level", "3", "a"],
         ["-d", "-t", "a"],
+        ["compress", "--quiet=1", "a"],
+        ["compress", "-T=2", "a"],
+        ["compress", "--level=", "a"],
+        ["compress", "--level=x", "a"],
+        ["compress", "--level=3", "--level", "3", "a"],
     ],
 )
 def test_anything_but_a_plain_command_line_is_left_to_typer(argv: list[str]) -> None:
     assert cli._plain_command(argv) is None
+
+
+def test_long_options_take_their_value_joined_too() -> None:
+    joined = cli._plain_command(["compress", "--level=5", "--threads=0", "--output=b", "a"])
+    apart = cli._plain_command(["compress", "--level", "5", "--threads", "0", "-o", "b", "a"])
+    assert joined is not None and joined == apart
+    assert cli._plain_command(["--level=5", "a"]) == cli._plain_command(["compress", "-5", "a"])
 
 
 def test_a_plain_command_line_gives_what_typer_gives() -> None:

@@ -1054,10 +1054,10 @@ _COMPLETE_VAR = "_IODFZ_COMPLETE"  # click's shell completion: typer's to answer
 
 def _plain_command(args: list[str]) -> tuple[Callable[..., None], dict[str, Any]] | None:
     """The command and its arguments of a plain command line — compress, decompress or test,
-    each option of that command given apart from the others (no ``-qf``, ``--level=3``,
-    ``-T2``), at most once, with a value that is a number or a name not starting with ``-``
-    where one is taken — or None for anything else (help, ``--``, unknown options, bad
-    values…): that is typer's to parse, and to report."""
+    each option of that command given apart from the others (no ``-qf``, ``-T2``), at most
+    once, with a value that is a number or a name not starting with ``-`` where one is taken
+    (``--level 3`` or ``--level=3``) — or None for anything else (help, ``--``, unknown
+    options, bad values…): that is typer's to parse, and to report."""
     commands: dict[str, Callable[..., None]] = {
         "compress": compress,
         "decompress": decompress,
@@ -1078,13 +1078,16 @@ def _plain_command(args: list[str]) -> tuple[Callable[..., None], dict[str, Any]
         if token == STDIO or not token.startswith("-"):
             files.append(token)
             continue
-        name, convert = _VALUES.get(token, (_FLAGS.get(token, ""), None))
-        if name not in accepted or name in kwargs:
+        option, joined, given = token.partition("=")
+        if joined and not option.startswith("--"):
+            return None
+        name, convert = _VALUES.get(option, (_FLAGS.get(option, ""), None))
+        if name not in accepted or name in kwargs or (joined and convert is None):
             return None
         if convert is None:
             kwargs[name] = True
             continue
-        value = next(tokens, "")
+        value = given if joined else next(tokens, "")
         if not value or value.startswith("-") or (convert is int and not _DIGITS.fullmatch(value)):
             return None
         kwargs[name] = convert(value)
