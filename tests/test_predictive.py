@@ -309,6 +309,15 @@ def test_damaged_streams_of_large_declared_images_stop_early(
     monkeypatch.setattr(predictive, "_coding", lambda *a: steps.append(1) or coding(*a))
     assert predictive.decode_many(short, [(1024, 1024)] * 3) == [None] * 3
     assert len(steps) < 100  # a whole sweep of 256×256 tiles is 766 × 3 pops
+    # images of different shapes: their batches pop from one ragged decoder, which stops too
+    shapes = [(1024, 1000), (1000, 1024), (999, 999)]
+    short = [
+        [p[0][:40]] + [b"\x00" * 8] * (predictive.batch_count(*s) - 1)
+        for p, s in zip(parts, shapes, strict=True)
+    ]
+    steps.clear()
+    assert predictive.decode_many(short, shapes) == [None] * 3
+    assert len(steps) < 100
 
 
 def test_shifts_pack_two_to_a_byte() -> None:
