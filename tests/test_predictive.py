@@ -266,6 +266,18 @@ def test_batches_of_small_images_give_the_bytes_made_alone() -> None:
         assert np.array_equal(back[k], rgbs[k])
 
 
+def test_images_of_different_shapes_encode_together() -> None:
+    """Their batches push in one step loop (rows of lanes side by side, a round at a time),
+    each image's streams the very ones it has alone, in the order given."""
+    shapes = [(300, 270), (24, 40), (40, 530), (24, 40), (257, 31), (5, 9)]
+    rgbs = [photo_like(h, w, seed=s) for s, (h, w) in enumerate(shapes)]
+    many = predictive.encode_many(rgbs)
+    assert many == [predictive.encode(rgb) for rgb in rgbs]
+    back = predictive.decode_many(many, shapes)
+    for rgb, got in zip(rgbs, back, strict=True):
+        assert np.array_equal(got, rgb)
+
+
 def test_batches_of_large_images_give_the_bytes_made_alone() -> None:
     """Images of several tiles and batches (a partial tile at the right and bottom edges,
     decoded in one sweep) go through in lockstep too, each image's streams the same."""

@@ -1,4 +1,4 @@
-"""Progress moves within an image (after each batch of tiles), never backwards or beyond the
+"""Progress moves within an image (after each batch of tiles, or round of pushes), never
 file, and the command line shows nothing of it where stderr is not a terminal."""
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ pytestmark = pytest.mark.skipif(not zoo.cards(), reason="no model installed in m
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of two 32×32 tiles (the batch bound is read at run time by both directions),
     so that a small image is cut into several batches, and the predictive coder's decoding
-    sweeps of as few pixels (each batch a sweep of its own)."""
+    sweeps and encoding rounds of as few pixels (each batch a sweep of its own)."""
     monkeypatch.setattr(pixel_codec, "MAX_BATCH_PIXELS", 2 * 32 * 32)
     monkeypatch.setattr(predictive, "GROUP_PIXELS", 2 * 32 * 32)
+    monkeypatch.setattr(predictive, "ROUND_SYMBOLS", 3 * 2 * 32 * 32)
 
 
 def test_the_pixel_codec_reports_each_batch(small_batches: None) -> None:

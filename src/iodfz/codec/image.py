@@ -204,7 +204,7 @@ class ImageCoder(Protocol):
         self, streams: Sequence[list[bytes]], shapes: Sequence[tuple[int, int]]
     ) -> list[np.ndarray | None]:
         """``decode`` of each image's streams, of the (height, width) of ``shapes`` (one shape
-        unless ``decodes_mixed_shapes``); None for one that is damaged."""
+        unless ``mixes_shapes``); None for one that is damaged."""
         ...
 
     def batch_count(self, height: int, width: int, tile: int) -> int: ...
@@ -214,8 +214,9 @@ class ImageCoder(Protocol):
         ...
 
     @property
-    def decodes_mixed_shapes(self) -> bool:
-        """Whether ``decode_many`` takes images of different shapes together."""
+    def mixes_shapes(self) -> bool:
+        """Whether ``encode_many`` and ``decode_many`` take images of different shapes
+        together."""
         ...
 
 
@@ -273,7 +274,7 @@ class FlowCoder:
         return pixel_codec.single_tile(height, width, self.levels, tile)  # one flow tile
 
     @property
-    def decodes_mixed_shapes(self) -> bool:
+    def mixes_shapes(self) -> bool:
         return False
 
 
@@ -339,15 +340,15 @@ class NeuralImageCodec:
         self, datas: Sequence[bytes], level: int, options: Options
     ) -> dict[int, Encoded | None]:
         """``try_compress`` of those of ``datas`` that are images their coders code together
-        (``ImageCoder.codes_together``) sharing their shape with another one, keyed by
-        position: they run as one batch per model and their streams are coded in lockstep,
-        each result the very one ``try_compress`` gives. Inputs it declines are there as None.
-        Anything else — other inputs, and any that raised — is left out, for ``try_compress``
-        to do (and report) alone."""
+        (``ImageCoder.codes_together``) with another one (of the same shape, unless the coder
+        ``mixes_shapes``), keyed by position: they run as one batch per model and their
+        streams are coded in lockstep, each result the very one ``try_compress`` gives.
+        Inputs it declines are there as None. Anything else — other inputs, and any that
+        raised — is left out, for ``try_compress`` to do (and report) alone."""
         results: dict[int, Encoded | None] = {}
         tried: dict[int, list[Encoded | None]] = {}
         failed: set[int] = set()
-        groups: dict[tuple[str, tuple[int, ...]], list[tuple[int, int, _Input]]] = {}
+        groups: dict[tuple[str, tuple[int, ...] | None], list[tuple[int, int, _Input]]] = {}
         # Looked up once per image size, not per image: the lookup reads the model folders.
         coders = functools.cache(functools.partial(_coders_for, level))
         for i, data in enumerate(datas):
@@ -360,7 +361,8 @@ class NeuralImageCodec:
             elif all(t.coder.codes_together(*t.rgb.shape[:2], pixel_codec.TILE) for t in takens):
                 tried[i] = [None] * len(takens)
                 for k, taken in enumerate(takens):
-                    key = (taken.coder.model_id, taken.rgb.shape)
+                    shape = None if taken.coder.mixes_shapes else taken.rgb.shape
+                    key = (taken.coder.model_id, shape)
                     groups.setdefault(key, []).append((i, k, taken))
         for members in groups.values():
             if len(members) < 2:  # alone, a stream codes faster through the coder itself
@@ -399,7 +401,7 @@ class NeuralImageCodec:
     def decompress_many(self, items: Sequence[tuple[Sections, bytes]]) -> dict[int, bytes]:
         """``decompress`` of those of ``items`` (sections, payload) that hold images their
         coders decode together (``ImageCoder.codes_together``, compact payload) with another
-        one (of the same shape, unless the coder ``decodes_mixed_shapes``), keyed by position:
+        one (of the same shape, unless the coder ``mixes_shapes``), keyed by position:
         they run as one batch per model, their streams decoded in lockstep. Items that are
         anything else, or fail here in any way, are left out, for ``decompress`` to do (and
         report) alone; a result is the very bytes ``decompress`` gives."""
@@ -418,7 +420,7 @@ class NeuralImageCodec:
             except Exception:  # found again, and reported, when this item is done alone
                 continue
             coders[coder.model_id] = coder
-            shape = None if coder.decodes_mixed_shapes else (h, rgb_w)
+            shape = None if coder.mixes_shapes else (h, rgb_w)
             groups.setdefault((coder.model_id, layout.tile, shape), []).append((i, layout, parts))
         results: dict[int, bytes] = {}
         for (model_id, _, _), members in groups.items():

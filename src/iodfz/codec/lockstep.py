@@ -177,8 +177,22 @@ class Encoder:
         """``push`` of each chunk ``[ends[k-1], ends[k])`` of the symbols (axis 1) in turn,
         each a push of its own (it starts at lane 0), ``ends`` rising to the symbol count:
         the arguments checked once and one step loop over all chunks' steps."""
+        push_together([(self, tables, values, table_index, offset, ends)])
+
+    def _layout(
+        self,
+        tables: Tables,
+        values: npt.ArrayLike,
+        table_index: npt.ArrayLike,
+        offset: npt.ArrayLike,
+        ends: Sequence[int],
+    ) -> IntArray:
+        """The arguments of :meth:`push_chunks` checked, their escape bytes kept, and their
+        symbols (flat table indices, the pad symbol ``len(tables.freq)`` in idle lanes) laid
+        out in rows of lanes (:func:`_slots`): a row holds lane 0 of every stream, then
+        lane 1…"""
         v, t, o = self._arguments(tables, values, table_index, offset)
-        n = v.shape[1]
+        streams, n = v.shape
         src = _slots(ends, n, self.lanes)
         j = v - o - tables.lo[t]
         nsym = tables.nsym[t]
@@ -188,7 +202,10 @@ class Encoder:
         self._escapes.append(_escape_bytes(j, nsym, esc, slot))
         np.copyto(j, nsym, where=esc)
         j += tables.base[t]
-        self._words.append(self._code(_push_tables(tables), j, src))
+        padded = np.empty((n + 1, streams), np.int64)
+        padded[:n] = j.T
+        padded[n] = len(tables.freq)
+        return padded[src].reshape(-1, self.lanes * streams)
 
     def _arguments(
         self,
@@ -210,27 +227,6 @@ class Encoder:
         _check_values(v, o)
         return v, t, o
 
-    def _code(self, pt: _PushTables, symbols: IntArray, src: IntArray) -> tuple[IntArray, IntArray]:
-        """Code ``symbols`` (flat table indices, (streams, n)) laid out by ``src``
-        (:func:`_slots`); each stream's words, back to back, and how many each has."""
-        streams, n = symbols.shape
-        lanes = self.lanes
-        rows, width = len(src) // lanes, lanes * streams
-        padded = np.empty((n + 1, streams), np.int64)
-        padded[:n] = symbols.T
-        padded[n] = len(pt.freq) - 1
-        at = padded[src].reshape(rows, width)  # a row: lane 0 of every stream, then lane 1…
-        freq, start = pt.freq.take(at), pt.start.take(at)
-        spare, xmax = pt.total - freq, freq << pt.xmax_shift
-        states = np.empty((rows + 1, width), np.int64)
-        states[rows] = self.x.T.ravel()
-        _encode_rows(states, freq, start, spare, xmax)
-        self.x = np.ascontiguousarray(states[0].reshape(lanes, streams).T)
-        # per stream, rows then lanes ascending: the order ans.finish writes words in
-        before = states[1:].reshape(rows, lanes, streams).transpose(2, 0, 1)
-        out = before >= xmax.reshape(rows, lanes, streams).transpose(2, 0, 1)
-        return before[out] & _WORD_MASK, out.sum(axis=(1, 2))
-
     def finish(self) -> list[bytes]:
         """Each stream as ``ans.finish(…, compact=True)`` writes it."""
         streams = len(self.x)
@@ -242,6 +238,42 @@ class Encoder:
             enc = ans.Encoder(self.lanes, x, [w], [escapes[k]])
             out.append(ans.finish(enc, compact=True))
         return out
+
+
+Push = tuple["Encoder", Tables, npt.ArrayLike, npt.ArrayLike, npt.ArrayLike, Sequence[int]]
+
+
+def push_together(pushes: Sequence[Push]) -> None:
+    """``encoder.push_chunks(tables, values, table_index, offset, ends)`` of each push, of
+    different encoders (one table set), in one step loop: their rows of lanes side by side,
+    those of fewer rows padded after their last (a pad leaves a state as it is and writes no
+    word, and the loop runs last row first). For the batches of images of other shapes, each
+    with a loop of its own steps otherwise."""
+    if not pushes:
+        return
+    tables = pushes[0][1]
+    if any(push[1] is not tables for push in pushes):
+        raise CoderError("pushes coded together share one table set")
+    pt = _push_tables(tables)
+    layouts = [encoder._layout(*args) for encoder, *args in pushes]
+    rows = max(len(at) for at in layouts)
+    widths = [at.shape[1] for at in layouts]
+    cols = np.cumsum([0, *widths])
+    symbols = np.full((rows, int(cols[-1])), len(pt.freq) - 1, np.int64)
+    for at, a, b in zip(layouts, cols[:-1], cols[1:], strict=True):
+        symbols[: len(at), a:b] = at
+    freq, start = pt.freq.take(symbols), pt.start.take(symbols)
+    spare, xmax = pt.total - freq, freq << pt.xmax_shift
+    states = np.empty((rows + 1, int(cols[-1])), np.int64)
+    states[rows] = np.concatenate([encoder.x.T.ravel() for encoder, *_ in pushes])
+    _encode_rows(states, freq, start, spare, xmax)
+    for (encoder, *_), a, b in zip(pushes, cols[:-1], cols[1:], strict=True):
+        streams, lanes = encoder.x.shape
+        encoder.x = np.ascontiguousarray(states[0, a:b].reshape(lanes, streams).T)
+        # per stream, rows then lanes ascending: the order ans.finish writes words in
+        before = states[1:, a:b].reshape(rows, lanes, streams).transpose(2, 0, 1)
+        out = before >= xmax[:, a:b].reshape(rows, lanes, streams).transpose(2, 0, 1)
+        encoder._words.append((before[out] & _WORD_MASK, out.sum(axis=(1, 2))))
 
 
 def _symbols_of(tables: Tables, which: IntArray) -> tuple[IntArray, IntArray]:

@@ -33,7 +33,7 @@ import itertools
 import json
 import operator
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +61,9 @@ PREDICTORS = 6
 PREDICT_PIXELS = 1 << 13
 #: Pixels of images coded in lockstep at once (bounds the batch functions' memory).
 GROUP_PIXELS = 1 << 21
-#: Symbols per stream pushed by one call of the lockstep encoder (bounds its temporaries).
-PUSH_SYMBOLS = 1 << 16
+#: Symbols of all streams pushed in one round of the lockstep encoders (bounds their
+#: temporaries): each batch pushes as many rows of lanes as the others in a round.
+ROUND_SYMBOLS = 1 << 19
 #: Samples counted by one sort (bounds the temporaries of their keys).
 HISTOGRAM_SAMPLES = 1 << 20
 WEIGHT_ONE = 1 << 24
@@ -203,11 +204,11 @@ class PredictiveCoder:
         return batch_count(height, width)
 
     @property
-    def decodes_mixed_shapes(self) -> bool:
-        return True  # tiles of any images in one sweep (decode_many)
+    def mixes_shapes(self) -> bool:
+        return True  # images of any shapes pushed together, their tiles in one sweep
 
     def codes_together(self, height: int, width: int, tile: int) -> bool:
-        return tile == TILE  # any size: encode_many and decode_many take images of one shape
+        return tile == TILE  # any size
 
     @functools.cached_property
     def shift_groups(self) -> IntArray:
@@ -948,50 +949,99 @@ def encode(
 
 
 def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> list[list[bytes]]:
-    """``[encode(rgb) for rgb in rgbs]`` for images of one shape: predicted together, each
-    image's parameters chosen alone, their streams coded in lockstep (each the very bytes
-    ``encode`` gives)."""
-    if any(rgb.shape != rgbs[0].shape for rgb in rgbs):
-        raise ValueError("encode_many takes images of one shape")
-    h, w, _ = rgbs[0].shape
-    per_group = max(1, GROUP_PIXELS // (h * w))
-    return [
-        streams
-        for i in range(0, len(rgbs), per_group)
-        for streams in _encode_group(coder, rgbs[i : i + per_group])
-    ]
+    """``[encode(rgb) for rgb in rgbs]`` (each the very bytes ``encode`` gives): images of one
+    shape predicted together, each image's parameters chosen alone, and the streams of images
+    of any shapes pushed in lockstep — as many images as make ``GROUP_PIXELS`` at a time."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for k, rgb in enumerate(rgbs):
+        by_shape.setdefault(rgb.shape, []).append(k)
+    units = []  # images of one shape predicted together
+    for (h, w, _), members in by_shape.items():
+        per_group = max(1, GROUP_PIXELS // (h * w))
+        units += [members[i : i + per_group] for i in range(0, len(members), per_group)]
+    calls: list[list[list[int]]] = []  # units pushed together: GROUP_PIXELS (a larger alone)
+    pixels = 0
+    for unit in units:
+        size = len(unit) * rgbs[unit[0]].shape[0] * rgbs[unit[0]].shape[1]
+        if calls and pixels + size <= GROUP_PIXELS:
+            calls[-1].append(unit)
+            pixels += size
+        else:
+            calls.append([unit])
+            pixels = size
+    out: list[list[bytes]] = [[] for _ in rgbs]
+    for call in calls:
+        coded = _encode_shapes(coder, [[rgbs[k] for k in unit] for unit in call])
+        for unit, streams in zip(call, coded, strict=True):
+            for k, image_streams in zip(unit, streams, strict=True):
+                out[k] = image_streams
+    return out
 
 
 def _encode_group(
     coder: PredictiveCoder, rgbs: Sequence[np.ndarray], progress: Share | None = None
 ) -> list[list[bytes]]:
-    """The streams of each of ``rgbs`` (one shape): batch by batch, the images' tiles
-    predicted together (image-major), then each batch's streams pushed in lockstep."""
-    height, width, _ = rgbs[0].shape
-    images = len(rgbs)
-    batches = _batches(height, width)
-    coded = [
-        _predicted(coder, [rgb[y : y + h, x : x + w] for rgb in rgbs for y, x, h, w in rects])
-        for rects in batches
+    """The streams of each of ``rgbs`` (one shape): :func:`_encode_shapes` of one group."""
+    return _encode_shapes(coder, [rgbs], progress)[0]
+
+
+def _encode_shapes(
+    coder: PredictiveCoder, groups: Sequence[Sequence[np.ndarray]], progress: Share | None = None
+) -> list[list[list[bytes]]]:
+    """The streams of each image of each group (images of one shape each). A group's images
+    are predicted batch by batch (their tiles together, image-major) and their parameters
+    chosen; then every batch of every group pushes its streams in lockstep, all batches in
+    one step loop a round at a time (:func:`lockstep.push_together`): the same number of
+    rows of lanes each, so that the batches' steps run together rather than one after the
+    other."""
+    tables = coding_tables(coder)
+    encoders, pushes, parts = [], [], []
+    for rgbs in groups:
+        height, width, _ = rgbs[0].shape
+        images = len(rgbs)
+        coded = [
+            _predicted(coder, [rgb[y : y + h, x : x + w] for rgb in rgbs for y, x, h, w in rects])
+            for rects in _batches(height, width)
+        ]
+        per_batch = [histograms_many(coder, *batch, images) for batch in coded]
+        counts = [functools.reduce(operator.add, c) for c in zip(*per_batch, strict=True)]
+        chosen = choose_many(coder, counts)
+        params = np.stack([p for _, p in chosen])
+        parts.append([part for part, _ in chosen])
+        group = []
+        for batch in coded:
+            _, tiles, h, w = batch[0].shape
+            tiles //= images
+            by_image = [
+                a.reshape(3, images, -1).transpose(1, 0, 2).reshape(images, -1) for a in batch
+            ]
+            group.append(lockstep.Encoder(images, _lanes(tiles, h, w)))
+            pushes.append((group[-1], params, by_image, _push_order(tiles, h, w)))
+        encoders.append(group)
+    rows = max(1, ROUND_SYMBOLS // sum(e.lanes * len(e.x) for e, *_ in pushes))
+    rounds = [
+        (encoder, _pieces(coder, params, *by_image, *order, encoder.lanes, rows))
+        for encoder, params, by_image, order in pushes
     ]
-    per_batch = [histograms_many(coder, *batch, images) for batch in coded]
-    counts = [functools.reduce(operator.add, c) for c in zip(*per_batch, strict=True)]
-    chosen = choose_many(coder, counts)
-    params = np.stack([p for _, p in chosen])
-    streams = []
-    done = 0
-    for batch in coded:
-        _, tiles, h, w = batch[0].shape
-        tiles //= images
-        by_image = [a.reshape(3, images, -1).transpose(1, 0, 2).reshape(images, -1) for a in batch]
-        group = lockstep.Encoder(images, _lanes(tiles, h, w))
-        _push_in_pieces(coder, group, params, *by_image, *_push_order(tiles, h, w))
-        streams.append(group.finish())
-        done += tiles * h * w
-        if progress:
-            progress(done / (height * width))
-    parts = [part for part, _ in chosen]
-    return [[parts[k] + streams[0][k], *(s[k] for s in streams[1:])] for k in range(images)]
+    total, done = sum(len(order[0]) * len(e.x) for e, _, _, order in pushes), 0
+    while rounds:
+        now = [(encoder, next(pieces, None)) for encoder, pieces in rounds]
+        rounds = [r for r, (_, piece) in zip(rounds, now, strict=True) if piece is not None]
+        ready = [(encoder, tables, *piece) for encoder, piece in now if piece is not None]
+        lockstep.push_together(ready)
+        done += sum(np.size(piece[0]) for _, _, *piece in ready)
+        if progress and ready:
+            progress(done / total)
+    out = []
+    for group, image_parts in zip(encoders, parts, strict=True):
+        streams = [encoder.finish() for encoder in group]
+        out.append(
+            [
+                [image_parts[k] + streams[0][k], *(s[k] for s in streams[1:])]
+                for k in range(len(image_parts))
+            ]
+        )
+    return out
 
 
 def _predicted(coder: PredictiveCoder, tiles: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -1007,30 +1057,34 @@ def _predicted(coder: PredictiveCoder, tiles: Sequence[np.ndarray]) -> tuple[np.
     return tuple(np.concatenate(a, axis=1) for a in zip(*parts, strict=True))
 
 
-def _push_in_pieces(
+def _pieces(
     coder: PredictiveCoder,
-    group: lockstep.Encoder,
     params: IntArray,
     x: np.ndarray,
     pred: np.ndarray,
     context: np.ndarray,
     order: IntArray,
     ends: Sequence[int],
-) -> None:
-    """Push each image's samples (rows of ``x``, ``pred``, ``context``; image k's parameters
-    ``params[k]``) in push order ``order``, the chunks ending at ``ends`` (:func:`_push_order`),
-    in calls of about ``PUSH_SYMBOLS`` symbols per stream: the tables and offsets of a call's
+    lanes: int,
+    rows: int,
+) -> Iterator[tuple[IntArray, IntArray, IntArray, list[int]]]:
+    """Each image's samples (rows of ``x``, ``pred``, ``context``; image k's parameters
+    ``params[k]``) in push order ``order``, the chunks ending at ``ends``
+    (:func:`_push_order`), as pushes of whole chunks of about ``rows`` rows of ``lanes`` lanes
+    each: (values, table index, offset, chunk ends) — the tables and offsets of a push's
     samples only are worked out at a time (a few words a symbol)."""
     image = np.arange(len(params))[:, None]
-    start, piece = 0, []
+    start, last, piece, piece_rows = 0, 0, [], 0
     for k, end in enumerate(ends):
         piece.append(end - start)
-        if end - start >= PUSH_SYMBOLS or k == len(ends) - 1:
+        piece_rows += -(-(end - last) // lanes)
+        last = end
+        if piece_rows >= rows or k == len(ends) - 1:
             at = order[start:end]
             values, chosen = x[:, at].astype(np.int64), params[image, context[:, at]]
             index, offset = _coding(coder, chosen, pred[:, at].astype(np.int64))
-            group.push_chunks(coding_tables(coder), values, index, offset, piece)
-            start, piece = end, []
+            yield values, index, offset, piece
+            start, piece, piece_rows = end, [], 0
 
 
 def decode(
