@@ -218,13 +218,17 @@ def _pushed_alone(rng: np.random.Generator, lanes: list[int], counts: np.ndarray
     return tables, streams, pops
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_ragged_streams_pop_as_each_pops_alone(seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "most_lanes"), [(0, 8), (1, 8), (2, 8), (3, 8), (4, 200), (5, 200)]
+)
+def test_ragged_streams_pop_as_each_pops_alone(seed: int, most_lanes: int) -> None:
     """Streams of different lane counts, each popping its own number of symbols (0 too) in
-    one step loop, read what each gives alone; and a damaged one fails alone."""
+    one step loop, read what each gives alone; and a damaged one fails alone. With many
+    lanes, the first steps are wide enough to look their symbols up."""
     rng = np.random.default_rng(seed)
-    lanes = [int(n) for n in rng.integers(1, 9, 6)]
-    counts = rng.integers(0, 60, (4, len(lanes)))
+    lanes = [int(n) for n in rng.integers(1, most_lanes + 1, 6)]
+    counts = rng.integers(0, 8 * most_lanes, (4, len(lanes)))
+    assert most_lanes < 100 or counts[0].clip(max=lanes).sum() >= lockstep.LOOKUP_FROM_WIDTH
     tables, streams, pops = _pushed_alone(rng, lanes, counts)
     if seed % 2:
         streams[2] = streams[2][: len(streams[2]) // 2]

@@ -608,6 +608,8 @@ class RaggedDecoder(Decoder):
         ``t`` in step order: the symbols (flat table indices) in that order."""
         tables, ends, freq, start = lookup.tables, lookup.ends, lookup.freq, lookup.start
         first_cf = t << tables.precision
+        # wide steps (the first ones) look their symbols up, as in Decoder._steps
+        base = tables.base.take(t) if plan.ends and plan.ends[0] >= LOOKUP_FROM_WIDTH else None
         cf_mask, p = np.array((1 << tables.precision) - 1), np.array(tables.precision)
         low, word = np.array(ans.L), np.array(ans.WORD_BITS)
         x, pos, words, streams = self.x, self.pos, self.words, len(self.pos)
@@ -617,7 +619,10 @@ class RaggedDecoder(Decoder):
             at = plan.slot[a:b]
             xs = x.take(at)
             cf = xs & cf_mask
-            g = ends.searchsorted(cf + first_cf[a:b], side="right")
+            if base is not None and b - a >= LOOKUP_FROM_WIDTH:
+                g = tables.lut.take(cf + first_cf[a:b]) + base[a:b]
+            else:
+                g = ends.searchsorted(cf + first_cf[a:b], side="right")
             found.append(g)
             xs >>= p
             xs *= freq.take(g)
