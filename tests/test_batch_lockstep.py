@@ -241,22 +241,3 @@ def test_ragged_streams_pop_as_each_pops_alone(seed: int, most_lanes: int) -> No
         np.testing.assert_array_equal(got[good], values[good])
     finished = decoder.finish()
     assert finished.tolist() == [not (seed % 2 and k == 2) for k in range(len(lanes))]
-
-
-def test_pads_pop_nothing() -> None:
-    """A lockstep pop whose rows end in pads (table index ``tables.count``): each stream
-    pops only its own symbols, and pops on from there."""
-    rng = np.random.default_rng(7)
-    counts = np.array([[30, 12, 0], [5, 40, 22]])
-    tables, streams, pops = _pushed_alone(rng, [2, 2, 2], counts)
-    decoder = lockstep.Decoder(streams, 2)
-    for row, per_stream in zip(counts, pops, strict=True):
-        width = int(row.max())
-        index = np.full((3, width), tables.count, np.int64)
-        offset = np.zeros((3, width), np.int64)
-        for k, (_, t, o) in enumerate(per_stream):
-            index[k, : len(t)], offset[k, : len(o)] = t, o
-        got = decoder.pop_flat(tables, index, offset)
-        for k, (values, _, _) in enumerate(per_stream):
-            np.testing.assert_array_equal(got[k, : len(values)], values)
-    assert decoder.finish().all()

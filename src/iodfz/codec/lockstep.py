@@ -289,22 +289,16 @@ class _Lookup:
     :func:`_lookup`). A narrow step finds its symbols by bisection where the intervals end
     (``ends``: table ``t``'s symbols cover ``[t·2^precision, (t+1)·2^precision)`` in order);
     a wide one (``LOOKUP_FROM_WIDTH``) in ``tables.lut``, which costs ~50 ms to build: more
-    than a batch of 95 small images would gain from it.
-
-    One more symbol follows the tables' (index ``len(tables.freq)``): the whole range as its
-    interval, which leaves a state as it is: what a pad (table index ``tables.count``, see
-    :meth:`Decoder.pop_flat`) finds by bisection."""
+    than a batch of 95 small images would gain from it."""
 
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
         self.ends = np.cumsum(tables.freq)
-        self.freq = np.append(tables.freq, 1 << tables.precision)
-        self.start = np.append(tables.start, 0)
         # what each symbol stands for (an escape: its table's lo + nsym), and which are escapes
         symbol, index = _symbols_of(tables, np.arange(tables.count))
-        self.value = np.zeros(len(tables.freq) + 1, np.int64)
+        self.value = np.zeros(len(tables.freq), np.int64)
         self.value[symbol] = np.repeat(tables.lo, tables.nsym + 1) + index
-        self.escape = np.zeros(len(tables.freq) + 1, bool)
+        self.escape = np.zeros(len(tables.freq), bool)
         self.escape[tables.base + tables.nsym] = True
 
 
@@ -409,14 +403,12 @@ class _Escapes:
         return int(self.ends[stream, used - 1]) if used else 0
 
 
-class Decoder:
-    """Compact streams of ``lanes`` lanes each, popped in lockstep. A stream that cannot be
+class _Streams:
+    """Compact streams decoded together (:class:`Decoder`, :class:`RaggedDecoder`): each one's
+    words in one array, its escapes, its lane states (``_states``). A stream that cannot be
     opened or runs out of data is marked failed (``failed[k]``) and its values are junk."""
 
-    def __init__(self, streams: list[bytes], lanes: int) -> None:
-        self.lanes = lanes
-        self.x = np.stack(self._open(streams, [lanes] * len(streams)))
-        self._refill = _refill(self.words, self.pos, lanes)
+    x: IntArray
 
     def _open(self, streams: list[bytes], lanes: Sequence[int]) -> list[IntArray]:
         """Open every stream (``lanes[k]`` lanes for stream k): its decoder, or None and
@@ -443,6 +435,48 @@ class Decoder:
             for d, count in zip(self.decoders, lanes, strict=True)
         ]
 
+    def _unescape(self, vals: IntArray, at: IntArray, stream: IntArray, nsym: IntArray) -> None:
+        """Put the escaped values into ``vals`` at ``at`` (which holds ``lo + nsym`` of their
+        tables there; streams ``stream``, ascending, in symbol order within each), each
+        stream's next escape values, as ``ans.pop`` reads them. A stream whose escape bytes
+        are damaged or run out is failed."""
+        codes, bad = self._escapes.take(stream)
+        self.failed |= bad
+        vals[at] = ans.escaped_values(vals[at], nsym, codes)
+
+    def finish(self) -> npt.NDArray[np.bool_]:
+        """Which streams decoded whole: every word and escape byte used, every lane back at
+        its initial state (``ans.check_finished``), and none marked failed."""
+        ok = ~self.failed
+        for k, dec in enumerate(self.decoders):
+            if dec is None or not ok[k]:
+                ok[k] = False
+                continue
+            dec.x = self._states(k).copy()
+            dec.pos = int(self.pos[k] - self.start[k])
+            dec.esc_pos = self._escapes.bytes_used(k)
+            try:
+                ans.check_finished(dec)
+            except CoderError:
+                ok[k] = False
+        return ok
+
+    def _states(self, k: int) -> IntArray:
+        raise NotImplementedError
+
+
+class Decoder(_Streams):
+    """Compact streams of ``lanes`` lanes each, popped in lockstep: every pop gives each
+    stream the same number of symbols."""
+
+    def __init__(self, streams: list[bytes], lanes: int) -> None:
+        self.lanes = lanes
+        self.x = np.stack(self._open(streams, [lanes] * len(streams)))
+        self._refill = _refill(self.words, self.pos, lanes)
+
+    def _states(self, k: int) -> IntArray:
+        return self.x[k]
+
     def pop(self, tables: Tables, table_index: npt.ArrayLike, offset: npt.ArrayLike) -> IntArray:
         """``ans.pop`` of each stream: row k of the (streams, symbols) arrays from stream k."""
         t = _table_rows(tables, table_index)
@@ -453,15 +487,14 @@ class Decoder:
     def pop_flat(self, tables: Tables, t: IntArray, o: IntArray) -> IntArray:
         """:meth:`pop` without its checks of the inputs, for a caller that makes them itself
         (as ``ans.pop_flat``): ``t`` and ``o`` int64 (streams, symbols), every table index in
-        range, every offset within the coder's range. A row may end in pads (table index
-        ``tables.count``): streams that pop fewer symbols than others here; a
-        pad pops nothing, and its value is junk."""
+        range, every offset within the coder's range."""
         lookup = _lookup(tables)
         g = self._steps(lookup, t)
         vals = lookup.value.take(g)
         esc = lookup.escape.take(g)
         if esc.any():
-            self._unescape(vals, esc, tables.nsym, t)
+            k, at = np.nonzero(esc)
+            self._unescape(vals.reshape(-1), k * t.shape[1] + at, k, tables.nsym[t[k, at]])
         vals += o
         return vals
 
@@ -475,11 +508,10 @@ class Decoder:
         tables, ends = lookup.tables, lookup.ends
         width = self.lanes * len(self.pos)
         firsts = _cut((t.T << tables.precision).ravel(), width)  # each step's tables' first cf
-        # wide steps find their symbols in the tables' decode lookup (built once, ~50 ms),
-        # unless pads are popped: those only bisection finds (past every table)
-        wide = width >= LOOKUP_FROM_WIDTH and int(t.max()) < tables.count
+        # wide steps find their symbols in the tables' decode lookup (built once, ~50 ms)
+        wide = width >= LOOKUP_FROM_WIDTH
         bases = _cut(tables.base[t.T].ravel(), width) if wide else None
-        freq, start = lookup.freq, lookup.start
+        freq, start = tables.freq, tables.start
         x_all = np.ascontiguousarray(self.x.T)
         x = x_all.ravel()
         cf, y = np.empty_like(x), np.empty_like(x)
@@ -505,37 +537,6 @@ class Decoder:
         self.failed |= self.pos > self.end
         return np.concatenate(found).reshape(n, -1).T
 
-    def _unescape(
-        self, vals: IntArray, esc: npt.NDArray[np.bool_], nsym: IntArray, t: IntArray
-    ) -> None:
-        """Put the escaped values into ``vals`` (which holds ``lo + nsym`` of their tables
-        there; tables ``t``), each stream's next escape values in symbol order, as
-        ``ans.pop`` reads them. A stream whose escape bytes are damaged or run out is failed."""
-        k, at = np.nonzero(esc)
-        codes, bad = self._escapes.take(k)
-        self.failed |= bad
-        vals[k, at] = ans.escaped_values(vals[k, at], nsym[t[k, at]], codes)
-
-    def finish(self) -> npt.NDArray[np.bool_]:
-        """Which streams decoded whole: every word and escape byte used, every lane back at
-        its initial state (``ans.check_finished``), and none marked failed."""
-        ok = ~self.failed
-        for k, dec in enumerate(self.decoders):
-            if dec is None or not ok[k]:
-                ok[k] = False
-                continue
-            dec.x = self._states(k).copy()
-            dec.pos = int(self.pos[k] - self.start[k])
-            dec.esc_pos = self._escapes.bytes_used(k)
-            try:
-                ans.check_finished(dec)
-            except CoderError:
-                ok[k] = False
-        return ok
-
-    def _states(self, k: int) -> IntArray:
-        return self.x[k]
-
 
 class _Schedule(NamedTuple):
     """The steps of a ragged pop (:class:`RaggedDecoder`): its symbols in step order
@@ -550,12 +551,12 @@ class _Schedule(NamedTuple):
     ends: list[int]
 
 
-class RaggedDecoder(Decoder):
+class RaggedDecoder(_Streams):
     """Compact streams of any lane counts (``lanes[k]`` for stream k), popped together: a pop
     gives each stream a number of symbols of its own, and a step of the loop advances every
     lane that has a symbol in it, of all streams at once. For the batches of images of
     different shapes (each with its own lane count), whose pops would otherwise each run a
-    step loop of their own. Failed streams as in :class:`Decoder`."""
+    step loop of their own."""
 
     def __init__(self, streams: list[bytes], lanes: Sequence[int]) -> None:
         self.lane_counts = np.asarray(lanes, np.int64)
@@ -577,9 +578,8 @@ class RaggedDecoder(Decoder):
         esc = lookup.escape.take(g)
         if esc.any():
             at = np.flatnonzero(esc)
-            codes, bad = self._escapes.take(np.repeat(np.arange(len(counts)), counts)[at])
-            self.failed |= bad
-            vals[at] = ans.escaped_values(vals[at], tables.nsym[t[at]], codes)
+            stream = np.repeat(np.arange(len(counts)), counts)[at]
+            self._unescape(vals, at, stream, tables.nsym[t[at]])
         vals += o
         return vals
 
@@ -606,7 +606,8 @@ class RaggedDecoder(Decoder):
     def _steps_ragged(self, lookup: _Lookup, t: IntArray, plan: _Schedule) -> IntArray:
         """The step loop of ``ans.pop`` over the lanes of every stream, the symbols' tables
         ``t`` in step order: the symbols (flat table indices) in that order."""
-        tables, ends, freq, start = lookup.tables, lookup.ends, lookup.freq, lookup.start
+        tables, ends = lookup.tables, lookup.ends
+        freq, start = tables.freq, tables.start
         first_cf = t << tables.precision
         # wide steps (the first ones) look their symbols up, as in Decoder._steps
         base = tables.base.take(t) if plan.ends and plan.ends[0] >= LOOKUP_FROM_WIDTH else None

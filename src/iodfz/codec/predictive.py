@@ -945,7 +945,7 @@ def encode(
 ) -> list[bytes]:
     """(H, W, 3) uint8 → one compact rANS stream per batch, the first after the parameter
     part."""
-    return _encode_group(coder, [rgb], progress)[0]
+    return _encode_shapes(coder, [[rgb]], progress)[0][0]
 
 
 def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> list[list[bytes]]:
@@ -976,13 +976,6 @@ def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> l
             for k, image_streams in zip(unit, streams, strict=True):
                 out[k] = image_streams
     return out
-
-
-def _encode_group(
-    coder: PredictiveCoder, rgbs: Sequence[np.ndarray], progress: Share | None = None
-) -> list[list[bytes]]:
-    """The streams of each of ``rgbs`` (one shape): :func:`_encode_shapes` of one group."""
-    return _encode_shapes(coder, [rgbs], progress)[0]
 
 
 def _encode_shapes(
@@ -1347,38 +1340,36 @@ def _decode_units(
 
 
 class _Sources:
-    """Where the units of a sweep pop their samples from. The streams of the units of several
-    images (of one shape) with one lane count: one lockstep decoder, a unit that pops fewer
-    symbols than others there padded. The streams of the units of one image each: one
-    ragged decoder (each its own lane count and symbol count per pop), or alone when there is
-    one (faster). Each decoder runs one step loop per pop for all its units. CoderError once
-    a unit's streams have all failed: a sweep does not go on decoding what (hostile) headers
-    declare for nothing."""
+    """Where the units of a sweep pop their samples from. The streams of units of several
+    images whose batches have one layout (tile shape and count): one lockstep decoder, every
+    stream popping as many symbols as the others. The streams of units of one image each:
+    one ragged decoder (each stream its own lane count and symbol count per pop), or alone
+    when there is one (faster). Each decoder runs one step loop per pop for all its units.
+    CoderError once a unit's streams have all failed: a sweep does not go on decoding what
+    (hostile) headers declare for nothing."""
 
     def __init__(self, sweep: Sequence[_Unit], tables: coder_tables.Tables) -> None:
         self.tables = tables
-        kinds: dict[int, list[int]] = {}  # lane count (0: any, one image each) → units
+        kinds: dict[tuple[int, ...], list[int]] = {}  # batch layout (() for one image) → units
         for u, unit in enumerate(sweep):
-            lanes = _lanes(len(unit.rects), *unit.tile_shape)
-            kinds.setdefault(lanes if len(unit.members) > 1 else 0, []).append(u)
-        self.decoders: list[ans.Decoder | lockstep.Decoder] = []
+            layout = (*unit.tile_shape, len(unit.rects)) if len(unit.members) > 1 else ()
+            kinds.setdefault(layout, []).append(u)
+        self.decoders: list[ans.Decoder | lockstep.Decoder | lockstep.RaggedDecoder] = []
         self.units: list[list[tuple[int, slice]]] = []  # per decoder: (unit, its stream rows)
         self.where: dict[int, tuple[int, slice]] = {}  # per unit: (decoder, its stream rows)
-        for lanes, units in kinds.items():
+        for layout, units in kinds.items():
             streams = [s[sweep[u].batch] for u in units for _, _, s in sweep[u].members]
             rows = np.cumsum([0, *(len(sweep[u].members) for u in units)])
             owned = [(u, slice(a, b)) for u, a, b in zip(units, rows[:-1], rows[1:], strict=True)]
             self.where.update((u, (len(self.decoders), at)) for u, at in owned)
             self.units.append(owned)
-            if lanes:
-                self.decoders.append(lockstep.Decoder(streams, lanes))
+            lanes = [_lanes(len(sweep[u].rects), *sweep[u].tile_shape) for u in units]
+            if layout:
+                self.decoders.append(lockstep.Decoder(streams, lanes[0]))
             elif len(streams) > 1:
-                counts = [_lanes(len(sweep[u].rects), *sweep[u].tile_shape) for u in units]
-                self.decoders.append(lockstep.RaggedDecoder(streams, counts))
+                self.decoders.append(lockstep.RaggedDecoder(streams, lanes))
             else:
-                lone = sweep[units[0]]
-                lanes = _lanes(len(lone.rects), *lone.tile_shape)
-                self.decoders.append(ans.compact_decoder(streams[0], lanes))
+                self.decoders.append(ans.compact_decoder(streams[0], lanes[0]))
                 continue
             self._check(len(self.decoders) - 1)
 
@@ -1410,27 +1401,23 @@ class _Sources:
         requests: list[int],
         out: list[IntArray],
     ) -> None:
-        """Each stream's symbols in (tile, row) order, shorter rows padded."""
-        per_stream = []
-        for r in requests:
-            u, index, offset = asked[r]
-            streams = self.where[u][1]
-            count = streams.stop - streams.start
-            per_stream.append((streams, *(a.T.reshape(count, -1) for a in (index, offset))))
-        rows = len(decoder.failed)
-        if len(per_stream) == 1 and len(per_stream[0][1]) == rows:  # one unit: no pads
-            _, t_all, o_all = per_stream[0]
-        else:
-            width = max(t.shape[1] for _, t, _ in per_stream)
-            t_all = np.full((rows, width), self.tables.count, np.int64)  # pads
-            o_all = np.zeros((rows, width), np.int64)
-            for streams, t, o in per_stream:
-                t_all[streams, : t.shape[1]] = t
-                o_all[streams, : o.shape[1]] = o
-        values = decoder.pop_flat(self.tables, t_all, o_all)
-        for r, (streams, t, _) in zip(requests, per_stream, strict=True):
+        """Each stream's symbols in (tile, row) order, the streams in order: its units have
+        one batch layout, so each has as many samples on a diagonal as the others."""
+        requests = sorted(requests, key=lambda r: self.where[asked[r][0]][1].start)
+        rows = [self.where[asked[r][0]][1] for r in requests]
+        members = [streams.stop - streams.start for streams in rows]
+        t, o = (
+            np.concatenate(
+                [asked[r][a].T.reshape(m, -1) for r, m in zip(requests, members, strict=True)]
+            )
+            for a in (1, 2)
+        )
+        values = decoder.pop_flat(self.tables, t, o)
+        at = 0
+        for r, m in zip(requests, members, strict=True):
             samples, tiles = asked[r][1].shape
-            out[r] = values[streams, : t.shape[1]].reshape(tiles, samples).T
+            out[r] = values[at : at + m].reshape(tiles, samples).T
+            at += m
 
     def _pop_ragged(
         self,
