@@ -414,6 +414,34 @@ def test_idle_blas_threads_sleep_unless_the_user_says(preset: str | None) -> Non
     assert done.stdout.split() == ["False", preset or "4"]
 
 
+@pytest.mark.parametrize("user_setting", [None, "MALLOC_ARENA_MAX", "GLIBC_TUNABLES"])
+def test_malloc_keeps_freed_memory_unless_the_user_tunes_it(
+    monkeypatch: pytest.MonkeyPatch, user_setting: str | None
+) -> None:
+    """The command asks glibc to keep and reuse what it frees (mmap threshold, trim threshold
+    and top pad raised), and leaves malloc alone where the user tunes it."""
+    import ctypes
+
+    calls: list[tuple[int, int]] = []
+
+    class Libc:
+        def mallopt(self, param: int, value: int) -> int:
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.setattr(sys, "platform", "linux")
+    for name in [n for n in os.environ if n.startswith("MALLOC_") or n == "GLIBC_TUNABLES"]:
+        monkeypatch.delenv(name)
+    if user_setting is not None:
+        monkeypatch.setenv(user_setting, "2")
+    cli._malloc_keeps_freed_memory()
+    if user_setting is None:
+        assert calls == [(-3, 32 << 20), (-1, 1 << 30), (-2, 64 << 20)]
+    else:
+        assert calls == []
+
+
 def test_the_plain_command_lines_parse_as_the_typer_app_declares_them() -> None:
     """cli._run_plain runs compress, decompress and test without typer: its option table must
     be what the app declares for them (names, flag or value, and the value's type)."""

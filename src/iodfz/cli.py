@@ -963,6 +963,36 @@ def _blas_threads_sleep_when_idle() -> None:
         os.environ.setdefault(BLAS_SPIN_ENV, _BLAS_SPIN)
 
 
+#: glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_MMAP_FROM = 32 << 20  # glibc's largest mmap threshold on 64-bit
+_TRIM_FROM = 1 << 30
+_TOP_PAD = 64 << 20
+
+
+def _malloc_keeps_freed_memory() -> None:
+    """Let glibc's malloc reuse what a command frees instead of giving it back. By default
+    blocks of a few MB (numpy's temporaries: a Kodak tile's planes, a batch's tables) are
+    mapped and unmapped on every allocation, and the heap's top is trimmed, so each one's
+    pages are faulted in and zeroed afresh: ~0.3 s of system time over 6 Kodak files,
+    ~17 % of the compress call. A command's memory peaks once and ends with the process.
+    Left as it is where the user tunes malloc (MALLOC_* or GLIBC_TUNABLES) or it is not
+    glibc."""
+    if sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ:
+        return
+    if any(name.startswith("MALLOC_") for name in os.environ):
+        return
+    import ctypes  # numpy imports it anyway
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM)
+    mallopt(_M_TRIM_THRESHOLD, _TRIM_FROM)
+    mallopt(_M_TOP_PAD, _TOP_PAD)
+
+
 def main() -> None:
     """Console-script entry point: :func:`run_command_line`, then :func:`_leave` with its exit
     status."""
@@ -999,6 +1029,7 @@ def _leave(status: object) -> None:
 def run_command_line() -> None:
     """Run the command line in ``sys.argv``; SystemExit with its status when it fails."""
     _blas_threads_sleep_when_idle()
+    _malloc_keeps_freed_memory()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     try:
