@@ -126,13 +126,7 @@ def predictive_breakdown(
     written = True
     for path in files:
         rgb = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
-        counts = None
-        for rects in pixel_codec.batches(*rgb.shape[:2], predictive.TILE):
-            for y, x0, th, tw in rects:
-                x = predictive.to_planes(rgb[y : y + th, x0 : x0 + tw])[:, None]
-                tile = predictive.histograms(coder, x, *predictive.predict(coder, x))
-                counts = tile if counts is None else counts + tile
-        part, params = predictive.choose_params(coder, counts)
+        counts, part, params = predictive.chosen_counts(coder, rgb)
         plane = np.searchsorted(coder.plane_first, counts.context, "right") - 1
         for k in range(3):
             fields = (counts.context, counts.phase, counts.residual, counts.count)

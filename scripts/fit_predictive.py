@@ -12,7 +12,7 @@ defaults it pays 7 bytes (a scale shift per plane and group of error contexts). 
 (``whole32`` and ``whole64`` of the pack: each training photo and 15 random crops of it,
 resized whole as ImageNet32/64 were made) are what those images look like. Prints the
 tables' SHA-256, which the coder's ``defaults_sha256`` (src/iodfz/codec/predictive.py) pins:
-new tables are a new coder.
+new tables are a new coder. (``iodf-predictive-4`` codes with version 3's card.)
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def fit_tables(tally: np.ndarray) -> coder_tables.Tables:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    names = [coder.name for coder in predictive.CODERS]
-    parser.add_argument("--coder", choices=names, default=predictive.CODER.name)
+    names = [coder.name for coder in predictive.CODERS if not coder.card]  # each its own card
+    parser.add_argument("--coder", choices=names, default=names[0])
     parser.add_argument("--pack", type=Path, default=Path("runs/pack4"))
     parser.add_argument("--out", type=Path, default=Path("models"))
     args = parser.parse_args()

@@ -66,9 +66,9 @@ def test_a_predictive_coder_breaks_down_by_plane(script: ModuleType, tmp_path) -
     images = [photo_like(48, 40, seed=1), photo_like(300, 270, seed=2)]
     for k, rgb in enumerate(images):
         Image.fromarray(rgb).save(tmp_path / f"{k}.png")
-    row = script.predictive_breakdown(predictive.V3, tmp_path, None)
+    row = script.predictive_breakdown(predictive.CODER, tmp_path, None)
     subpixels = sum(rgb.size for rgb in images)
-    streams = 8 * sum(sum(map(len, predictive.encode(rgb, predictive.V3))) for rgb in images)
+    streams = 8 * sum(sum(map(len, predictive.encode(rgb))) for rgb in images)
     parts = row["Y"] + row["Co"] + row["Cg"] + row["params"] + row["coder"]
     assert parts == pytest.approx(streams / subpixels, rel=1e-9)
     assert abs(row["coder"]) < 0.01 * row["ideal"]

@@ -17,8 +17,8 @@ import pytest
 from test_image_codec import encode_file, photo_like
 
 from iodfz import api, zoo
+from iodfz.codec import correction, predictive
 from iodfz.codec import image as image_codec
-from iodfz.codec import predictive
 from iodfz.codecs import Options
 from iodfz.coder import CoderError
 
@@ -70,10 +70,11 @@ def test_the_colour_transform_is_exact_on_every_pixel() -> None:
 
 
 def test_each_coder_id_is_the_hash_of_its_name() -> None:
-    for version, coder in ((1, predictive.V1), (2, predictive.V2), (3, predictive.V3)):
+    coders = ((1, predictive.V1), (2, predictive.V2), (3, predictive.V3), (4, predictive.V4))
+    for version, coder in coders:
         label = b"iodfz predictive coder %d (docs/INTEGER.md)" % version
         assert coder.model_id == hashlib.sha256(label).hexdigest()
-    assert predictive.CODER is predictive.V3 and predictive.encoding_coder() is predictive.V3
+    assert predictive.CODER is predictive.V4 and predictive.encoding_coder() is predictive.V4
     assert (
         predictive.V1.contexts == 208 and predictive.V2.contexts == predictive.V3.contexts == 1664
     )
@@ -241,7 +242,50 @@ def test_small_images_use_the_shipped_defaults_and_large_ones_may_fit_their_own(
     small = predictive.encode(photo_like(32, 32, seed=2))
     assert len(small) == 1 and small[0][0] == predictive.MODE_DEFAULTS
     large = predictive.encode(photo_like(300, 280, seed=2))
-    assert large[0][0] in (predictive.MODE_DEFAULTS, predictive.MODE_OWN)
+    mode = large[0][0] & ~predictive.MODE_CORRECTED
+    assert mode in (predictive.MODE_DEFAULTS, predictive.MODE_OWN)
+
+
+def test_version_4_corrects_the_predictions_of_large_images_where_that_pays() -> None:
+    """A large image sends correction weights when they pay (smaller than version 3 by more
+    than their 408 bytes), decodes byte-exact alone and beside others; a small one never
+    sends them."""
+    rgb = photo_like(300, 280, seed=2)
+    v4, v3 = predictive.encode(rgb, predictive.V4), predictive.encode(rgb, predictive.V3)
+    assert v4[0][0] & predictive.MODE_CORRECTED
+    assert sum(map(len, v4)) + correction.BLOCK_BYTES < sum(map(len, v3))
+    assert np.array_equal(predictive.decode(v4, 300, 280, predictive.V4), rgb)
+    small = photo_like(32, 32, seed=2)
+    assert not predictive.encode(small, predictive.V4)[0][0] & predictive.MODE_CORRECTED
+    shapes = [(300, 280), (32, 32), (64, 530), (300, 280)]
+    rgbs = [rgb, small, photo_like(64, 530, seed=4), photo_like(300, 280, seed=5)]
+    parts = predictive.encode_many(rgbs, predictive.V4)
+    back = predictive.decode_many(parts, shapes, predictive.V4)
+    assert all(np.array_equal(a, b) for a, b in zip(rgbs, back, strict=True))
+
+
+def test_a_damaged_correction_block_is_refused() -> None:
+    rgb = photo_like(300, 280, seed=2)
+    first = predictive.encode(rgb, predictive.V4)[0]
+    defaults = predictive.default_params(predictive.V4)
+    _, weights, stream = predictive.split_params(predictive.V4, first, defaults)
+    assert weights is not None and weights.shape == (correction.GROUPS, correction.WEIGHTS)
+    head = len(first) - len(stream) - correction.BLOCK_BYTES  # the mode's own part
+    with pytest.raises(predictive.PredictiveError, match="cut short"):
+        predictive.split_params(predictive.V4, first[: head + correction.BLOCK_BYTES - 1], defaults)
+    lowest = first[:head] + b"\x00\x80" + first[head + 2 :]  # a weight of -2^15
+    with pytest.raises(predictive.PredictiveError, match="out of range"):
+        predictive.split_params(predictive.V4, lowest, defaults)
+    with pytest.raises(predictive.PredictiveError, match="bad parameter part"):
+        predictive.split_params(predictive.V3, first, defaults)  # version 3 has no such mode
+
+
+def test_the_correction_curve_is_odd_increasing_and_small() -> None:
+    d = np.arange(-correction.MAX_INPUT, correction.MAX_INPUT + 1)
+    c = correction.compress(d)
+    assert np.array_equal(c, -c[::-1]) and (np.diff(c) >= 0).all() and c.max() == 159
+    assert np.array_equal(c[correction.MAX_INPUT : correction.MAX_INPUT + 33], np.arange(33))
+    assert correction.compress(np.array([10**6]))[0] == 159  # beyond the table: its end
 
 
 def test_a_damaged_parameter_part_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -352,3 +396,20 @@ def test_the_defaults_follow_the_model_folders(monkeypatch: pytest.MonkeyPatch, 
 def test_integer_square_roots_are_exact() -> None:
     n = np.concatenate([np.arange(100_000), [2**52 - 1, 2**50, 2**50 - 1, 10**14 - 1]])
     assert predictive._isqrt(n).tolist() == [math.isqrt(int(v)) for v in n]
+
+
+def test_the_version_4_goldens_cover_its_parameter_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/golden/v2-predictive4-*: corrected with parameters of its own (mode 2) and with
+    the defaults (mode 3), and a small image without weights (mode 1)."""
+    seen: set[tuple[str, int]] = set()
+    split = predictive.split_params
+
+    def spy(coder: predictive.PredictiveCoder, first: bytes, defaults: object) -> object:
+        seen.add((coder.name, first[0]))
+        return split(coder, first, defaults)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(predictive, "split_params", spy)
+    golden = Path(__file__).parent / "golden"
+    for path in sorted(golden.glob("v2-predictive4-*.iodf")):
+        api.decompress(io.BytesIO(path.read_bytes()), io.BytesIO())
+    assert seen == {("iodf-predictive-4", mode) for mode in (1, 2, 3)}

@@ -157,7 +157,9 @@ def main(out_dir: Path) -> None:
     # of that size take the defaults too): ``v2-predictive-*`` by
     # iodf-predictive-1 (when it was the default level's coder above 128×128), then
     # ``v2-predictive2-*`` by iodf-predictive-2 (the default level's coder for every image),
-    # then ``v2-predictive3-*`` by iodf-predictive-3 (the same with texture biases)
+    # then ``v2-predictive3-*`` by iodf-predictive-3 (the same with texture biases), then
+    # ``v2-predictive4-*`` by iodf-predictive-4: weights that correct the predictions with
+    # parameters of its own and with the defaults, and a small image without them
     for file, name, pixels in (
         ("v2-predictive-ppm-rgb-144x160.iodf", "predictive.ppm", photo(144, 160, 3, 8)),
         ("v2-predictive-defaults-ppm-rgb-40x48.iodf", "defaults.ppm", photo(40, 48, 3, 9)),
@@ -165,6 +167,9 @@ def main(out_dir: Path) -> None:
         ("v2-predictive2-defaults-ppm-rgb-40x48.iodf", "defaults2.ppm", photo(40, 48, 3, 11)),
         ("v2-predictive3-own-ppm-rgb-96x100.iodf", "own3.ppm", quadratic(96, 100, 12)),
         ("v2-predictive3-defaults-ppm-rgb-40x48.iodf", "defaults3.ppm", photo(40, 48, 3, 13)),
+        ("v2-predictive4-own-ppm-rgb-128x128.iodf", "own4.ppm", quadratic(128, 128, 16)),
+        ("v2-predictive4-defaults-ppm-rgb-96x100.iodf", "defaults4.ppm", photo(96, 100, 3, 14)),
+        ("v2-predictive4-plain-ppm-rgb-40x48.iodf", "plain4.ppm", photo(40, 48, 3, 15)),
     ):
         data = image_file(pixels, "PPM")
         meta = {"name": name.encode(), "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}

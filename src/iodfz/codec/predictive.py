@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from iodfz import zoo
-from iodfz.codec import lockstep
+from iodfz.codec import correction, lockstep
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codecs import Share
 from iodfz.coder import CoderError, ans
@@ -84,12 +84,16 @@ TEXTURE_KEYS = 3 * (1 << TEXTURE_BITS) * ERROR_CONTEXTS
 MAX_MEAN = 127  # |mean| of a context in 1/8 units: one signed byte
 FIT_STEP = 4  # the encoder's fit tries every FIT_STEP-th scale, then the best one's neighbours
 MODE_OWN, MODE_DEFAULTS = 0, 1  # the parameter part's first byte (FORMAT.md 3.5)
+MODE_CORRECTED = 2  # with either: correction weights follow (version 4)
 #: The default parameters' scale indices move by a shift (−8 … 7) per plane and group of
 #: error contexts (e < 4, 4–7, 8–11, ≥ 12): 12 shifts, 6 bytes.
 SHIFT_EDGES = np.array([4, 8, 12], np.int64)
+#: The shift group (0 … 3 within a plane) of every error context.
+_ERROR_GROUP = np.searchsorted(SHIFT_EDGES, np.arange(ERROR_CONTEXTS), "right")
 SHIFT_COUNT = 3 * (len(SHIFT_EDGES) + 1)
 SHIFTS_BYTES = SHIFT_COUNT // 2
 OWN_FROM = 3 * 96 * 96  # samples from which the encoder also tries parameters of its own
+FIT_SHARE = 4  # the correction's weights are fitted on a 1/FIT_SHARE of each tile's samples
 LOGISTIC_TABLES_HASH = "724e3d9069a3206f29f5a7963e991af169fbd3fd27f561c3e6d0e205c7185706"
 
 IntArray = npt.NDArray[np.int64]
@@ -126,6 +130,10 @@ class PredictiveCoder:
     #: whether samples are coded with the coder's shipped tables (learned from the training
     #: photos, on the logistic tables' grid) instead of the logistic tables
     learned_tables: bool = False
+    #: whether the image may send weights that correct each prediction (codec.correction)
+    corrections: bool = False
+    #: the coder whose shipped tables (models/<card>.json) it codes with, if not its own
+    card: str = ""
     levels: int = 0
 
     @property
@@ -134,7 +142,7 @@ class PredictiveCoder:
 
     @property
     def defaults_file(self) -> str:
-        return f"{self.name}.json"
+        return f"{self.card or self.name}.json"
 
     @functools.cached_property
     def local_contexts(self) -> int:
@@ -255,10 +263,17 @@ V3 = dataclasses.replace(  # version 2 and three rules more
     far_errors=True,
     learned_tables=True,
 )
+V4 = dataclasses.replace(  # version 3 and weights of the image's own that correct predictions
+    V3,
+    name="iodf-predictive-4",
+    label=b"iodfz predictive coder 4 (docs/INTEGER.md)",
+    corrections=True,
+    card=V3.name,
+)
 #: Newest first; every coder here decodes, new files get the first whose tables are installed
 #: intact (:func:`encoding_coder`).
-CODERS = (V3, V2, V1)
-CODER = V3
+CODERS = (V4, V3, V2, V1)
+CODER = V4
 
 
 def coders_for(prefix: str) -> list[PredictiveCoder]:
@@ -438,8 +453,8 @@ def texture_keys(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArra
     return pred, keys
 
 
-def _unbiased(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray, IntArray | None]:
-    """(blended prediction, error context, texture key or None) of every sample of ``x``."""
+def _near(x: IntArray) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """The N, W, NW and NE samples of every sample of ``x`` after the edge rules."""
     h, w = x.shape[-2:]
     rows, cols = np.indices((h, w))
     has_up, has_left, has_right = rows > 0, cols > 0, cols < w - 1
@@ -448,6 +463,50 @@ def _unbiased(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray, 
     west = np.where(has_left, p[..., 1:, :-2], n)
     nw = np.where(has_up & has_left, p[..., :h, :-2], n)
     ne = np.where(has_up & has_right, p[..., :h, 2:], n)
+    return n, west, nw, ne
+
+
+def _far(x: IntArray, n: IntArray, west: IntArray, ne: IntArray) -> tuple[IntArray, ...]:
+    """The NN, WW and NNE samples of every sample of ``x`` after the edge rules."""
+    h, w = x.shape[-2:]
+    rows, cols = np.indices((h, w))
+    far = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(2, 0), (2, 0)])  # two rows above, two left
+    up2 = rows > 1
+    nn = np.where(up2, far[..., :h, 2:], n)
+    ww = np.where(cols > 1, far[..., 2:, :w], west)
+    nne = np.where(up2, np.where(cols < w - 1, _shifted_left(far[..., :h, 2:]), nn), ne)
+    return nn, ww, nne
+
+
+def correction_features(coder: PredictiveCoder, x: IntArray, pred: IntArray) -> list[IntArray]:
+    """The 16 correction features of every sample of planes ``x`` (3, T, h, w) with
+    predictions ``pred`` (eighths): :func:`correction.features`, then the previous plane's
+    residual at the sample (what the decoder computes one anti-diagonal at a time)."""
+    h, w = x.shape[-2:]
+    n, west, nw, ne = _near(x)
+    residual = x - _rounded(coder, pred)
+    # residual (i, j) at (i + 2, j + 2): zero two rows above, two columns left and one right
+    bordered = np.pad(residual, [(0, 0)] * (x.ndim - 2) + [(2, 0), (2, 1)])
+    previous = np.zeros_like(bordered)
+    previous[1:] = bordered[:-1]
+
+    def at(a: IntArray, up: int, left: int) -> IntArray:
+        return a[..., 2 - up : 2 - up + h, 2 - left : 2 - left + w]
+
+    near = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2))
+    feats = correction.features(
+        (n, west, nw, ne, *_far(x, n, west, ne)),
+        pred,
+        tuple(at(bordered, *d) for d in near),
+        (at(previous, 1, 0), at(previous, 0, 1)),
+    )
+    return [*feats, correction.compress(at(previous, 0, 0) << 3)]
+
+
+def _unbiased(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray, IntArray | None]:
+    """(blended prediction, error context, texture key or None) of every sample of ``x``."""
+    h, w = x.shape[-2:]
+    n, west, nw, ne = _near(x)
     preds = _predictors(n, west, nw, ne)
     # absent: 0; int16 holds them and their sums E (at most coder.max_error, 9 180)
     errors = np.zeros((PREDICTORS, *x.shape[:-2], h + 2, w + 3), np.int16)
@@ -469,13 +528,8 @@ def _unbiased(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray, 
     pred, error_context = _blend(coder, preds, n + ne, near, *_plane_bounds(x.shape))
     if not coder.texture_bias:
         return pred, error_context, None
-    far = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(2, 0), (2, 0)])  # two rows above, two left
-    up2 = has_up & (rows > 1)
-    nn = np.where(up2, far[..., :h, 2:], n)
-    ww = np.where(cols > 1, far[..., 2:, :w], west)
-    nne = np.where(up2, np.where(has_right, _shifted_left(far[..., :h, 2:]), nn), ne)
     plane = np.arange(3).reshape((3,) + (1,) * (x.ndim - 1))
-    keys = _texture_key(coder, preds, (nn, ww, nne), nw, pred, error_context, plane)
+    keys = _texture_key(coder, preds, _far(x, n, west, ne), nw, pred, error_context, plane)
     return pred, error_context, keys
 
 
@@ -682,14 +736,17 @@ def unpack_shifts(data: bytes) -> IntArray:
     return nibbles - 16 * (nibbles >= 8)
 
 
-def choose_params(coder: PredictiveCoder, counts: Counts) -> tuple[bytes, IntArray]:
-    """(parameter part, parameters): the shipped defaults with the best shift per group, or
-    parameters fitted to this image when that is smaller, parameter part included (not tried
-    below OWN_FROM samples, where parameters of its own never pay)."""
+def choose_params(coder: PredictiveCoder, counts: Counts) -> tuple[float, bytes, IntArray]:
+    """(ideal bits, parameter part, parameters): the shipped defaults with the best shift
+    per group, or parameters fitted to this image when that is smaller, parameter part
+    included in the bits (not tried below OWN_FROM samples, where parameters of its own
+    never pay)."""
     return choose_many(coder, [counts])[0]
 
 
-def choose_many(coder: PredictiveCoder, counts: Sequence[Counts]) -> list[tuple[bytes, IntArray]]:
+def choose_many(
+    coder: PredictiveCoder, counts: Sequence[Counts]
+) -> list[tuple[float, bytes, IntArray]]:
     """:func:`choose_params` of each image's counts, the defaults' shifts found for all at
     once."""
     defaults = default_params(coder)
@@ -708,8 +765,7 @@ def choose_many(coder: PredictiveCoder, counts: Sequence[Counts]) -> list[tuple[
             used[image.context] = True
             part = bytes([MODE_OWN]) + pack_params(coder, own, used)
             candidates.append((cost(image, own, tables) + 8 * len(part), part, own))
-        _, part, params = min(candidates, key=lambda c: c[0])
-        out.append((part, params))
+        out.append(min(candidates, key=lambda c: c[0]))
     return out
 
 
@@ -743,21 +799,32 @@ def _best_shifts(
 
 def split_params(
     coder: PredictiveCoder, first: bytes, defaults: IntArray | None
-) -> tuple[IntArray, bytes]:
-    """(parameters, first stream) of a payload's first part, which begins with the parameter
-    part (FORMAT.md 3.5), given the coder's ``default_params``; PredictiveError if it is
-    damaged, or needs default parameters that are not installed intact."""
+) -> tuple[IntArray, IntArray | None, bytes]:
+    """(parameters, correction weights or None, first stream) of a payload's first part, which
+    begins with the parameter part (FORMAT.md 3.5), given the coder's ``default_params``;
+    PredictiveError if it is damaged, or needs default parameters that are not installed
+    intact."""
     if not first:
         raise PredictiveError("parameter part is empty")
-    if first[0] == MODE_DEFAULTS and len(first) > SHIFTS_BYTES:
+    corrected = coder.corrections and bool(first[0] & MODE_CORRECTED)
+    mode = first[0] & ~MODE_CORRECTED if corrected else first[0]
+    if mode == MODE_DEFAULTS and len(first) > SHIFTS_BYTES:
         if defaults is None:
             raise PredictiveError(f"needs {coder.defaults_file}, which is not installed intact")
         end = 1 + SHIFTS_BYTES
-        return shifted(coder, defaults, unpack_shifts(first[1:end])), first[end:]
-    if first[0] == MODE_OWN:
+        params, rest = shifted(coder, defaults, unpack_shifts(first[1:end])), first[end:]
+    elif mode == MODE_OWN:
         params, size = unpack_params(coder, first[1:])
-        return params, first[1 + size :]
-    raise PredictiveError("bad parameter part")
+        rest = first[1 + size :]
+    else:
+        raise PredictiveError("bad parameter part")
+    if not corrected:
+        return params, None, rest
+    try:
+        weights = correction.unpack(rest)
+    except ValueError as exc:
+        raise PredictiveError(str(exc)) from None
+    return params, weights, rest[correction.BLOCK_BYTES :]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -990,17 +1057,10 @@ def _encode_shapes(
     tables = coding_tables(coder)
     encoders, pushes, parts = [], [], []
     for rgbs in groups:
-        height, width, _ = rgbs[0].shape
         images = len(rgbs)
-        coded = [
-            _predicted(coder, [rgb[y : y + h, x : x + w] for rgb in rgbs for y, x, h, w in rects])
-            for rects in _batches(height, width)
-        ]
-        per_batch = [histograms_many(coder, *batch, images) for batch in coded]
-        counts = [functools.reduce(operator.add, c) for c in zip(*per_batch, strict=True)]
-        chosen = choose_many(coder, counts)
-        params = np.stack([p for _, p in chosen])
-        parts.append([part for part, _ in chosen])
+        coded, chosen = _chosen(coder, rgbs)
+        params = np.stack([p for _, _, p in chosen])
+        parts.append([part for _, part, _ in chosen])
         group = []
         for batch in coded:
             _, tiles, h, w = batch[0].shape
@@ -1035,6 +1095,109 @@ def _encode_shapes(
             ]
         )
     return out
+
+
+def _chosen(
+    coder: PredictiveCoder, rgbs: Sequence[np.ndarray]
+) -> tuple[list[tuple[np.ndarray, ...]], list[tuple[float, bytes, IntArray]]]:
+    """Images of one shape predicted batch by batch — (planes, predictions, contexts), their
+    tiles together, image-major — and each image's parameters chosen (ideal bits, parameter
+    part, parameters); an image that sends correction weights has its batches' predictions
+    corrected."""
+    height, width, _ = rgbs[0].shape
+    images = len(rgbs)
+    coded = [
+        _predicted(coder, [rgb[y : y + h, x : x + w] for rgb in rgbs for y, x, h, w in rects])
+        for rects in _batches(height, width)
+    ]
+    chosen = _choose(coder, coded, images)
+    if not coder.corrections or 3 * height * width < OWN_FROM:
+        return coded, chosen
+    fits = [correction.Fit() for _ in range(images)]
+    for batch in coded:
+        _correction_pass(coder, batch, images, fits=fits)
+    weights = np.stack([fit.weights() for fit in fits])
+    moved = [_correction_pass(coder, batch, images, weights=weights) for batch in coded]
+    corrected = _choose(
+        coder, [(x, p, c) for (x, _, c), p in zip(coded, moved, strict=True)], images
+    )
+    block = 8 * correction.BLOCK_BYTES
+    use = [b + block < a for (a, _, _), (b, _, _) in zip(chosen, corrected, strict=True)]
+    for k in np.flatnonzero(use):
+        bits, part, own = corrected[k]
+        part = bytes([part[0] | MODE_CORRECTED]) + part[1:] + correction.pack(weights[k])
+        chosen[k] = (bits + block, part, own)
+    coded = [
+        (x, np.where(np.repeat(use, x.shape[1] // images)[:, None, None], p, q), c)
+        for (x, q, c), p in zip(coded, moved, strict=True)
+    ]
+    return coded, chosen
+
+
+def chosen_counts(coder: PredictiveCoder, rgb: np.ndarray) -> tuple[Counts, bytes, IntArray]:
+    """An image's samples counted as its encoder codes them (the predictions corrected where
+    it sends weights), its parameter part and its parameters."""
+    coded, ((_, part, params),) = _chosen(coder, [rgb])
+    counts = [histograms_many(coder, *batch, 1)[0] for batch in coded]
+    return functools.reduce(operator.add, counts), part, params
+
+
+def _choose(
+    coder: PredictiveCoder, coded: Sequence[tuple[np.ndarray, ...]], images: int
+) -> list[tuple[float, bytes, IntArray]]:
+    """:func:`choose_many` of each image of batches ``coded`` (planes, predictions, contexts;
+    tiles image-major)."""
+    per_batch = [histograms_many(coder, *batch, images) for batch in coded]
+    return choose_many(
+        coder, [functools.reduce(operator.add, c) for c in zip(*per_batch, strict=True)]
+    )
+
+
+def _correction_pass(
+    coder: PredictiveCoder,
+    batch: tuple[np.ndarray, ...],
+    images: int,
+    fits: Sequence[correction.Fit] | None = None,
+    weights: IntArray | None = None,
+) -> np.ndarray:
+    """A batch's samples (planes, predictions, contexts; tiles image-major) added to each
+    image's least-squares ``fits``, or their predictions corrected by each image's
+    ``weights`` (images, GROUPS, 17): one tile at a time (its features are 17 words a
+    sample). The weighted sums are a float64 product: every term and partial sum is an
+    integer below 2^53, so it equals the decoder's integer sum whatever the order."""
+    x, pred, context = batch
+    tiles = x.shape[1] // images
+    out = np.empty_like(pred)
+    low, high = _plane_bounds(x.shape)
+    for t in range(x.shape[1]):
+        xs, ps = x[:, t : t + 1].astype(np.int64), pred[:, t : t + 1].astype(np.int64)
+        feats = np.empty((correction.WEIGHTS, 3, xs[0].size))
+        for i, f in enumerate(correction_features(coder, xs, ps)):
+            feats[i] = f.reshape(3, -1)
+        feats[correction.FEATURES] = correction.CONSTANT
+        group = coder.shift_groups[context[:, t]].reshape(3, -1)
+        if fits is not None:
+            target = ((xs << 3) - ps).reshape(3, -1)
+            some = _fit_samples(target.shape[1])
+            for k in range(3):
+                fits[t // tiles].add(feats[:, k, some], target[k, some], group[k, some])
+        if weights is not None:  # each plane's samples by its 4 groups' weights
+            w = weights[t // tiles].reshape(3, -1, correction.WEIGHTS).astype(np.float64)
+            total = np.empty(group.shape, np.int64)
+            for k in range(3):
+                sums = w[k] @ feats[:, k]  # (4 groups, samples)
+                total[k] = np.take_along_axis(sums, group[k][None] % len(w[k]), 0)[0]
+            moved = correction.corrected(total.reshape(xs.shape), ps, low, high)
+            out[:, t : t + 1] = moved
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _fit_samples(n: int) -> IntArray:
+    """Which of a tile plane's ``n`` samples the correction is fitted on: a fixed random
+    1/FIT_SHARE of them (plenty for 17 weights; a regular stride would alias with the
+    2-pixel patterns of scanned film)."""
+    return np.flatnonzero(np.random.default_rng(n).random(n) * FIT_SHARE < 1)
 
 
 def _predicted(coder: PredictiveCoder, tiles: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -1093,8 +1256,8 @@ def decode(
     batches = _batches(height, width)
     if len(parts) != len(batches):
         raise PredictiveError("wrong number of parts")
-    params, first = split_params(coder, parts[0], default_params(coder))
-    member = (0, params, [first, *parts[1:]])
+    params, weights, first = split_params(coder, parts[0], default_params(coder))
+    member = (0, params, weights, [first, *parts[1:]])
     rgb = np.empty((height, width, 3), np.uint8)
     done = 0
     for sweep in _unit_sweeps([_Unit([member], b, rects) for b, rects in enumerate(batches)]):
@@ -1148,10 +1311,15 @@ Pops = Callable[[list[tuple[int, IntArray, IntArray]]], list[IntArray]]
 
 
 def _decode_tiles(
-    coder: PredictiveCoder, groups: Sequence[_Group], params: IntArray, pops: Pops
+    coder: PredictiveCoder,
+    groups: Sequence[_Group],
+    params: IntArray,
+    weights: IntArray | None,
+    pops: Pops,
 ) -> tuple[list[IntArray], BoolArray]:
     """Each tile's planes (3, h, w) — the tiles of ``groups`` with parameters ``params``
-    (tiles, contexts, 2), their samples from ``pops`` — and whether each tile's samples all
+    (tiles, contexts, 2) and correction weights ``weights`` (tiles, GROUPS, 17; None: no
+    tile is corrected), their samples from ``pops`` — and whether each tile's samples all
     fell in their planes' ranges (a damaged stream's may not).
 
     One sweep of the anti-diagonals of the groups' largest tile shape (H, W), every tile in it
@@ -1177,6 +1345,11 @@ def _decode_tiles(
     inside = np.ones(lanes, bool)
     bias = shipped_bias(coder) if coder.texture_bias else None
     lane_plane = np.repeat(np.arange(3), tiles)[None, :]
+    if weights is not None:  # each lane's (plane, tile) weights of its 4 error groups
+        lane_weights = weights.reshape(tiles, 3, -1, correction.WEIGHTS).transpose(1, 0, 2, 3)
+        lane_weights = lane_weights.reshape(lanes, -1, correction.WEIGHTS)
+        signed = np.zeros((grid, lanes), np.int16)  # sample − rounded prediction
+        lane = np.arange(lanes)[None, :]
     for *gathers, far, rows, cols in _gathers(height, width):
         here, n, west, nw, ne, at, (at_n, at_w, at_ne, at_nw, at_nn, at_ww), border = gathers
         xn, xne, xnw = x[n], x[ne], x[nw]
@@ -1189,6 +1362,14 @@ def _decode_tiles(
             far_values = tuple(x[f] for f in far)
             key = _texture_key(coder, preds, far_values, xnw, pred, error_context, lane_plane)
             pred = _biased(pred, bias.take(key), low, high, coder.frac_bits)
+        if weights is not None:
+            chosen = lane_weights[lane, _ERROR_GROUP.take(error_context)]  # (samples, lanes, 17)
+            near_signed = [signed[a] for a in (at_n, at_w, at_nw, at_ne, at_nn, at_ww)]
+            before_n, before_w = (np.roll(r, tiles, axis=1) for r in near_signed[:2])
+            before_n[:, :tiles] = before_w[:, :tiles] = 0  # Y has no plane before it
+            values = (xn, preds[1], xnw, xne, *far_values)
+            feats = correction.features(values, pred, tuple(near_signed), (before_n, before_w))
+            partial = correction.weighted_sum(feats, chosen)
         largest = np.maximum(
             np.maximum(residuals[at_n], residuals[at_w]),
             np.maximum(residuals[at_ne], residuals[at_nw]),
@@ -1211,7 +1392,14 @@ def _decode_tiles(
                 previous = np.abs(value[:, before] - rounded[:, before])
                 bucket = _RESIDUAL_BUCKET.take(previous, mode="clip")  # a damaged pop: any value
                 context += coder.local_contexts * bucket
-            index, offset = _coding(coder, params[tile, context], pred[:, plane])
+            plane_pred = pred[:, plane]
+            if weights is not None:
+                total = partial[:, plane]
+                if k:
+                    last = correction.compress((value[:, before] - rounded[:, before]) << 3)
+                    total = total + chosen[:, plane, correction.FEATURES - 1] * last
+                plane_pred = correction.corrected(total, plane_pred, low[:, plane], high[:, plane])
+            index, offset = _coding(coder, params[tile, context], plane_pred)
             asked = [(g, index[at, a:b], offset[at, a:b]) for g, a, b, at in picks]
             for (_, start, stop, at_rows), popped in zip(picks, pops(asked), strict=True):
                 value[at_rows, k * tiles + start : k * tiles + stop] = popped
@@ -1225,12 +1413,16 @@ def _decode_tiles(
             x[here[at_rows] + 1, at_lanes] = value[at_rows, at_lanes]  # NE = N right of a tile
             errors[at] = np.abs(value[:, None, :] - preds.transpose(1, 0, 2)) * real[:, None, :]
             residuals[at] = np.abs(value - rounded) * real
+            if weights is not None:
+                signed[at] = (value - rounded) * real
         else:
             inside &= ((value >= low) & (value <= high)).all(0)
             value = np.clip(value, low, high)  # a damaged stream's lanes stay bounded
             x[here] = value
             errors[at] = np.abs(value[:, None, :] - preds.transpose(1, 0, 2))
             residuals[at] = np.abs(value - rounded)
+            if weights is not None:
+                signed[at] = value - rounded
     planes = x[:-1].T.reshape(3, tiles, height, width)
     out = [
         planes[:, t, : group.height, : group.width]
@@ -1253,15 +1445,16 @@ def decode_many(
     for k, (image_parts, shape) in enumerate(zip(parts, shapes, strict=True)):
         with contextlib.suppress(PredictiveError):
             if len(image_parts) == batch_count(*shape):
-                params, first = split_params(coder, image_parts[0], defaults)
-                by_shape.setdefault(shape, []).append((k, params, [first, *image_parts[1:]]))
+                params, weights, first = split_params(coder, image_parts[0], defaults)
+                member = (k, params, weights, [first, *image_parts[1:]])
+                by_shape.setdefault(shape, []).append(member)
     units = []
     for (h, w), members in by_shape.items():
         per_group = max(1, GROUP_PIXELS // (h * w))
         for i in range(0, len(members), per_group):
             group = members[i : i + per_group]
             units += [_Unit(group, b, rects) for b, rects in enumerate(_batches(h, w))]
-    found = [k for members in by_shape.values() for k, _, _ in members]
+    found = [k for members in by_shape.values() for k, *_ in members]
     rgbs = {k: np.empty((*shapes[k], 3), np.uint8) for k in found}
     whole = dict.fromkeys(rgbs, True)
     for sweep in _unit_sweeps(units):
@@ -1273,7 +1466,8 @@ def decode_many(
     return [rgbs[k] if whole.get(k) else None for k in range(len(parts))]
 
 
-_Member = tuple[int, IntArray, list[bytes]]  # an image's index, parameters and streams
+#: an image's index, parameters, correction weights (or None) and streams
+_Member = tuple[int, IntArray, IntArray | None, list[bytes]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1323,15 +1517,28 @@ def _decode_units(
     sources = _Sources(sweep, coding_tables(coder))
     groups = [_Group(unit.tiles, *unit.tile_shape) for unit in sweep]
     tile_params = [
-        np.repeat(np.stack([p for _, p, _ in unit.members]), len(unit.rects), axis=0)
+        np.repeat(np.stack([p for _, p, _, _ in unit.members]), len(unit.rects), axis=0)
         for unit in sweep
     ]
-    planes, inside = _decode_tiles(coder, groups, np.concatenate(tile_params), sources.pop)
+    weights = None
+    if any(w is not None for unit in sweep for _, _, w, _ in unit.members):
+        none = np.zeros((correction.GROUPS, correction.WEIGHTS), np.int64)
+        tile_weights = [
+            np.repeat(
+                np.stack([none if w is None else w for _, _, w, _ in unit.members]),
+                len(unit.rects),
+                axis=0,
+            )
+            for unit in sweep
+        ]
+        weights = np.concatenate(tile_weights)
+    params = np.concatenate(tile_params)
+    planes, inside = _decode_tiles(coder, groups, params, weights, sources.pop)
     whole: dict[int, bool] = {}
     at = 0
     for unit, finished in zip(sweep, sources.finish(strict), strict=True):
         ok = finished & inside[at : at + unit.tiles].reshape(len(unit.members), -1).all(1)
-        for (k, _, _), image_ok in zip(unit.members, ok, strict=True):
+        for (k, *_), image_ok in zip(unit.members, ok, strict=True):
             whole[k] = whole.get(k, True) and bool(image_ok)
             for y, x, h, w in unit.rects:
                 rgbs[k][y : y + h, x : x + w] = to_rgb(planes[at])
@@ -1358,7 +1565,7 @@ class _Sources:
         self.units: list[list[tuple[int, slice]]] = []  # per decoder: (unit, its stream rows)
         self.where: dict[int, tuple[int, slice]] = {}  # per unit: (decoder, its stream rows)
         for layout, units in kinds.items():
-            streams = [s[sweep[u].batch] for u in units for _, _, s in sweep[u].members]
+            streams = [s[sweep[u].batch] for u in units for *_, s in sweep[u].members]
             rows = np.cumsum([0, *(len(sweep[u].members) for u in units)])
             owned = [(u, slice(a, b)) for u, a, b in zip(units, rows[:-1], rows[1:], strict=True)]
             self.where.update((u, (len(self.decoders), at)) for u, at in owned)

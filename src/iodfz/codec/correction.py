@@ -1,0 +1,121 @@
+"""The correction of ``iodf-predictive-4`` (docs/INTEGER.md "Predictive coders", step 9): each
+sample's prediction moved by a linear function, fitted to the image, of 16 features of what the
+decoder already knows — 7 neighbours' values and 6 neighbours' residuals against the
+prediction, the previous plane's residuals at N, W and the sample itself — each compressed
+by an integer log-like curve. One set of 17 weights (16 features and a constant) per plane and
+group of error contexts (the groups of the scale shifts), sent in the parameter part.
+
+A photo's samples are not the training photos': a fit to the image itself moves each prediction
+where the image's own textures say (−2 % of Kodak's bits in a float probe,
+``scripts/probe_network.py`` and README "Session 24"). Integer throughout: the features are
+table lookups, the weights int16, the sum int64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+
+FEATURES = 16
+WEIGHTS = FEATURES + 1  # the constant's weight last
+GROUPS = 12  # 3 planes × 4 groups of error contexts (predictive.SHIFT_EDGES)
+WEIGHT_BITS = 12  # a correction is (Σ weight · feature + 2^11) >> 12 eighths
+CONSTANT = 16  # the constant feature
+WEIGHT_LIMIT = (1 << 15) - 1  # |weight| ≤ this: int16
+BLOCK_BYTES = 2 * GROUPS * WEIGHTS  # the weights in the parameter part (int16, little-endian)
+#: Inputs are eighths of a sample: a value's distance from the prediction or 8 × a residual,
+#: at most 8 · 1 020 (Co and Cg span −255 … 255).
+MAX_INPUT = 8 * 1020
+#: ``compress(d) = sign(d) · CURVE[|d|]``: |d| below 32, then 16 steps per octave
+#: (``16·e + (|d| >> e)`` with ``e`` such that ``|d| >> e`` is 16 … 31); at most 159.
+_a = np.arange(MAX_INPUT + 1)
+_e = np.maximum(0, np.array([int(v).bit_length() for v in _a]) - 5)
+CURVE = np.where(_a < 32, _a, 16 * _e + (_a >> _e)).astype(np.int64)
+_SIGNED = np.concatenate([-CURVE[:0:-1], CURVE])  # compress(d) at d + MAX_INPUT
+del _a, _e
+#: Targets beyond ±30 samples (outliers) count as ±30 in the encoder's fit.
+FIT_CLIP = 8 * 30
+
+
+def compress(d: IntArray) -> IntArray:
+    """``sign(d) · CURVE[min(|d|, MAX_INPUT)]``."""
+    return _SIGNED.take(d + MAX_INPUT, mode="clip")
+
+
+def features(
+    values: tuple[IntArray, ...],
+    pred: IntArray,
+    residuals: tuple[IntArray, ...],
+    previous: tuple[IntArray, ...],
+) -> list[IntArray]:
+    """The 15 features known before the previous plane's sample is: ``values`` (N, W, NW, NE,
+    NN, WW, NNE after the edge rules) against ``pred`` (eighths), ``residuals`` (at N, W, NW,
+    NE, NN, WW; 0 outside the tile) and the previous plane's residuals at N and W
+    (``previous``; 0 for Y and outside the tile). The 16th, the previous plane's residual at
+    the sample, is :func:`compress` of 8 × it."""
+    out = [compress((v << 3) - pred) for v in values]
+    out += [compress(r << 3) for r in (*residuals, *previous)]
+    return out
+
+
+def weighted_sum(feats: list[IntArray], weights: IntArray) -> IntArray:
+    """Σ weight · feature over ``feats`` (the first 15 or all 16) and the constant:
+    ``weights`` (..., 17) each sample's own (the features' shape plus a last axis)."""
+    total = weights[..., FEATURES] * CONSTANT
+    for i, f in enumerate(feats):
+        total = total + weights[..., i] * f
+    return total
+
+
+def corrected(total: IntArray, pred: IntArray, low: IntArray, high: IntArray) -> IntArray:
+    """The prediction (eighths) moved by ``(total + 2^11) >> 12``, clamped to the plane's
+    range (``low``, ``high`` in samples)."""
+    moved = pred + ((total + (1 << (WEIGHT_BITS - 1))) >> WEIGHT_BITS)
+    return np.clip(moved, low << 3, high << 3)
+
+
+class Fit:
+    """The encoder's least-squares fit of one image's weights, a chunk of samples at a time:
+    per group, the sums of feature products and of features times the target (8 · sample −
+    prediction, clipped to ±``FIT_CLIP``)."""
+
+    def __init__(self) -> None:
+        self.gram = np.zeros((GROUPS, WEIGHTS, WEIGHTS))
+        self.moment = np.zeros((GROUPS, WEIGHTS))
+
+    def add(self, feats: np.ndarray, target: IntArray, group: IntArray) -> None:
+        """Samples with ``feats`` (17, n: the features and the constant, float64),
+        ``target`` (n,) and ``group`` (n,)."""
+        y = np.clip(target, -FIT_CLIP, FIT_CLIP).astype(np.float64)
+        for g in np.unique(group):
+            mask = group == g
+            part = feats[:, mask]
+            self.gram[g] += part @ part.T
+            self.moment[g] += part @ y[mask]
+
+    def weights(self) -> IntArray:
+        """(GROUPS, 17) int weights; a group with too few samples for a stable fit gets 0."""
+        out = np.zeros((GROUPS, WEIGHTS), np.int64)
+        for g in range(GROUPS):
+            if self.gram[g, FEATURES, FEATURES] < CONSTANT**2 * 4 * WEIGHTS:
+                continue
+            ridge = 1e-3 * np.trace(self.gram[g]) / WEIGHTS * np.eye(WEIGHTS)
+            w = np.linalg.solve(self.gram[g] + ridge, self.moment[g])
+            out[g] = np.clip(np.rint(w * (1 << WEIGHT_BITS)), -WEIGHT_LIMIT, WEIGHT_LIMIT)
+        return out
+
+
+def pack(weights: IntArray) -> bytes:
+    return weights.astype("<i2").tobytes()
+
+
+def unpack(data: bytes) -> IntArray:
+    """(GROUPS, 17) weights from BLOCK_BYTES bytes (ValueError if fewer, or one is −2^15)."""
+    if len(data) < BLOCK_BYTES:
+        raise ValueError("correction weights cut short")
+    weights = np.frombuffer(data[:BLOCK_BYTES], "<i2").astype(np.int64).reshape(GROUPS, WEIGHTS)
+    if (weights < -WEIGHT_LIMIT).any():
+        raise ValueError("a correction weight out of range")
+    return weights
