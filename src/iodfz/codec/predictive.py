@@ -93,7 +93,7 @@ _ERROR_GROUP = np.searchsorted(SHIFT_EDGES, np.arange(ERROR_CONTEXTS), "right")
 SHIFT_COUNT = 3 * (len(SHIFT_EDGES) + 1)
 SHIFTS_BYTES = SHIFT_COUNT // 2
 OWN_FROM = 3 * 96 * 96  # samples from which the encoder also tries parameters of its own
-FIT_SHARE = 4  # the correction's weights are fitted on a 1/FIT_SHARE of each tile's samples
+FIT_BAND, FIT_SHARE = 8, 4  # the correction is fitted on bands of 8 rows, one in 4
 LOGISTIC_TABLES_HASH = "724e3d9069a3206f29f5a7963e991af169fbd3fd27f561c3e6d0e205c7185706"
 
 IntArray = npt.NDArray[np.int64]
@@ -1115,9 +1115,9 @@ def _chosen(
         return coded, chosen
     fits = [correction.Fit() for _ in range(images)]
     for batch in coded:
-        _correction_pass(coder, batch, images, fits=fits)
+        _fit_pass(coder, batch, images, fits)
     weights = np.stack([fit.weights() for fit in fits])
-    moved = [_correction_pass(coder, batch, images, weights=weights) for batch in coded]
+    moved = [_corrected_pass(coder, batch, images, weights) for batch in coded]
     corrected = _choose(
         coder, [(x, p, c) for (x, _, c), p in zip(coded, moved, strict=True)], images
     )
@@ -1153,18 +1153,40 @@ def _choose(
     )
 
 
-def _correction_pass(
-    coder: PredictiveCoder,
-    batch: tuple[np.ndarray, ...],
-    images: int,
-    fits: Sequence[correction.Fit] | None = None,
-    weights: IntArray | None = None,
-) -> np.ndarray:
+def _fit_pass(
+    coder: PredictiveCoder, batch: tuple[np.ndarray, ...], images: int, fits: list[correction.Fit]
+) -> None:
     """A batch's samples (planes, predictions, contexts; tiles image-major) added to each
-    image's least-squares ``fits``, or their predictions corrected by each image's
-    ``weights`` (images, GROUPS, 17): one tile at a time (its features are 17 words a
-    sample). The weighted sums are a float64 product: every term and partial sum is an
-    integer below 2^53, so it equals the decoder's integer sum whatever the order."""
+    image's least-squares fit: of each tile, bands of FIT_BAND rows, one in FIT_SHARE (a
+    quarter of its samples is plenty for 17 weights), each with the two rows above it that its
+    features read."""
+    x, pred, context = batch
+    tiles = x.shape[1] // images
+    h = x.shape[2]
+    for t in range(x.shape[1]):
+        for top in range(0, h, FIT_BAND * FIT_SHARE):
+            above = min(top, 2)
+            rows = slice(top - above, min(h, top + FIT_BAND))
+            xs = x[:, t : t + 1, rows].astype(np.int64)
+            ps = pred[:, t : t + 1, rows].astype(np.int64)
+            feats = np.empty((correction.WEIGHTS, 3, xs[0, 0, above:].size))
+            for i, f in enumerate(correction_features(coder, xs, ps)):
+                feats[i] = f[:, :, above:].reshape(3, -1)
+            feats[correction.FEATURES] = correction.CONSTANT
+            group = coder.shift_groups[context[:, t, rows][:, above:]].reshape(3, -1)
+            target = ((xs << 3) - ps)[:, :, above:].reshape(3, -1)
+            for k in range(3):
+                fits[t // tiles].add(feats[:, k], target[k], group[k])
+
+
+def _corrected_pass(
+    coder: PredictiveCoder, batch: tuple[np.ndarray, ...], images: int, weights: IntArray
+) -> np.ndarray:
+    """The predictions of a batch (planes, predictions, contexts; tiles image-major)
+    corrected by each image's ``weights`` (images, GROUPS, 17), a tile at a time (its
+    features are 17 words a sample). The weighted sums are a float64 product: every term and
+    partial sum is an integer below 2^53, so it equals the decoder's integer sum whatever the
+    order."""
     x, pred, context = batch
     tiles = x.shape[1] // images
     out = np.empty_like(pred)
@@ -1176,28 +1198,13 @@ def _correction_pass(
             feats[i] = f.reshape(3, -1)
         feats[correction.FEATURES] = correction.CONSTANT
         group = coder.shift_groups[context[:, t]].reshape(3, -1)
-        if fits is not None:
-            target = ((xs << 3) - ps).reshape(3, -1)
-            some = _fit_samples(target.shape[1])
-            for k in range(3):
-                fits[t // tiles].add(feats[:, k, some], target[k, some], group[k, some])
-        if weights is not None:  # each plane's samples by its 4 groups' weights
-            w = weights[t // tiles].reshape(3, -1, correction.WEIGHTS).astype(np.float64)
-            total = np.empty(group.shape, np.int64)
-            for k in range(3):
-                sums = w[k] @ feats[:, k]  # (4 groups, samples)
-                total[k] = np.take_along_axis(sums, group[k][None] % len(w[k]), 0)[0]
-            moved = correction.corrected(total.reshape(xs.shape), ps, low, high)
-            out[:, t : t + 1] = moved
+        w = weights[t // tiles].reshape(3, -1, correction.WEIGHTS).astype(np.float64)
+        total = np.empty(group.shape, np.int64)
+        for k in range(3):  # each plane's samples by its 4 groups' weights
+            sums = w[k] @ feats[:, k]  # (4 groups, samples)
+            total[k] = np.take_along_axis(sums, group[k][None] % len(w[k]), 0)[0]
+        out[:, t : t + 1] = correction.corrected(total.reshape(xs.shape), ps, low, high)
     return out
-
-
-@functools.lru_cache(maxsize=8)
-def _fit_samples(n: int) -> IntArray:
-    """Which of a tile plane's ``n`` samples the correction is fitted on: a fixed random
-    1/FIT_SHARE of them (plenty for 17 weights; a regular stride would alias with the
-    2-pixel patterns of scanned film)."""
-    return np.flatnonzero(np.random.default_rng(n).random(n) * FIT_SHARE < 1)
 
 
 def _predicted(coder: PredictiveCoder, tiles: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
