@@ -44,29 +44,28 @@ def compress(d: IntArray) -> IntArray:
     return _SIGNED.take(d + MAX_INPUT, mode="clip")
 
 
-def features(
-    values: tuple[IntArray, ...],
-    pred: IntArray,
-    residuals: tuple[IntArray, ...],
-    previous: tuple[IntArray, ...],
-) -> list[IntArray]:
-    """The 15 features known before the previous plane's sample is: ``values`` (N, W, NW, NE,
-    NN, WW, NNE after the edge rules) against ``pred`` (eighths), ``residuals`` (at N, W, NW,
-    NE, NN, WW; 0 outside the tile) and the previous plane's residuals at N and W
-    (``previous``; 0 for Y and outside the tile). The 16th, the previous plane's residual at
-    the sample, is :func:`compress` of 8 × it."""
-    out = [compress((v << 3) - pred) for v in values]
-    out += [compress(r << 3) for r in (*residuals, *previous)]
-    return out
+VALUES = 7  # N, W, NW, NE, NN, WW, NNE
+RESIDUALS = 8  # the plane's at N, W, NW, NE, NN, WW; the previous plane's at N, W
 
 
-def weighted_sum(feats: list[IntArray], weights: IntArray) -> IntArray:
-    """Σ weight · feature over ``feats`` (the first 15 or all 16) and the constant:
-    ``weights`` (..., 17) each sample's own (the features' shape plus a last axis)."""
-    total = weights[..., FEATURES] * CONSTANT
-    for i, f in enumerate(feats):
-        total = total + weights[..., i] * f
-    return total
+def features(values: IntArray, pred: IntArray, residuals: IntArray) -> IntArray:
+    """The 15 features known before the previous plane's sample is, stacked (15, ...):
+    ``values`` (7, ...: N, W, NW, NE, NN, WW, NNE after the edge rules) against ``pred``
+    (eighths), and ``residuals`` (8, ...: the plane's at N, W, NW, NE, NN, WW, then the
+    previous plane's at N and W; 0 for Y and outside the tile). The 16th, the previous
+    plane's residual at the sample, is :func:`compress` of 8 × it."""
+    out = np.empty((VALUES + RESIDUALS, *pred.shape), np.int64)
+    np.subtract(values << 3, pred, out=out[:VALUES])
+    np.left_shift(residuals, 3, out=out[VALUES:])
+    return compress(out)
+
+
+def weighted_sum(feats: IntArray, weights: IntArray) -> IntArray:
+    """Σ weight · feature over ``feats`` (stacked: the first 15 or all 16) and the constant:
+    ``weights`` (..., 17) each sample's own (the features' shape after the first axis, plus
+    a last axis)."""
+    total = np.einsum("f...,...f->...", feats, weights[..., : len(feats)])
+    return total + weights[..., FEATURES] * CONSTANT
 
 
 def corrected(total: IntArray, pred: IntArray, low: IntArray, high: IntArray) -> IntArray:

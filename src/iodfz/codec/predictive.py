@@ -478,8 +478,8 @@ def _far(x: IntArray, n: IntArray, west: IntArray, ne: IntArray) -> tuple[IntArr
     return nn, ww, nne
 
 
-def correction_features(coder: PredictiveCoder, x: IntArray, pred: IntArray) -> list[IntArray]:
-    """The 16 correction features of every sample of planes ``x`` (3, T, h, w) with
+def correction_features(coder: PredictiveCoder, x: IntArray, pred: IntArray) -> IntArray:
+    """The 16 correction features (16, ...) of every sample of planes ``x`` (3, T, h, w) with
     predictions ``pred`` (eighths): :func:`correction.features`, then the previous plane's
     residual at the sample (what the decoder computes one anti-diagonal at a time)."""
     h, w = x.shape[-2:]
@@ -494,13 +494,10 @@ def correction_features(coder: PredictiveCoder, x: IntArray, pred: IntArray) -> 
         return a[..., 2 - up : 2 - up + h, 2 - left : 2 - left + w]
 
     near = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2))
-    feats = correction.features(
-        (n, west, nw, ne, *_far(x, n, west, ne)),
-        pred,
-        tuple(at(bordered, *d) for d in near),
-        (at(previous, 1, 0), at(previous, 0, 1)),
-    )
-    return [*feats, correction.compress(at(previous, 0, 0) << 3)]
+    residuals = [at(bordered, *d) for d in near] + [at(previous, 1, 0), at(previous, 0, 1)]
+    values = np.stack([n, west, nw, ne, *_far(x, n, west, ne)])
+    feats = correction.features(values, pred, np.stack(residuals))
+    return np.concatenate([feats, correction.compress(at(previous, 0, 0) << 3)[None]])
 
 
 def _unbiased(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray, IntArray | None]:
@@ -1170,8 +1167,8 @@ def _fit_pass(
             xs = x[:, t : t + 1, rows].astype(np.int64)
             ps = pred[:, t : t + 1, rows].astype(np.int64)
             feats = np.empty((correction.WEIGHTS, 3, xs[0, 0, above:].size))
-            for i, f in enumerate(correction_features(coder, xs, ps)):
-                feats[i] = f[:, :, above:].reshape(3, -1)
+            whole = correction_features(coder, xs, ps)
+            feats[: correction.FEATURES] = whole[:, :, :, above:].reshape(*feats[:-1].shape)
             feats[correction.FEATURES] = correction.CONSTANT
             group = coder.shift_groups[context[:, t, rows][:, above:]].reshape(3, -1)
             target = ((xs << 3) - ps)[:, :, above:].reshape(3, -1)
@@ -1194,8 +1191,7 @@ def _corrected_pass(
     for t in range(x.shape[1]):
         xs, ps = x[:, t : t + 1].astype(np.int64), pred[:, t : t + 1].astype(np.int64)
         feats = np.empty((correction.WEIGHTS, 3, xs[0].size))
-        for i, f in enumerate(correction_features(coder, xs, ps)):
-            feats[i] = f.reshape(3, -1)
+        feats[: correction.FEATURES] = correction_features(coder, xs, ps).reshape(-1, 3, xs[0].size)
         feats[correction.FEATURES] = correction.CONSTANT
         group = coder.shift_groups[context[:, t]].reshape(3, -1)
         w = weights[t // tiles].reshape(3, -1, correction.WEIGHTS).astype(np.float64)
@@ -1359,6 +1355,8 @@ def _decode_tiles(
         lane = np.arange(lanes)[None, :]
     for *gathers, far, rows, cols in _gathers(height, width):
         here, n, west, nw, ne, at, (at_n, at_w, at_ne, at_nw, at_nn, at_ww), border = gathers
+        if weights is not None:
+            at_signed = np.stack([at_n, at_w, at_nw, at_ne, at_nn, at_ww])
         xn, xne, xnw = x[n], x[ne], x[nw]
         preds = _predictors(xn, x[west], xnw, xne)
         near = 2 * (errors[at_n] + errors[at_w] + errors[at_ne]) + errors[at_nw]
@@ -1371,11 +1369,12 @@ def _decode_tiles(
             pred = _biased(pred, bias.take(key), low, high, coder.frac_bits)
         if weights is not None:
             chosen = lane_weights[lane, _ERROR_GROUP.take(error_context)]  # (samples, lanes, 17)
-            near_signed = [signed[a] for a in (at_n, at_w, at_nw, at_ne, at_nn, at_ww)]
-            before_n, before_w = (np.roll(r, tiles, axis=1) for r in near_signed[:2])
-            before_n[:, :tiles] = before_w[:, :tiles] = 0  # Y has no plane before it
-            values = (xn, preds[1], xnw, xne, *far_values)
-            feats = correction.features(values, pred, tuple(near_signed), (before_n, before_w))
+            near_signed = np.empty((correction.RESIDUALS, *pred.shape), np.int64)
+            near_signed[:6] = signed[at_signed]
+            near_signed[6:, :, tiles:] = near_signed[:2, :, :-tiles]  # the plane before's N, W
+            near_signed[6:, :, :tiles] = 0  # Y has no plane before it
+            values = np.stack([xn, preds[1], xnw, xne, *far_values])
+            feats = correction.features(values, pred, near_signed)
             partial = correction.weighted_sum(feats, chosen)
         largest = np.maximum(
             np.maximum(residuals[at_n], residuals[at_w]),
