@@ -33,14 +33,14 @@ MAX_INPUT = 8 * 1020
 _a = np.arange(MAX_INPUT + 1)
 _e = np.maximum(0, np.array([int(v).bit_length() for v in _a]) - 5)
 CURVE = np.where(_a < 32, _a, 16 * _e + (_a >> _e)).astype(np.int64)
-_SIGNED = np.concatenate([-CURVE[:0:-1], CURVE])  # compress(d) at d + MAX_INPUT
+_SIGNED = np.concatenate([-CURVE[:0:-1], CURVE]).astype(np.int16)  # compress(d) at d + MAX_INPUT
 del _a, _e
 #: Targets beyond ±30 samples (outliers) count as ±30 in the encoder's fit.
 FIT_CLIP = 8 * 30
 
 
-def compress(d: IntArray) -> IntArray:
-    """``sign(d) · CURVE[min(|d|, MAX_INPUT)]``."""
+def compress(d: IntArray) -> npt.NDArray[np.int16]:
+    """``sign(d) · CURVE[min(|d|, MAX_INPUT)]`` (int16: a narrow lookup is twice as fast)."""
     return _SIGNED.take(d + MAX_INPUT, mode="clip")
 
 
@@ -48,7 +48,7 @@ VALUES = 7  # N, W, NW, NE, NN, WW, NNE
 RESIDUALS = 8  # the plane's at N, W, NW, NE, NN, WW; the previous plane's at N, W
 
 
-def features(values: IntArray, pred: IntArray, residuals: IntArray) -> IntArray:
+def features(values: IntArray, pred: IntArray, residuals: IntArray) -> npt.NDArray[np.int16]:
     """The 15 features known before the previous plane's sample is, stacked (15, ...):
     ``values`` (7, ...: N, W, NW, NE, NN, WW, NNE after the edge rules) against ``pred``
     (eighths), and ``residuals`` (8, ...: the plane's at N, W, NW, NE, NN, WW, then the
@@ -83,6 +83,7 @@ class Fit:
     def __init__(self) -> None:
         self.gram = np.zeros((GROUPS, WEIGHTS, WEIGHTS))
         self.moment = np.zeros((GROUPS, WEIGHTS))
+        self.square = np.zeros(GROUPS)  # Σ target²
 
     def add(self, feats: np.ndarray, target: IntArray, group: IntArray) -> None:
         """Samples with ``feats`` (17, n: the features and the constant, float64),
@@ -93,17 +94,42 @@ class Fit:
             part = feats[:, mask]
             self.gram[g] += part @ part.T
             self.moment[g] += part @ y[mask]
+            self.square[g] += y[mask] @ y[mask]
 
-    def weights(self) -> IntArray:
-        """(GROUPS, 17) int weights; a group with too few samples for a stable fit gets 0."""
-        out = np.zeros((GROUPS, WEIGHTS), np.int64)
+    def _solved(self) -> list[np.ndarray | None]:
+        """Each group's least-squares weights (float); None for a group with too few samples
+        for a stable fit."""
+        out: list[np.ndarray | None] = []
         for g in range(GROUPS):
             if self.gram[g, FEATURES, FEATURES] < CONSTANT**2 * 4 * WEIGHTS:
+                out.append(None)
                 continue
             ridge = 1e-3 * np.trace(self.gram[g]) / WEIGHTS * np.eye(WEIGHTS)
-            w = np.linalg.solve(self.gram[g] + ridge, self.moment[g])
-            out[g] = np.clip(np.rint(w * (1 << WEIGHT_BITS)), -WEIGHT_LIMIT, WEIGHT_LIMIT)
+            out.append(np.linalg.solve(self.gram[g] + ridge, self.moment[g]))
         return out
+
+    def weights(self) -> IntArray:
+        """(GROUPS, 17) int weights (0 for a group without a fit)."""
+        out = np.zeros((GROUPS, WEIGHTS), np.int64)
+        for g, w in enumerate(self._solved()):
+            if w is not None:
+                out[g] = np.clip(np.rint(w * (1 << WEIGHT_BITS)), -WEIGHT_LIMIT, WEIGHT_LIMIT)
+        return out
+
+    def saving(self) -> float:
+        """Bits the weights should save per fitted sample, were the targets Gaussian: half
+        the log of how much they shrink the squared error (an estimate; the encoder trusts
+        it only far above what the weights cost)."""
+        bits = 0.0
+        for g, w in enumerate(self._solved()):
+            if w is None:
+                continue
+            after = self.square[g] - 2 * w @ self.moment[g] + w @ self.gram[g] @ w
+            if after > 0:
+                samples = self.gram[g, FEATURES, FEATURES] / CONSTANT**2
+                bits += samples / 2 * np.log2(self.square[g] / after)
+        samples = self.gram[:, FEATURES, FEATURES].sum() / CONSTANT**2
+        return bits / samples if samples else 0.0
 
 
 def pack(weights: IntArray) -> bytes:

@@ -94,6 +94,9 @@ SHIFT_COUNT = 3 * (len(SHIFT_EDGES) + 1)
 SHIFTS_BYTES = SHIFT_COUNT // 2
 OWN_FROM = 3 * 96 * 96  # samples from which the encoder also tries parameters of its own
 FIT_BAND, FIT_SHARE = 8, 4  # the correction is fitted on bands of 8 rows, one in 4
+#: A fit that promises this many times what its weights cost is sent without the plain coding
+#: being tried (Kodak: ~25 times).
+SURE_SAVING = 4
 LOGISTIC_TABLES_HASH = "724e3d9069a3206f29f5a7963e991af169fbd3fd27f561c3e6d0e205c7185706"
 
 IntArray = npt.NDArray[np.int64]
@@ -1107,9 +1110,8 @@ def _chosen(
         _predicted(coder, [rgb[y : y + h, x : x + w] for rgb in rgbs for y, x, h, w in rects])
         for rects in _batches(height, width)
     ]
-    chosen = _choose(coder, coded, images)
     if not coder.corrections or 3 * height * width < OWN_FROM:
-        return coded, chosen
+        return coded, _choose(coder, coded, images)
     fits = [correction.Fit() for _ in range(images)]
     for batch in coded:
         _fit_pass(coder, batch, images, fits)
@@ -1119,11 +1121,19 @@ def _chosen(
         coder, [(x, p, c) for (x, _, c), p in zip(coded, moved, strict=True)], images
     )
     block = 8 * correction.BLOCK_BYTES
-    use = [b + block < a for (a, _, _), (b, _, _) in zip(chosen, corrected, strict=True)]
-    for k in np.flatnonzero(use):
+    # where the fit promises far more than the weights cost, the plain coding is not tried
+    sure = [fit.saving() * 3 * height * width > SURE_SAVING * block for fit in fits]
+    plain = None if all(sure) else _choose(coder, coded, images)
+    chosen, use = [], []
+    for k in range(images):
         bits, part, own = corrected[k]
-        part = bytes([part[0] | MODE_CORRECTED]) + part[1:] + correction.pack(weights[k])
-        chosen[k] = (bits + block, part, own)
+        if sure[k] or plain is None or bits + block < plain[k][0]:
+            part = bytes([part[0] | MODE_CORRECTED]) + part[1:] + correction.pack(weights[k])
+            chosen.append((bits + block, part, own))
+            use.append(True)
+        else:
+            chosen.append(plain[k])
+            use.append(False)
     coded = [
         (x, np.where(np.repeat(use, x.shape[1] // images)[:, None, None], p, q), c)
         for (x, q, c), p in zip(coded, moved, strict=True)
@@ -1161,19 +1171,21 @@ def _fit_pass(
     tiles = x.shape[1] // images
     h = x.shape[2]
     for t in range(x.shape[1]):
+        feats, target, group = [], [], []
         for top in range(0, h, FIT_BAND * FIT_SHARE):
             above = min(top, 2)
             rows = slice(top - above, min(h, top + FIT_BAND))
             xs = x[:, t : t + 1, rows].astype(np.int64)
             ps = pred[:, t : t + 1, rows].astype(np.int64)
-            feats = np.empty((correction.WEIGHTS, 3, xs[0, 0, above:].size))
-            whole = correction_features(coder, xs, ps)
-            feats[: correction.FEATURES] = whole[:, :, :, above:].reshape(*feats[:-1].shape)
-            feats[correction.FEATURES] = correction.CONSTANT
-            group = coder.shift_groups[context[:, t, rows][:, above:]].reshape(3, -1)
-            target = ((xs << 3) - ps)[:, :, above:].reshape(3, -1)
-            for k in range(3):
-                fits[t // tiles].add(feats[:, k], target[k], group[k])
+            band = correction_features(coder, xs, ps)[:, :, :, above:]
+            feats.append(band.reshape(correction.FEATURES, 3, -1))
+            target.append(((xs << 3) - ps)[:, :, above:].reshape(3, -1))
+            group.append(coder.shift_groups[context[:, t, rows][:, above:]].reshape(3, -1))
+        a = np.concatenate(feats, axis=2)
+        a = np.concatenate([a, np.full((1, *a.shape[1:]), correction.CONSTANT, a.dtype)])
+        y, g = np.concatenate(target, axis=1), np.concatenate(group, axis=1)
+        for k in range(3):
+            fits[t // tiles].add(a[:, k].astype(np.float64), y[k], g[k])
 
 
 def _corrected_pass(
@@ -1190,14 +1202,14 @@ def _corrected_pass(
     low, high = _plane_bounds(x.shape)
     for t in range(x.shape[1]):
         xs, ps = x[:, t : t + 1].astype(np.int64), pred[:, t : t + 1].astype(np.int64)
-        feats = np.empty((correction.WEIGHTS, 3, xs[0].size))
-        feats[: correction.FEATURES] = correction_features(coder, xs, ps).reshape(-1, 3, xs[0].size)
-        feats[correction.FEATURES] = correction.CONSTANT
+        feats = correction_features(coder, xs, ps).reshape(correction.FEATURES, 3, -1)
+        feats = feats.astype(np.float64)
         group = coder.shift_groups[context[:, t]].reshape(3, -1)
         w = weights[t // tiles].reshape(3, -1, correction.WEIGHTS).astype(np.float64)
         total = np.empty(group.shape, np.int64)
         for k in range(3):  # each plane's samples by its 4 groups' weights
-            sums = w[k] @ feats[:, k]  # (4 groups, samples)
+            sums = w[k, :, : correction.FEATURES] @ feats[:, k]  # (4 groups, samples)
+            sums += w[k, :, correction.FEATURES, None] * correction.CONSTANT
             total[k] = np.take_along_axis(sums, group[k][None] % len(w[k]), 0)[0]
         out[:, t : t + 1] = correction.corrected(total.reshape(xs.shape), ps, low, high)
     return out
