@@ -31,7 +31,7 @@ MAX_INPUT = 8 * 1020
 #: ``compress(d) = sign(d) · CURVE[|d|]``: |d| below 32, then 16 steps per octave
 #: (``16·e + (|d| >> e)`` with ``e`` such that ``|d| >> e`` is 16 … 31); at most 159.
 _a = np.arange(MAX_INPUT + 1)
-_e = np.maximum(0, np.array([int(v).bit_length() for v in _a]) - 5)
+_e = np.maximum(0, np.frexp(_a)[1] - 5)  # frexp's exponent is the bit length, exactly
 CURVE = np.where(_a < 32, _a, 16 * _e + (_a >> _e)).astype(np.int64)
 _SIGNED = np.concatenate([-CURVE[:0:-1], CURVE]).astype(np.int16)  # compress(d) at d + MAX_INPUT
 del _a, _e
