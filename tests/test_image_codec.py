@@ -301,7 +301,7 @@ def _payload_span(blob: bytes) -> tuple[int, int]:
     return end - len(frame.payload), end
 
 
-@pytest.mark.parametrize("fmt", ["PPM", "PNG-RGBA", "BMP", "PPM-predictive"])
+@pytest.mark.parametrize("fmt", ["PPM", "PNG-RGBA", "BMP", "PPM-predictive", "PPM-corrected"])
 def test_damage_that_reaches_the_decoder_is_never_accepted(fmt: str) -> None:
     """Flip payload bits (side data, alpha, stream heads, words, escapes) and recompute the
     CRC: the container checks pass, so the decoders themselves see the damage. Every case
@@ -311,6 +311,8 @@ def test_damage_that_reaches_the_decoder_is_never_accepted(fmt: str) -> None:
         data = encode_file(photo_like(32, 32, 4), "PNG")
     elif fmt == "PPM-predictive":  # above 128×128: the predictive coder, parameters its own
         data = encode_file(photo_like(150, 140), "PPM")
+    elif fmt == "PPM-corrected":  # iodf-predictive-4 sends correction weights for this one
+        data = encode_file(photo_like(160, 150), "PPM")
     else:
         data = encode_file(photo_like(32, 32), fmt)
     out = io.BytesIO()
@@ -319,6 +321,8 @@ def test_damage_that_reaches_the_decoder_is_never_accepted(fmt: str) -> None:
     start, end = _payload_span(blob)
     positions = sorted({*range(start, min(end, start + 12)), *range(max(start, end - 6), end)})
     positions += list(range(start, end, max(1, (end - start) // 12)))
+    if fmt == "PPM-corrected":  # the parameter part and its 408 bytes of weights only
+        positions = list(range(start, start + 700, 41))
     for i, pos in enumerate(positions):
         damaged = bytearray(blob)
         damaged[pos] ^= 0x40 if i % 2 else 0x01
