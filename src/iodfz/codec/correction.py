@@ -1,14 +1,15 @@
 """The correction of ``iodf-predictive-4`` (docs/INTEGER.md "Predictive coders", step 9): each
-sample's prediction moved by a linear function, fitted to the image, of 16 features of what the
-decoder already knows — 7 neighbours' values and 6 neighbours' residuals against the
-prediction, the previous plane's residuals at N, W and the sample itself — each compressed
-by an integer log-like curve. One set of 17 weights (16 features and a constant) per plane and
-group of error contexts (the groups of the scale shifts), sent in the parameter part.
+sample's prediction moved by a linear function, fitted to the image, of 23 features of what the
+decoder already knows — 7 neighbours' values against the prediction, compressed by an integer
+log-like curve, and their squares; 6 neighbours' residuals and the previous plane's residuals
+at N, W and the sample itself, compressed too. One set of 24 weights (23 features and a
+constant) per plane and group of error contexts (the groups of the scale shifts), sent in the
+parameter part.
 
 A photo's samples are not the training photos': a fit to the image itself moves each prediction
-where the image's own textures say (−2 % of Kodak's bits in a float probe,
+where the image's own textures say (−2.2 % of Kodak's bits in a float probe,
 ``scripts/probe_network.py`` and README "Session 24"). Integer throughout: the features are
-table lookups, the weights int16, the sum int64.
+table lookups and products, the weights int16, the sum int64.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy.typing as npt
 
 IntArray = npt.NDArray[np.int64]
 
-FEATURES = 16
+FEATURES = 23
 WEIGHTS = FEATURES + 1  # the constant's weight last
 GROUPS = 12  # 3 planes × 4 groups of error contexts (predictive.SHIFT_EDGES)
 WEIGHT_BITS = 12  # a correction is (Σ weight · feature + 2^11) >> 12 eighths
@@ -49,20 +50,24 @@ RESIDUALS = 8  # the plane's at N, W, NW, NE, NN, WW; the previous plane's at N,
 
 
 def features(values: IntArray, pred: IntArray, residuals: IntArray) -> npt.NDArray[np.int16]:
-    """The 15 features known before the previous plane's sample is, stacked (15, ...):
+    """The 22 features known before the previous plane's sample is, stacked (22, ...):
     ``values`` (7, ...: N, W, NW, NE, NN, WW, NNE after the edge rules) against ``pred``
-    (eighths), and ``residuals`` (8, ...: the plane's at N, W, NW, NE, NN, WW, then the
-    previous plane's at N and W; 0 for Y and outside the tile). The 16th, the previous
-    plane's residual at the sample, is :func:`compress` of 8 × it."""
-    out = np.empty((VALUES + RESIDUALS, *pred.shape), np.int64)
-    np.subtract(values << 3, pred, out=out[:VALUES])
-    np.left_shift(residuals, 3, out=out[VALUES:])
-    return compress(out)
+    (eighths), ``c = compress(8·v − pred)``; their squares ``(c·|c|) >> 4``; and
+    ``residuals`` (8, ...: the plane's at N, W, NW, NE, NN, WW, then the previous plane's at N
+    and W; 0 for Y and outside the tile), ``compress(8·r)``. The 23rd, the previous plane's
+    residual at the sample, is :func:`compress` of 8 × it."""
+    inputs = np.empty((VALUES + RESIDUALS, *pred.shape), np.int64)
+    np.subtract(values << 3, pred, out=inputs[:VALUES])
+    np.left_shift(residuals, 3, out=inputs[VALUES:])
+    curved = compress(inputs)
+    near = curved[:VALUES].astype(np.int32)
+    squares = ((near * np.abs(near)) >> 4).astype(np.int16)  # at most 1 580
+    return np.concatenate([curved[:VALUES], squares, curved[VALUES:]])
 
 
 def weighted_sum(feats: IntArray, weights: IntArray) -> IntArray:
-    """Σ weight · feature over ``feats`` (stacked: the first 15 or all 16) and the constant:
-    ``weights`` (..., 17) each sample's own (the features' shape after the first axis, plus
+    """Σ weight · feature over ``feats`` (stacked: the first 22 or all 23) and the constant:
+    ``weights`` (..., WEIGHTS) each sample's own (the features' shape after the first axis, plus
     a last axis)."""
     total = np.einsum("f...,...f->...", feats, weights[..., : len(feats)])
     return total + weights[..., FEATURES] * CONSTANT
@@ -86,7 +91,7 @@ class Fit:
         self.square = np.zeros(GROUPS)  # Σ target²
 
     def add(self, feats: np.ndarray, target: IntArray, group: IntArray) -> None:
-        """Samples with ``feats`` (17, n: the features and the constant, float64),
+        """Samples with ``feats`` (WEIGHTS, n: the features and the constant, float64),
         ``target`` (n,) and ``group`` (n,)."""
         y = np.clip(target, -FIT_CLIP, FIT_CLIP).astype(np.float64)
         for g in np.unique(group):
@@ -109,7 +114,7 @@ class Fit:
         return out
 
     def weights(self) -> IntArray:
-        """(GROUPS, 17) int weights (0 for a group without a fit)."""
+        """(GROUPS, WEIGHTS) int weights (0 for a group without a fit)."""
         out = np.zeros((GROUPS, WEIGHTS), np.int64)
         for g, w in enumerate(self._solved()):
             if w is not None:
@@ -137,7 +142,7 @@ def pack(weights: IntArray) -> bytes:
 
 
 def unpack(data: bytes) -> IntArray:
-    """(GROUPS, 17) weights from BLOCK_BYTES bytes (ValueError if fewer, or one is −2^15)."""
+    """(GROUPS, WEIGHTS) weights from BLOCK_BYTES bytes (ValueError if fewer, or one is −2^15)."""
     if len(data) < BLOCK_BYTES:
         raise ValueError("correction weights cut short")
     weights = np.frombuffer(data[:BLOCK_BYTES], "<i2").astype(np.int64).reshape(GROUPS, WEIGHTS)

@@ -482,7 +482,7 @@ def _far(x: IntArray, n: IntArray, west: IntArray, ne: IntArray) -> tuple[IntArr
 
 
 def correction_features(coder: PredictiveCoder, x: IntArray, pred: IntArray) -> IntArray:
-    """The 16 correction features (16, ...) of every sample of planes ``x`` (3, T, h, w) with
+    """The 23 correction features (23, ...) of every sample of planes ``x`` (3, T, h, w) with
     predictions ``pred`` (eighths): :func:`correction.features`, then the previous plane's
     residual at the sample (what the decoder computes one anti-diagonal at a time)."""
     h, w = x.shape[-2:]
@@ -1165,7 +1165,7 @@ def _fit_pass(
 ) -> None:
     """A batch's samples (planes, predictions, contexts; tiles image-major) added to each
     image's least-squares fit: of each tile, bands of FIT_BAND rows, one in FIT_SHARE (a
-    quarter of its samples is plenty for 17 weights), each with the two rows above it that its
+    quarter of its samples is plenty for 24 weights), each with the two rows above it that its
     features read."""
     x, pred, context = batch
     tiles = x.shape[1] // images
@@ -1192,8 +1192,8 @@ def _corrected_pass(
     coder: PredictiveCoder, batch: tuple[np.ndarray, ...], images: int, weights: IntArray
 ) -> np.ndarray:
     """The predictions of a batch (planes, predictions, contexts; tiles image-major)
-    corrected by each image's ``weights`` (images, GROUPS, 17), a tile at a time (its
-    features are 17 words a sample). The weighted sums are a float64 product: every term and
+    corrected by each image's ``weights`` (images, GROUPS, 24), a tile at a time (its
+    features are 23 words a sample). The weighted sums are a float64 product: every term and
     partial sum is an integer below 2^53, so it equals the decoder's integer sum whatever the
     order."""
     x, pred, context = batch
@@ -1333,7 +1333,7 @@ def _decode_tiles(
     pops: Pops,
 ) -> tuple[list[IntArray], BoolArray]:
     """Each tile's planes (3, h, w) — the tiles of ``groups`` with parameters ``params``
-    (tiles, contexts, 2) and correction weights ``weights`` (tiles, GROUPS, 17; None: no
+    (tiles, contexts, 2) and correction weights ``weights`` (tiles, GROUPS, 24; None: no
     tile is corrected), their samples from ``pops`` — and whether each tile's samples all
     fell in their planes' ranges (a damaged stream's may not).
 
@@ -1380,7 +1380,7 @@ def _decode_tiles(
             key = _texture_key(coder, preds, far_values, xnw, pred, error_context, lane_plane)
             pred = _biased(pred, bias.take(key), low, high, coder.frac_bits)
         if weights is not None:
-            chosen = lane_weights[lane, _ERROR_GROUP.take(error_context)]  # (samples, lanes, 17)
+            chosen = lane_weights[lane, _ERROR_GROUP.take(error_context)]  # (samples, lanes, 24)
             near_signed = np.empty((correction.RESIDUALS, *pred.shape), np.int64)
             near_signed[:6] = signed[at_signed]
             near_signed[6:, :, tiles:] = near_signed[:2, :, :-tiles]  # the plane before's N, W
