@@ -7,14 +7,16 @@ the logistic tables of the flow's coder around that prediction, in a context giv
 neighbours' errors. The encoder fits one (scale, mean) per plane and context to the image, or
 takes shipped defaults with a few scale shifts (the parameter part).
 
-Three coders share these rules and this code: ``iodf-predictive-1`` (integer predictions, 208
+Four coders share these rules and this code: ``iodf-predictive-1`` (integer predictions, 208
 contexts; decoded only), ``iodf-predictive-2`` (predictions in eighths, contexts also by the
-neighbours' residuals and the tile's first row and column) and ``iodf-predictive-3`` (what new
-files get: version 2 with each prediction moved by a shipped bias of its texture — which of 12
-neighbour values and extrapolations exceed it —, neighbourhood errors two rows up and two
-columns left too, weights falling faster with the error, and rANS tables of its own on the
-logistic tables' grid; biases and tables learned from the training photos). A
-:class:`PredictiveCoder` holds what tells them apart.
+neighbours' residuals and the tile's first row and column), ``iodf-predictive-3`` (version 2
+with each prediction moved by a shipped bias of its texture — which of 12 neighbour values
+and extrapolations exceed it —, neighbourhood errors two rows up and two columns left too,
+weights falling faster with the error, and rANS tables of its own on the logistic tables'
+grid; biases and tables learned from the training photos) and ``iodf-predictive-4`` (what new
+files get: version 3 with, where it pays, each prediction corrected by weights fitted to the
+image, :mod:`iodfz.codec.correction`). A :class:`PredictiveCoder` holds what tells them
+apart.
 
 The image is cut into tiles of ``TILE`` pixels a side (no padding), and tiles of one shape are
 coded in batches, one rANS stream each. Encoding is one vectorised pass; decoding runs over the
