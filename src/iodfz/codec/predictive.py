@@ -1136,10 +1136,9 @@ def _chosen(
         else:
             chosen.append(plain[k])
             use.append(False)
-    coded = [
-        (x, np.where(np.repeat(use, x.shape[1] // images)[:, None, None], p, q), c)
-        for (x, q, c), p in zip(coded, moved, strict=True)
-    ]
+    for (x, pred, _), better in zip(coded, moved, strict=True):  # in place: no third copy
+        tiles = np.repeat(use, x.shape[1] // images)
+        pred[:, tiles] = better[:, tiles]
     return coded, chosen
 
 
