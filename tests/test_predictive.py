@@ -280,6 +280,11 @@ def test_a_damaged_correction_block_is_refused() -> None:
         predictive.split_params(predictive.V3, first, defaults)  # version 3 has no such mode
 
 
+def test_the_correction_has_a_weight_set_per_scale_shift_group() -> None:
+    assert correction.GROUPS == predictive.SHIFT_COUNT
+    assert predictive.V4.shift_groups.max() == correction.GROUPS - 1
+
+
 def test_the_correction_curve_is_odd_increasing_and_small() -> None:
     d = np.arange(-correction.MAX_INPUT, correction.MAX_INPUT + 1)
     c = correction.compress(d)

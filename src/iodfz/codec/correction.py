@@ -1,15 +1,12 @@
-"""The correction of ``iodf-predictive-4`` (docs/INTEGER.md "Predictive coders", step 9): each
-sample's prediction moved by a linear function, fitted to the image, of 23 features of what the
-decoder already knows — 7 neighbours' values against the prediction, compressed by an integer
-log-like curve, and their squares; 6 neighbours' residuals and the previous plane's residuals
-at N, W and the sample itself, compressed too. One set of 24 weights (23 features and a
-constant) per plane and group of error contexts (the groups of the scale shifts), sent in the
-parameter part.
+"""The correction of ``iodf-predictive-4``: each sample's prediction moved by a linear
+function, fitted to the image, of 23 integer features of what the decoder already knows (its
+neighbourhood's values and residuals against the prediction), one set of weights per plane
+and group of error contexts, sent in the parameter part. The rules — features, curve, sum and
+bounds — are docs/INTEGER.md "Predictive coders" step 9; the weights' bytes FORMAT.md 3.5.
 
 A photo's samples are not the training photos': a fit to the image itself moves each prediction
-where the image's own textures say (−2.2 % of Kodak's bits in a float probe,
-``scripts/probe_network.py`` and README "Session 24"). Integer throughout: the features are
-table lookups and products, the weights int16, the sum int64.
+where the image's own textures say (about −2 % of Kodak's bits; ``scripts/probe_network.py``
+and README "Session 24").
 """
 
 from __future__ import annotations
@@ -73,6 +70,20 @@ def weighted_sum(feats: IntArray, weights: IntArray) -> IntArray:
     return total + weights[..., FEATURES] * CONSTANT
 
 
+def plane_sums(feats: np.ndarray, error_group: IntArray, weights: IntArray) -> IntArray:
+    """:func:`weighted_sum` of every sample of the 3 planes, for the encoder: ``feats`` (all
+    23, 3, n), ``error_group`` (3, n: 0 … 3 within the plane), ``weights`` (GROUPS, WEIGHTS).
+    Each plane's 4 groups' sums are one float64 product, the sample's picked: every term
+    and partial sum is an integer below 2^31, so it is the decoder's int64 sum exactly."""
+    w = weights.reshape(3, -1, WEIGHTS).astype(np.float64)
+    total = np.empty(error_group.shape, np.int64)
+    for k in range(3):
+        sums = w[k, :, :FEATURES] @ feats[:, k].astype(np.float64)  # (4 groups, samples)
+        sums += w[k, :, FEATURES, None] * CONSTANT
+        total[k] = np.take_along_axis(sums, error_group[k][None], 0)[0]
+    return total
+
+
 def corrected(total: IntArray, pred: IntArray, low: IntArray, high: IntArray) -> IntArray:
     """The prediction (eighths) moved by ``(total + 2^11) >> 12``, clamped to the plane's
     range (``low``, ``high`` in samples)."""
@@ -101,40 +112,24 @@ class Fit:
             self.moment[g] += part @ y[mask]
             self.square[g] += y[mask] @ y[mask]
 
-    def _solved(self) -> list[np.ndarray | None]:
-        """Each group's least-squares weights (float); None for a group with too few samples
-        for a stable fit."""
-        out: list[np.ndarray | None] = []
-        for g in range(GROUPS):
-            if self.gram[g, FEATURES, FEATURES] < CONSTANT**2 * 4 * WEIGHTS:
-                out.append(None)
-                continue
-            ridge = 1e-3 * np.trace(self.gram[g]) / WEIGHTS * np.eye(WEIGHTS)
-            out.append(np.linalg.solve(self.gram[g] + ridge, self.moment[g]))
-        return out
-
-    def weights(self) -> IntArray:
-        """(GROUPS, WEIGHTS) int weights (0 for a group without a fit)."""
-        out = np.zeros((GROUPS, WEIGHTS), np.int64)
-        for g, w in enumerate(self._solved()):
-            if w is not None:
-                out[g] = np.clip(np.rint(w * (1 << WEIGHT_BITS)), -WEIGHT_LIMIT, WEIGHT_LIMIT)
-        return out
-
-    def saving(self) -> float:
-        """Bits the weights should save per fitted sample, were the targets Gaussian: half
-        the log of how much they shrink the squared error (an estimate; the encoder trusts
-        it only far above what the weights cost)."""
+    def solve(self) -> tuple[IntArray, float]:
+        """(GROUPS, WEIGHTS) int weights (0 for a group with too few samples for a stable
+        fit), and the bits they should save per fitted sample were the targets Gaussian: half
+        the log of how much they shrink the squared error (an estimate; the encoder trusts it
+        only far above what the weights cost)."""
+        weights = np.zeros((GROUPS, WEIGHTS), np.int64)
         bits = 0.0
-        for g, w in enumerate(self._solved()):
-            if w is None:
+        for g in range(GROUPS):
+            gram, moment, samples = self.gram[g], self.moment[g], self.gram[g, -1, -1] / CONSTANT**2
+            if samples < 4 * WEIGHTS:
                 continue
-            after = self.square[g] - 2 * w @ self.moment[g] + w @ self.gram[g] @ w
+            w = np.linalg.solve(gram + 1e-3 * np.trace(gram) / WEIGHTS * np.eye(WEIGHTS), moment)
+            weights[g] = np.clip(np.rint(w * (1 << WEIGHT_BITS)), -WEIGHT_LIMIT, WEIGHT_LIMIT)
+            after = self.square[g] - 2 * w @ moment + w @ gram @ w
             if after > 0:
-                samples = self.gram[g, FEATURES, FEATURES] / CONSTANT**2
                 bits += samples / 2 * np.log2(self.square[g] / after)
-        samples = self.gram[:, FEATURES, FEATURES].sum() / CONSTANT**2
-        return bits / samples if samples else 0.0
+        fitted = self.gram[:, -1, -1].sum() / CONSTANT**2
+        return weights, bits / fitted if fitted else 0.0
 
 
 def pack(weights: IntArray) -> bytes:

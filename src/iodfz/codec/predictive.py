@@ -229,7 +229,7 @@ class PredictiveCoder:
         c = np.arange(self.contexts)
         plane = np.searchsorted(self.plane_first, c, side="right") - 1
         error = (c - self.plane_first[plane]) % ERROR_CONTEXTS
-        return plane * (len(SHIFT_EDGES) + 1) + np.searchsorted(SHIFT_EDGES, error, side="right")
+        return plane * (len(SHIFT_EDGES) + 1) + _ERROR_GROUP[error]
 
 
 def _isqrt(n: IntArray) -> IntArray:
@@ -1117,14 +1117,15 @@ def _chosen(
     fits = [correction.Fit() for _ in range(images)]
     for batch in coded:
         _fit_pass(coder, batch, images, fits)
-    weights = np.stack([fit.weights() for fit in fits])
+    solved = [fit.solve() for fit in fits]
+    weights = np.stack([w for w, _ in solved])
     moved = [_corrected_pass(coder, batch, images, weights) for batch in coded]
     corrected = _choose(
         coder, [(x, p, c) for (x, _, c), p in zip(coded, moved, strict=True)], images
     )
     block = 8 * correction.BLOCK_BYTES
     # where the fit promises far more than the weights cost, the plain coding is not tried
-    sure = [fit.saving() * 3 * height * width > SURE_SAVING * block for fit in fits]
+    sure = [saving * 3 * height * width > SURE_SAVING * block for _, saving in solved]
     plain = None if all(sure) else _choose(coder, coded, images)
     chosen, use = [], []
     for k in range(images):
@@ -1193,10 +1194,8 @@ def _corrected_pass(
     coder: PredictiveCoder, batch: tuple[np.ndarray, ...], images: int, weights: IntArray
 ) -> np.ndarray:
     """The predictions of a batch (planes, predictions, contexts; tiles image-major)
-    corrected by each image's ``weights`` (images, GROUPS, 24), a tile at a time (its
-    features are 23 words a sample). The weighted sums are a float64 product: every term and
-    partial sum is an integer below 2^53, so it equals the decoder's integer sum whatever the
-    order."""
+    corrected by each image's ``weights`` (images, GROUPS, WEIGHTS), a tile at a time (its
+    features are 23 words a sample)."""
     x, pred, context = batch
     tiles = x.shape[1] // images
     out = np.empty_like(pred)
@@ -1204,14 +1203,8 @@ def _corrected_pass(
     for t in range(x.shape[1]):
         xs, ps = x[:, t : t + 1].astype(np.int64), pred[:, t : t + 1].astype(np.int64)
         feats = correction_features(coder, xs, ps).reshape(correction.FEATURES, 3, -1)
-        feats = feats.astype(np.float64)
-        group = coder.shift_groups[context[:, t]].reshape(3, -1)
-        w = weights[t // tiles].reshape(3, -1, correction.WEIGHTS).astype(np.float64)
-        total = np.empty(group.shape, np.int64)
-        for k in range(3):  # each plane's samples by its 4 groups' weights
-            sums = w[k, :, : correction.FEATURES] @ feats[:, k]  # (4 groups, samples)
-            sums += w[k, :, correction.FEATURES, None] * correction.CONSTANT
-            total[k] = np.take_along_axis(sums, group[k][None] % len(w[k]), 0)[0]
+        group = coder.shift_groups[context[:, t]].reshape(3, -1) % (SHIFT_COUNT // 3)
+        total = correction.plane_sums(feats, group, weights[t // tiles])
         out[:, t : t + 1] = correction.corrected(total.reshape(xs.shape), ps, low, high)
     return out
 
@@ -1288,8 +1281,9 @@ def decode(
 @functools.lru_cache(maxsize=8)
 def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
     """Per anti-diagonal of an h×w tile: flat indices of its samples, of their N, W, NW, NE
-    samples after the edge rules (index ``h·w`` is a slot that stays 0), of the samples' own,
-    N, W, NE, NW, NN and WW places in the zero-bordered (h+2)×(w+3) error grid, whether each is in
+    samples after the edge rules (index ``h·w`` is a slot that stays 0), of the samples' own
+    places in the zero-bordered (h+2)×(w+3) grids of errors and residuals and (stacked) those
+    of their N, W, NW, NE, NN and WW, whether each is in
     the tile's first row or column, its NN, WW and NNE samples after the edge rules, and its
     row and column."""
     out = []
@@ -1306,7 +1300,9 @@ def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
         nn = np.where(rows > 1, here - 2 * w, n)
         ww = np.where(cols > 1, here - 2, west)
         nne = np.where(rows > 1, np.where(cols + 1 < w, here - 2 * w + 1, nn), ne)
-        near = (at - stride, at - 1, at - stride + 1, at - stride - 1, at - 2 * stride, at - 2)
+        near = np.stack(
+            [at - stride, at - 1, at - stride - 1, at - stride + 1, at - 2 * stride, at - 2]
+        )
         gathers = (here, n, west, nw, ne, at, near, border)
         out.append((*gathers, (nn, ww, nne), rows, cols))
     return out
@@ -1351,7 +1347,7 @@ def _decode_tiles(
     x = np.zeros((height * width + 1, lanes), np.int64)  # the last position stays 0
     grid = (height + 2) * (width + 3)  # zero border: absent
     errors = np.zeros((grid, PREDICTORS, lanes), np.int16)  # as the encoder's
-    residuals = np.zeros((grid, lanes), np.int16)  # |sample − rounded prediction|
+    residuals = np.zeros((grid, lanes), np.int16)  # sample − rounded prediction
     low, high = (np.repeat(b.ravel(), tiles)[None, :] for b in _plane_bounds((3, 1)))
     tile_heights = np.repeat([g.height for g in groups], [g.tiles for g in groups])
     tile_widths = np.repeat([g.width for g in groups], [g.tiles for g in groups])
@@ -1364,12 +1360,11 @@ def _decode_tiles(
     if weights is not None:  # each lane's (plane, tile) weights of its 4 error groups
         lane_weights = weights.reshape(tiles, 3, -1, correction.WEIGHTS).transpose(1, 0, 2, 3)
         lane_weights = lane_weights.reshape(lanes, -1, correction.WEIGHTS)
-        signed = np.zeros((grid, lanes), np.int16)  # sample − rounded prediction
         lane = np.arange(lanes)[None, :]
     for *gathers, far, rows, cols in _gathers(height, width):
-        here, n, west, nw, ne, at, (at_n, at_w, at_ne, at_nw, at_nn, at_ww), border = gathers
-        if weights is not None:
-            at_signed = np.stack([at_n, at_w, at_nw, at_ne, at_nn, at_ww])
+        here, n, west, nw, ne, at, near_at, border = gathers
+        at_n, at_w, at_nw, at_ne, at_nn, at_ww = near_at
+        near_residuals = residuals[near_at if weights is not None else near_at[:4]]
         xn, xne, xnw = x[n], x[ne], x[nw]
         preds = _predictors(xn, x[west], xnw, xne)
         near = 2 * (errors[at_n] + errors[at_w] + errors[at_ne]) + errors[at_nw]
@@ -1382,17 +1377,14 @@ def _decode_tiles(
             pred = _biased(pred, bias.take(key), low, high, coder.frac_bits)
         if weights is not None:
             chosen = lane_weights[lane, _ERROR_GROUP.take(error_context)]  # (samples, lanes, 24)
-            near_signed = np.empty((correction.RESIDUALS, *pred.shape), np.int64)
-            near_signed[:6] = signed[at_signed]
-            near_signed[6:, :, tiles:] = near_signed[:2, :, :-tiles]  # the plane before's N, W
-            near_signed[6:, :, :tiles] = 0  # Y has no plane before it
+            inputs = np.empty((correction.RESIDUALS, *pred.shape), np.int64)
+            inputs[:6] = near_residuals
+            inputs[6:, :, tiles:] = near_residuals[:2, :, :-tiles]  # the plane before's N, W
+            inputs[6:, :, :tiles] = 0  # Y has no plane before it
             values = np.stack([xn, preds[1], xnw, xne, *far_values])
-            feats = correction.features(values, pred, near_signed)
+            feats = correction.features(values, pred, inputs)
             partial = correction.weighted_sum(feats, chosen)
-        largest = np.maximum(
-            np.maximum(residuals[at_n], residuals[at_w]),
-            np.maximum(residuals[at_ne], residuals[at_nw]),
-        )
+        largest = np.abs(near_residuals[:4]).max(0)  # of N, W, NW and NE
         local = _local_context(coder, error_context, largest, border)
         rounded = _rounded(coder, pred)
         value = rounded.copy()  # samples outside their tile keep a harmless value
@@ -1408,14 +1400,14 @@ def _decode_tiles(
             context = local[:, plane] + coder.plane_first[k]
             if k:
                 before = slice((k - 1) * tiles, k * tiles)
-                previous = np.abs(value[:, before] - rounded[:, before])
-                bucket = _RESIDUAL_BUCKET.take(previous, mode="clip")  # a damaged pop: any value
+                previous = value[:, before] - rounded[:, before]
+                bucket = _RESIDUAL_BUCKET.take(np.abs(previous), mode="clip")  # damaged: any
                 context += coder.local_contexts * bucket
             plane_pred = pred[:, plane]
             if weights is not None:
                 total = partial[:, plane]
                 if k:
-                    last = correction.compress((value[:, before] - rounded[:, before]) << 3)
+                    last = correction.compress(previous << 3)
                     total = total + chosen[:, plane, correction.FEATURES - 1] * last
                 plane_pred = correction.corrected(total, plane_pred, low[:, plane], high[:, plane])
             index, offset = _coding(coder, params[tile, context], plane_pred)
@@ -1431,17 +1423,13 @@ def _decode_tiles(
             at_rows, at_lanes = np.nonzero(last)
             x[here[at_rows] + 1, at_lanes] = value[at_rows, at_lanes]  # NE = N right of a tile
             errors[at] = np.abs(value[:, None, :] - preds.transpose(1, 0, 2)) * real[:, None, :]
-            residuals[at] = np.abs(value - rounded) * real
-            if weights is not None:
-                signed[at] = (value - rounded) * real
+            residuals[at] = (value - rounded) * real
         else:
             inside &= ((value >= low) & (value <= high)).all(0)
             value = np.clip(value, low, high)  # a damaged stream's lanes stay bounded
             x[here] = value
             errors[at] = np.abs(value[:, None, :] - preds.transpose(1, 0, 2))
-            residuals[at] = np.abs(value - rounded)
-            if weights is not None:
-                signed[at] = value - rounded
+            residuals[at] = value - rounded
     planes = x[:-1].T.reshape(3, tiles, height, width)
     out = [
         planes[:, t, : group.height, : group.width]
