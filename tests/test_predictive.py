@@ -5,6 +5,7 @@ pinned by golden containers (tests/golden/v2-predictive-*, tests/test_golden.py)
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -23,6 +24,15 @@ from iodfz.codecs import Options
 from iodfz.coder import CoderError
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+#: Every coder, and version 5 once more with each colour transform it does not give by default
+ENCODERS = [
+    *predictive.CODERS,
+    *(dataclasses.replace(predictive.V5, colours=(t,)) for t in range(predictive.TRANSFORMS)),
+]
+
+
+def _encoder_id(coder: predictive.PredictiveCoder) -> str:
+    return coder.name + "".join(f"-colour{t}" for t in coder.colours)
 
 
 def _shapes() -> list[tuple[int, int]]:
@@ -54,27 +64,27 @@ def test_images_come_back_exactly(
         ).astype(np.uint8),  # chroma at its extremes
     ],
 )
-@pytest.mark.parametrize("coder", predictive.CODERS, ids=lambda c: c.name)
+@pytest.mark.parametrize("coder", ENCODERS, ids=_encoder_id)
 def test_extreme_images_come_back_exactly(make, coder: predictive.PredictiveCoder) -> None:
     rgb = make(np.random.default_rng(0))
     assert np.array_equal(predictive.decode(predictive.encode(rgb, coder), 40, 50, coder), rgb)
 
 
-def test_the_colour_transform_is_exact_on_every_pixel() -> None:
+@pytest.mark.parametrize("transform", range(predictive.TRANSFORMS))
+def test_each_colour_transform_is_exact_on_every_pixel(transform: int) -> None:
     values = np.arange(256, dtype=np.uint8)
     rgb = np.stack(np.meshgrid(values, values, values, indexing="ij"), -1).reshape(-1, 3)
-    planes = predictive.to_planes(rgb)
-    assert np.array_equal(predictive.to_rgb(planes), rgb)
+    planes = predictive.to_planes(rgb, transform)
+    assert np.array_equal(predictive.to_rgb(planes, transform), rgb)
     for plane, (low, high) in zip(planes, predictive.PLANE_RANGES, strict=True):
         assert low <= plane.min() and plane.max() <= high
 
 
 def test_each_coder_id_is_the_hash_of_its_name() -> None:
-    coders = ((1, predictive.V1), (2, predictive.V2), (3, predictive.V3), (4, predictive.V4))
-    for version, coder in coders:
+    for version, coder in enumerate(reversed(predictive.CODERS), 1):
         label = b"iodfz predictive coder %d (docs/INTEGER.md)" % version
         assert coder.model_id == hashlib.sha256(label).hexdigest()
-    assert predictive.CODER is predictive.V4 and predictive.encoding_coder() is predictive.V4
+    assert predictive.CODER is predictive.V5 and predictive.encoding_coder() is predictive.V5
     assert (
         predictive.V1.contexts == 208 and predictive.V2.contexts == predictive.V3.contexts == 1664
     )
@@ -242,7 +252,7 @@ def test_small_images_use_the_shipped_defaults_and_large_ones_may_fit_their_own(
     small = predictive.encode(photo_like(32, 32, seed=2))
     assert len(small) == 1 and small[0][0] == predictive.MODE_DEFAULTS
     large = predictive.encode(photo_like(300, 280, seed=2))
-    mode = large[0][0] & ~predictive.MODE_CORRECTED
+    mode = large[0][0] & predictive.MODE_CORRECTED - 1
     assert mode in (predictive.MODE_DEFAULTS, predictive.MODE_OWN)
 
 
@@ -268,7 +278,7 @@ def test_a_damaged_correction_block_is_refused() -> None:
     rgb = photo_like(300, 280, seed=2)
     first = predictive.encode(rgb, predictive.V4)[0]
     defaults = predictive.default_params(predictive.V4)
-    _, weights, stream = predictive.split_params(predictive.V4, first, defaults)
+    _, weights, _, stream = predictive.split_params(predictive.V4, first, defaults)
     assert weights is not None and weights.shape == (correction.GROUPS, correction.WEIGHTS)
     head = len(first) - len(stream) - correction.BLOCK_BYTES  # the mode's own part
     with pytest.raises(predictive.PredictiveError, match="cut short"):
@@ -278,6 +288,36 @@ def test_a_damaged_correction_block_is_refused() -> None:
         predictive.split_params(predictive.V4, lowest, defaults)
     with pytest.raises(predictive.PredictiveError, match="bad parameter part"):
         predictive.split_params(predictive.V3, first, defaults)  # version 3 has no such mode
+
+
+def test_version_5_names_its_colour_transform_and_the_max_level_tries_each() -> None:
+    """The mode byte's bits 2 and 3 name the transform: subtract-green for a large image,
+    YCoCg-R for a small one by default; the max level's encoder keeps each image's smallest
+    of the four, alone and in a batch; a mode byte beyond them is damage."""
+    large, small = photo_like(300, 280, seed=2), photo_like(32, 32, seed=2)
+    shift = predictive.TRANSFORM_SHIFT
+    assert predictive.encode(large)[0][0] >> shift == predictive.SUBTRACT_GREEN
+    assert predictive.encode(small)[0][0] >> shift == predictive.YCOCG
+    sizes = []
+    for transform in range(predictive.TRANSFORMS):
+        parts = predictive.encode(large, dataclasses.replace(predictive.V5, colours=(transform,)))
+        assert parts[0][0] >> shift == transform
+        assert np.array_equal(predictive.decode(parts, 300, 280), large)
+        sizes.append(sum(map(len, parts)))
+    assert len(set(sizes)) > 1  # the transforms code differently
+    every = predictive.every_transform(predictive.V5)
+    best = predictive.encode(large, every)
+    assert sum(map(len, best)) == min(sizes)
+    rgbs = [large, small, photo_like(64, 530, seed=4)]
+    many = predictive.encode_many(rgbs, every)
+    assert many == [predictive.encode(rgb, every) for rgb in rgbs]
+    back = predictive.decode_many(many, [rgb.shape[:2] for rgb in rgbs])
+    assert all(np.array_equal(a, b) for a, b in zip(rgbs, back, strict=True))
+    first = predictive.encode(small)[0]
+    with pytest.raises(predictive.PredictiveError, match="bad parameter part"):
+        predictive.decode([bytes([first[0] | 16]) + first[1:]], 32, 32)
+    with pytest.raises(predictive.PredictiveError, match="bad parameter part"):
+        predictive.decode(predictive.encode(large), 300, 280, predictive.V4)  # no transforms
 
 
 def test_the_correction_has_a_weight_set_per_scale_shift_group() -> None:

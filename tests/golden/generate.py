@@ -10,16 +10,19 @@ format version 2, renamed (the others are from the version 1 writer).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from iodfz import api
+from iodfz.codec import predictive
 from iodfz.codecs import Options
 from iodfz.container import CODEC_STORED, ContainerWriter, Header, frame_digest
 
@@ -47,6 +50,19 @@ def quadratic(h: int, w: int, seed: int) -> np.ndarray:
     rgb = np.stack([base, base * 0.7 + 40, 250 - base * 0.9], -1).astype(np.uint8)
     bumps = np.random.default_rng(seed).random(rgb.shape) < 0.1
     return np.clip(rgb.astype(int) + bumps, 0, 255).astype(np.uint8)
+
+
+@contextlib.contextmanager
+def transform(forced: int | None) -> Iterator[None]:
+    """The predictive coder's colour transform ``forced`` on every image (None: its own
+    choice) while the block runs."""
+    chosen = predictive.encoder_transform
+    if forced is not None:
+        predictive.encoder_transform = lambda coder, height, width: forced
+    try:
+        yield
+    finally:
+        predictive.encoder_transform = chosen
 
 
 def with_alpha(pixels: np.ndarray) -> np.ndarray:
@@ -159,7 +175,10 @@ def main(out_dir: Path) -> None:
     # ``v2-predictive2-*`` by iodf-predictive-2 (the default level's coder for every image),
     # then ``v2-predictive3-*`` by iodf-predictive-3 (the same with texture biases), then
     # ``v2-predictive4-*`` by iodf-predictive-4: weights that correct the predictions with
-    # parameters of its own and with the defaults, and a small image without them
+    # parameters of its own and with the defaults, and a small image without them, then
+    # ``v2-predictive5-*`` by iodf-predictive-5: subtract green (a large image, corrected),
+    # YCoCg-R (a small one), and the two transforms only the max level picks, forced here
+    # (``transform``) so that each is pinned on an image of the same kind
     for file, name, pixels in (
         ("v2-predictive-ppm-rgb-144x160.iodf", "predictive.ppm", photo(144, 160, 3, 8)),
         ("v2-predictive-defaults-ppm-rgb-40x48.iodf", "defaults.ppm", photo(40, 48, 3, 9)),
@@ -170,10 +189,16 @@ def main(out_dir: Path) -> None:
         ("v2-predictive4-own-ppm-rgb-128x128.iodf", "own4.ppm", quadratic(128, 128, 16)),
         ("v2-predictive4-defaults-ppm-rgb-96x100.iodf", "defaults4.ppm", photo(96, 100, 3, 14)),
         ("v2-predictive4-plain-ppm-rgb-40x48.iodf", "plain4.ppm", photo(40, 48, 3, 15)),
+        ("v2-predictive5-green-ppm-rgb-128x128.iodf", "green5.ppm", quadratic(128, 128, 17)),
+        ("v2-predictive5-ycocg-ppm-rgb-40x48.iodf", "ycocg5.ppm", photo(40, 48, 3, 18)),
+        ("v2-predictive5-red-ppm-rgb-100x96.iodf", "red5.ppm", photo(100, 96, 3, 19)),
+        ("v2-predictive5-chroma-ppm-rgb-100x96.iodf", "chroma5.ppm", photo(100, 96, 3, 20)),
     ):
         data = image_file(pixels, "PPM")
         meta = {"name": name.encode(), "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}
-        c, codec = compress(data, Options(level=3), **meta)  # type: ignore[arg-type]
+        forced = {"red5.ppm": predictive.SUBTRACT_RED, "chroma5.ppm": predictive.GREEN_CHROMA}
+        with transform(forced.get(name)):
+            c, codec = compress(data, Options(level=3), **meta)  # type: ignore[arg-type]
         expect = {"name": name, "mode": "0644", "mtime_ns": MTIME_NS}
         put(file, c, data, codec=codec, frame_codecs={"neural-image": 1}, **expect)
     for file, expect in manifest.items():  # the frame codecs claimed above are the real ones

@@ -573,10 +573,14 @@ def _coders_for(level: int, height: int, width: int) -> list[ImageCoder]:
     result): below ``FLOW_FROM``, the predictive coder alone; below ``MAX_LEVEL``, the
     predictive coder alone above ``PREDICTIVE_FROM_PIXELS`` (the flows win no large photo:
     tried on Kodak they gave the same bytes ten times slower); else the level's flows
-    (:func:`_flow_coders`) and the predictive coder."""
+    (:func:`_flow_coders`) and the predictive coder — at MAX_LEVEL trying every colour
+    transform."""
+    coder = predictive.encoding_coder()
+    if level >= MAX_LEVEL:
+        coder = predictive.every_transform(coder)
     if level < FLOW_FROM or (level < MAX_LEVEL and height * width > PREDICTIVE_FROM_PIXELS):
-        return [predictive.encoding_coder()]
-    return [*_flow_coders(level, height, width), predictive.encoding_coder()]
+        return [coder]
+    return [*_flow_coders(level, height, width), coder]
 
 
 def _flow_coders(level: int, height: int, width: int) -> list[ImageCoder]:

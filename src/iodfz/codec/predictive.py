@@ -86,7 +86,8 @@ TEXTURE_KEYS = 3 * (1 << TEXTURE_BITS) * ERROR_CONTEXTS
 MAX_MEAN = 127  # |mean| of a context in 1/8 units: one signed byte
 FIT_STEP = 4  # the encoder's fit tries every FIT_STEP-th scale, then the best one's neighbours
 MODE_OWN, MODE_DEFAULTS = 0, 1  # the parameter part's first byte (FORMAT.md 3.5)
-MODE_CORRECTED = 2  # with either: correction weights follow (version 4)
+MODE_CORRECTED = 2  # with either: correction weights follow (version 4 on)
+TRANSFORM_SHIFT = 2  # version 5: the mode byte's bits 2 and 3 are the colour transform
 #: The default parameters' scale indices move by a shift (−8 … 7) per plane and group of
 #: error contexts (e < 4, 4–7, 8–11, ≥ 12): 12 shifts, 6 bytes.
 SHIFT_EDGES = np.array([4, 8, 12], np.int64)
@@ -137,8 +138,14 @@ class PredictiveCoder:
     learned_tables: bool = False
     #: whether the image may send weights that correct each prediction (codec.correction)
     corrections: bool = False
+    #: whether an image names its colour transform (TRANSFORMS) in the parameter part
+    transforms: bool = False
     #: the coder whose shipped tables (models/<card>.json) it codes with, if not its own
     card: str = ""
+    #: the colour transforms the encoder tries on every image, keeping the smallest result
+    #: (none: :func:`encoder_transform`'s); not part of the coder's identity — a decoder
+    #: reads each image's from its file
+    colours: tuple[int, ...] = dataclasses.field(default=(), compare=False)
     levels: int = 0
 
     @property
@@ -275,10 +282,16 @@ V4 = dataclasses.replace(  # version 3 and weights of the image's own that corre
     corrections=True,
     card=V3.name,
 )
+V5 = dataclasses.replace(  # version 4 and a colour transform chosen per image
+    V4,
+    name="iodf-predictive-5",
+    label=b"iodfz predictive coder 5 (docs/INTEGER.md)",
+    transforms=True,
+)
 #: Newest first; every coder here decodes, new files get the first whose tables are installed
 #: intact (:func:`encoding_coder`).
-CODERS = (V4, V3, V2, V1)
-CODER = V4
+CODERS = (V5, V4, V3, V2, V1)
+CODER = V5
 
 
 def coders_for(prefix: str) -> list[PredictiveCoder]:
@@ -293,21 +306,43 @@ def logistic_tables() -> coder_tables.Tables:
 # --- colour -----------------------------------------------------------------------------
 
 
-def to_planes(rgb: np.ndarray) -> IntArray:
-    """(..., 3) uint8 RGB → (3, ...) int64 Y, Co, Cg (YCoCg-R lifting, exactly invertible)."""
+#: The colour transforms of docs/INTEGER.md step 1, by the index a version 5 image names
+#: (FORMAT.md 3.5): YCoCg-R; G, R − G, B − G; R, G − R, B − R; G, B − G, R − ⌊(G + B)/2⌋.
+#: Each gives plane 0 in [0, 255] and planes 1 and 2 in [−255, 255] (PLANE_RANGES).
+YCOCG, SUBTRACT_GREEN, SUBTRACT_RED, GREEN_CHROMA = range(4)
+TRANSFORMS = 4
+
+
+def to_planes(rgb: np.ndarray, transform: int = YCOCG) -> IntArray:
+    """(..., 3) uint8 RGB → (3, ...) int64 planes of ``transform`` (exactly invertible)."""
     r, g, b = (rgb[..., c].astype(np.int64) for c in range(3))
-    co = r - b
+    if transform == SUBTRACT_GREEN:
+        return np.stack([g, r - g, b - g])
+    if transform == SUBTRACT_RED:
+        return np.stack([r, g - r, b - r])
+    if transform == GREEN_CHROMA:
+        return np.stack([g, b - g, r - ((g + b) >> 1)])
+    co = r - b  # YCoCg-R lifting
     t = b + (co >> 1)
     cg = g - t
     return np.stack([t + (cg >> 1), co, cg])
 
 
-def to_rgb(planes: IntArray) -> np.ndarray:
-    y, co, cg = planes
-    t = y - (cg >> 1)
-    g = cg + t
-    b = t - (co >> 1)
-    r = b + co
+def to_rgb(planes: IntArray, transform: int = YCOCG) -> np.ndarray:
+    """Inverse of :func:`to_planes` ((3, ...) → (..., 3) uint8)."""
+    p0, p1, p2 = planes
+    if transform == SUBTRACT_GREEN:
+        r, g, b = p1 + p0, p0, p2 + p0
+    elif transform == SUBTRACT_RED:
+        r, g, b = p0, p1 + p0, p2 + p0
+    elif transform == GREEN_CHROMA:
+        g, b = p0, p1 + p0
+        r = p2 + ((g + b) >> 1)
+    else:
+        t = p0 - (p2 >> 1)
+        g = p2 + t
+        b = t - (p1 >> 1)
+        r = b + p1
     return np.stack([r, g, b], axis=-1).astype(np.uint8)
 
 
@@ -801,15 +836,19 @@ def _best_shifts(
 
 def split_params(
     coder: PredictiveCoder, first: bytes, defaults: IntArray | None
-) -> tuple[IntArray, IntArray | None, bytes]:
-    """(parameters, correction weights or None, first stream) of a payload's first part, which
-    begins with the parameter part (FORMAT.md 3.5), given the coder's ``default_params``;
-    PredictiveError if it is damaged, or needs default parameters that are not installed
-    intact."""
+) -> tuple[IntArray, IntArray | None, int, bytes]:
+    """(parameters, correction weights or None, colour transform, first stream) of a
+    payload's first part, which begins with the parameter part (FORMAT.md 3.5), given the
+    coder's ``default_params``; PredictiveError if it is damaged, or needs default parameters
+    that are not installed intact."""
     if not first:
         raise PredictiveError("parameter part is empty")
-    corrected = coder.corrections and bool(first[0] & MODE_CORRECTED)
-    mode = first[0] & ~MODE_CORRECTED if corrected else first[0]
+    mode, transform = first[0], YCOCG
+    if coder.transforms:
+        transform = (mode >> TRANSFORM_SHIFT) % TRANSFORMS
+        mode &= ~(transform << TRANSFORM_SHIFT)
+    corrected = coder.corrections and bool(mode & MODE_CORRECTED)
+    mode = mode & ~MODE_CORRECTED if corrected else mode
     if mode == MODE_DEFAULTS and len(first) > SHIFTS_BYTES:
         if defaults is None:
             raise PredictiveError(f"needs {coder.defaults_file}, which is not installed intact")
@@ -821,12 +860,12 @@ def split_params(
     else:
         raise PredictiveError("bad parameter part")
     if not corrected:
-        return params, None, rest
+        return params, None, transform, rest
     try:
         weights = correction.unpack(rest)
     except ValueError as exc:
         raise PredictiveError(str(exc)) from None
-    return params, weights, rest[correction.BLOCK_BYTES :]
+    return params, weights, transform, rest[correction.BLOCK_BYTES :]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -854,6 +893,11 @@ def shipped_bias(coder: PredictiveCoder) -> IntArray:
     if tables is None or tables.bias is None:
         raise PredictiveError(f"needs {coder.defaults_file}, which is not installed intact")
     return tables.bias
+
+
+def every_transform(coder: PredictiveCoder) -> PredictiveCoder:
+    """The coder as the max level's encoder: trying every colour transform it can name."""
+    return dataclasses.replace(coder, colours=tuple(range(TRANSFORMS))) if coder.transforms else coder
 
 
 def encoding_coder() -> PredictiveCoder:
@@ -1014,13 +1058,19 @@ def encode(
 ) -> list[bytes]:
     """(H, W, 3) uint8 → one compact rANS stream per batch, the first after the parameter
     part."""
+    if len(coder.colours) > 1:
+        return encode_many([rgb], coder)[0]
     return _encode_shapes(coder, [[rgb]], progress)[0][0]
 
 
 def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> list[list[bytes]]:
     """``[encode(rgb) for rgb in rgbs]`` (each the very bytes ``encode`` gives): images of one
     shape predicted together, each image's parameters chosen alone, and the streams of images
-    of any shapes pushed in lockstep — as many images as make ``GROUP_PIXELS`` at a time."""
+    of any shapes pushed in lockstep — as many images as make ``GROUP_PIXELS`` at a time. A
+    coder with several ``colours`` codes the images with each, keeping each image's smallest."""
+    if len(coder.colours) > 1:
+        tries = [encode_many(rgbs, dataclasses.replace(coder, colours=(c,))) for c in coder.colours]
+        return [min(image, key=lambda s: sum(map(len, s))) for image in zip(*tries, strict=True)]
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for k, rgb in enumerate(rgbs):
         by_shape.setdefault(rgb.shape, []).append(k)
@@ -1108,12 +1158,15 @@ def _chosen(
     corrected."""
     height, width, _ = rgbs[0].shape
     images = len(rgbs)
+    transform = encoder_transform(coder, height, width)
     coded = [
-        _predicted(coder, [rgb[y : y + h, x : x + w] for rgb in rgbs for y, x, h, w in rects])
+        _predicted(
+            coder, [rgb[y : y + h, x : x + w] for rgb in rgbs for y, x, h, w in rects], transform
+        )
         for rects in _batches(height, width)
     ]
     if not coder.corrections or 3 * height * width < OWN_FROM:
-        return coded, _choose(coder, coded, images)
+        return coded, _named(coder, _choose(coder, coded, images), transform)
     fits = [correction.Fit() for _ in range(images)]
     for batch in coded:
         _fit_pass(coder, batch, images, fits)
@@ -1140,7 +1193,30 @@ def _chosen(
     for (x, pred, _), better in zip(coded, moved, strict=True):  # in place: no third copy
         tiles = np.repeat(use, x.shape[1] // images)
         pred[:, tiles] = better[:, tiles]
-    return coded, chosen
+    return coded, _named(coder, chosen, transform)
+
+
+def _named(
+    coder: PredictiveCoder, chosen: list[tuple[float, bytes, IntArray]], transform: int
+) -> list[tuple[float, bytes, IntArray]]:
+    """``chosen`` (bits, parameter part, parameters) with the colour transform in each
+    parameter part's mode byte (a coder that names it)."""
+    if not coder.transforms:
+        return chosen
+    mark = transform << TRANSFORM_SHIFT
+    return [(bits, bytes([part[0] | mark]) + part[1:], p) for bits, part, p in chosen]
+
+
+def encoder_transform(coder: PredictiveCoder, height: int, width: int) -> int:
+    """The colour transform the encoder gives an image of this size: the first of the coder's
+    ``colours`` where it has them; else, for a coder that names one, subtract-green from OWN_FROM samples and
+    YCoCg-R below (README "Session 25": on Kodak subtract-green, on the 32 × 32 and 64 × 64
+    photos YCoCg-R codes fewer bits)."""
+    if not coder.transforms:
+        return YCOCG
+    if coder.colours:
+        return coder.colours[0]
+    return SUBTRACT_GREEN if 3 * height * width >= OWN_FROM else YCOCG
 
 
 def chosen_counts(coder: PredictiveCoder, rgb: np.ndarray) -> tuple[Counts, bytes, IntArray]:
@@ -1209,14 +1285,17 @@ def _corrected_pass(
     return out
 
 
-def _predicted(coder: PredictiveCoder, tiles: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
-    """(planes int16, prediction int32, context int16) of RGB tiles of one shape, each
-    (3, tiles, h, w): predicted ``PREDICT_PIXELS`` at a time, kept narrow (8 bytes a sample)."""
+def _predicted(
+    coder: PredictiveCoder, tiles: Sequence[np.ndarray], transform: int
+) -> tuple[np.ndarray, ...]:
+    """(planes int16, prediction int32, context int16) of RGB tiles of one shape in colour
+    ``transform``, each (3, tiles, h, w): predicted ``PREDICT_PIXELS`` at a time, kept narrow
+    (8 bytes a sample)."""
     h, w, _ = tiles[0].shape
     per_part = max(1, PREDICT_PIXELS // (h * w))
     parts: list[tuple[np.ndarray, ...]] = []
     for i in range(0, len(tiles), per_part):
-        x = to_planes(np.stack(tiles[i : i + per_part]))
+        x = to_planes(np.stack(tiles[i : i + per_part]), transform)
         pred, context = predict(coder, x)
         parts.append((x.astype(np.int16), pred.astype(np.int32), context.astype(np.int16)))
     return tuple(np.concatenate(a, axis=1) for a in zip(*parts, strict=True))
@@ -1265,8 +1344,8 @@ def decode(
     batches = _batches(height, width)
     if len(parts) != len(batches):
         raise PredictiveError("wrong number of parts")
-    params, weights, first = split_params(coder, parts[0], default_params(coder))
-    member = (0, params, weights, [first, *parts[1:]])
+    params, weights, transform, first = split_params(coder, parts[0], default_params(coder))
+    member = (0, params, weights, transform, [first, *parts[1:]])
     rgb = np.empty((height, width, 3), np.uint8)
     done = 0
     for sweep in _unit_sweeps([_Unit([member], b, rects) for b, rects in enumerate(batches)]):
@@ -1452,8 +1531,8 @@ def decode_many(
     for k, (image_parts, shape) in enumerate(zip(parts, shapes, strict=True)):
         with contextlib.suppress(PredictiveError):
             if len(image_parts) == batch_count(*shape):
-                params, weights, first = split_params(coder, image_parts[0], defaults)
-                member = (k, params, weights, [first, *image_parts[1:]])
+                params, weights, transform, first = split_params(coder, image_parts[0], defaults)
+                member = (k, params, weights, transform, [first, *image_parts[1:]])
                 by_shape.setdefault(shape, []).append(member)
     units = []
     for (h, w), members in by_shape.items():
@@ -1473,8 +1552,8 @@ def decode_many(
     return [rgbs[k] if whole.get(k) else None for k in range(len(parts))]
 
 
-#: an image's index, parameters, correction weights (or None) and streams
-_Member = tuple[int, IntArray, IntArray | None, list[bytes]]
+#: an image's index, parameters, correction weights (or None), colour transform and streams
+_Member = tuple[int, IntArray, IntArray | None, int, list[bytes]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1524,15 +1603,15 @@ def _decode_units(
     sources = _Sources(sweep, coding_tables(coder))
     groups = [_Group(unit.tiles, *unit.tile_shape) for unit in sweep]
     tile_params = [
-        np.repeat(np.stack([p for _, p, _, _ in unit.members]), len(unit.rects), axis=0)
+        np.repeat(np.stack([p for _, p, *_ in unit.members]), len(unit.rects), axis=0)
         for unit in sweep
     ]
     weights = None
-    if any(w is not None for unit in sweep for _, _, w, _ in unit.members):
+    if any(w is not None for unit in sweep for _, _, w, *_ in unit.members):
         none = np.zeros((correction.GROUPS, correction.WEIGHTS), np.int64)
         tile_weights = [
             np.repeat(
-                np.stack([none if w is None else w for _, _, w, _ in unit.members]),
+                np.stack([none if w is None else w for _, _, w, *_ in unit.members]),
                 len(unit.rects),
                 axis=0,
             )
@@ -1545,10 +1624,10 @@ def _decode_units(
     at = 0
     for unit, finished in zip(sweep, sources.finish(strict), strict=True):
         ok = finished & inside[at : at + unit.tiles].reshape(len(unit.members), -1).all(1)
-        for (k, *_), image_ok in zip(unit.members, ok, strict=True):
+        for (k, _, _, transform, _), image_ok in zip(unit.members, ok, strict=True):
             whole[k] = whole.get(k, True) and bool(image_ok)
             for y, x, h, w in unit.rects:
-                rgbs[k][y : y + h, x : x + w] = to_rgb(planes[at])
+                rgbs[k][y : y + h, x : x + w] = to_rgb(planes[at], transform)
                 at += 1
     return whole
 
