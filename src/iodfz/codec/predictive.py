@@ -897,7 +897,9 @@ def shipped_bias(coder: PredictiveCoder) -> IntArray:
 
 def every_transform(coder: PredictiveCoder) -> PredictiveCoder:
     """The coder as the max level's encoder: trying every colour transform it can name."""
-    return dataclasses.replace(coder, colours=tuple(range(TRANSFORMS))) if coder.transforms else coder
+    if not coder.transforms:
+        return coder
+    return dataclasses.replace(coder, colours=tuple(range(TRANSFORMS)))
 
 
 def encoding_coder() -> PredictiveCoder:
@@ -1209,9 +1211,9 @@ def _named(
 
 def encoder_transform(coder: PredictiveCoder, height: int, width: int) -> int:
     """The colour transform the encoder gives an image of this size: the first of the coder's
-    ``colours`` where it has them; else, for a coder that names one, subtract-green from OWN_FROM samples and
-    YCoCg-R below (README "Session 25": on Kodak subtract-green, on the 32 × 32 and 64 × 64
-    photos YCoCg-R codes fewer bits)."""
+    ``colours`` where it has them; else, for a coder that names one, subtract-green from
+    OWN_FROM samples and YCoCg-R below (README "Session 25": subtract-green codes Kodak in
+    1.1 % fewer bits, YCoCg-R the 32 × 32 and 64 × 64 photos in 0.2–0.4 % fewer)."""
     if not coder.transforms:
         return YCOCG
     if coder.colours:
