@@ -263,7 +263,7 @@ def test_version_4_corrects_the_predictions_of_large_images_where_that_pays() ->
     rgb = photo_like(300, 280, seed=2)
     v4, v3 = predictive.encode(rgb, predictive.V4), predictive.encode(rgb, predictive.V3)
     assert v4[0][0] & predictive.MODE_CORRECTED
-    assert sum(map(len, v4)) + correction.BLOCK_BYTES < sum(map(len, v3))
+    assert sum(map(len, v4)) + correction.block_bytes(False) < sum(map(len, v3))
     assert np.array_equal(predictive.decode(v4, 300, 280, predictive.V4), rgb)
     small = photo_like(32, 32, seed=2)
     assert not predictive.encode(small, predictive.V4)[0][0] & predictive.MODE_CORRECTED
@@ -279,10 +279,11 @@ def test_a_damaged_correction_block_is_refused() -> None:
     first = predictive.encode(rgb, predictive.V4)[0]
     defaults = predictive.default_params(predictive.V4)
     _, weights, _, stream = predictive.split_params(predictive.V4, first, defaults)
-    assert weights is not None and weights.shape == (correction.GROUPS, correction.WEIGHTS)
-    head = len(first) - len(stream) - correction.BLOCK_BYTES  # the mode's own part
+    assert weights is not None and weights.shape == (correction.TABLE, correction.WEIGHTS)
+    size = correction.block_bytes(False)
+    head = len(first) - len(stream) - size  # the mode's own part
     with pytest.raises(predictive.PredictiveError, match="cut short"):
-        predictive.split_params(predictive.V4, first[: head + correction.BLOCK_BYTES - 1], defaults)
+        predictive.split_params(predictive.V4, first[: head + size - 1], defaults)
     lowest = first[:head] + b"\x00\x80" + first[head + 2 :]  # a weight of -2^15
     with pytest.raises(predictive.PredictiveError, match="out of range"):
         predictive.split_params(predictive.V4, lowest, defaults)
@@ -295,13 +296,16 @@ def test_version_5_names_its_colour_transform_and_the_max_level_tries_each() -> 
     YCoCg-R for a small one by default; the max level's encoder keeps each image's smallest
     of the four, alone and in a batch; a mode byte beyond them is damage."""
     large, small = photo_like(300, 280, seed=2), photo_like(32, 32, seed=2)
-    shift = predictive.TRANSFORM_SHIFT
-    assert predictive.encode(large)[0][0] >> shift == predictive.SUBTRACT_GREEN
-    assert predictive.encode(small)[0][0] >> shift == predictive.YCOCG
+
+    def transform_of(parts: list[bytes]) -> int:
+        return parts[0][0] >> predictive.TRANSFORM_SHIFT & 3
+
+    assert transform_of(predictive.encode(large)) == predictive.SUBTRACT_GREEN
+    assert transform_of(predictive.encode(small)) == predictive.YCOCG
     sizes = []
     for transform in range(predictive.TRANSFORMS):
         parts = predictive.encode(large, dataclasses.replace(predictive.V5, colours=(transform,)))
-        assert parts[0][0] >> shift == transform
+        assert transform_of(parts) == transform
         assert np.array_equal(predictive.decode(parts, 300, 280), large)
         sizes.append(sum(map(len, parts)))
     assert len(set(sizes)) > 1  # the transforms code differently
@@ -314,10 +318,44 @@ def test_version_5_names_its_colour_transform_and_the_max_level_tries_each() -> 
     back = predictive.decode_many(many, [rgb.shape[:2] for rgb in rgbs])
     assert all(np.array_equal(a, b) for a, b in zip(rgbs, back, strict=True))
     first = predictive.encode(small)[0]
-    with pytest.raises(predictive.PredictiveError, match="bad parameter part"):
-        predictive.decode([bytes([first[0] | 16]) + first[1:]], 32, 32)
+    for bad in (32, predictive.MODE_PARITY):  # beyond the bits; parity without weights
+        with pytest.raises(predictive.PredictiveError, match="bad parameter part"):
+            predictive.decode([bytes([first[0] | bad]) + first[1:]], 32, 32)
     with pytest.raises(predictive.PredictiveError, match="bad parameter part"):
         predictive.decode(predictive.encode(large), 300, 280, predictive.V4)  # no transforms
+
+
+def _half_resolution_chroma(h: int, w: int, seed: int) -> np.ndarray:
+    """A photo whose chroma was kept at half resolution (as JPEG's 4:2:0 and Photo CD keep
+    it) and brought back by repeating each sample."""
+    rgb = photo_like(h, w, seed=seed).astype(np.int64)
+    luma = rgb.sum(2, keepdims=True) // 3
+    half = (rgb - luma)[::2, ::2]
+    chroma = np.repeat(np.repeat(half, 2, axis=0), 2, axis=1)[:h, :w]
+    return np.clip(luma + chroma, 0, 255).astype(np.uint8)
+
+
+def test_version_5_sends_chroma_weights_per_parity_where_they_pay() -> None:
+    """An image whose chroma is interpolated gets weights per parity of its chroma samples
+    (its parameter part says so), and comes back exactly alone and beside others; one whose
+    chroma is not keeps one set per group; a parity block cut short is refused."""
+    subsampled, plain = _half_resolution_chroma(300, 280, seed=3), photo_like(300, 280, seed=3)
+    parts = predictive.encode(subsampled)
+    assert parts[0][0] & predictive.MODE_PARITY and parts[0][0] & predictive.MODE_CORRECTED
+    assert not predictive.encode(plain)[0][0] & predictive.MODE_PARITY
+    assert np.array_equal(predictive.decode(parts, 300, 280), subsampled)
+    rgbs = [subsampled, plain, _half_resolution_chroma(257, 311, seed=5), photo_like(20, 30)]
+    many = predictive.encode_many(rgbs)
+    assert many[0] == parts
+    back = predictive.decode_many(many, [rgb.shape[:2] for rgb in rgbs])
+    assert all(np.array_equal(a, b) for a, b in zip(rgbs, back, strict=True))
+    defaults = predictive.default_params(predictive.V5)
+    _, weights, _, stream = predictive.split_params(predictive.V5, parts[0], defaults)
+    assert weights is not None and weights.shape == (correction.TABLE, correction.WEIGHTS)
+    head = len(parts[0]) - len(stream) - correction.block_bytes(True)
+    with pytest.raises(predictive.PredictiveError, match="cut short"):
+        short = parts[0][: head + correction.block_bytes(True) - 1]
+        predictive.split_params(predictive.V5, short, defaults)
 
 
 def test_the_correction_has_a_weight_set_per_scale_shift_group() -> None:

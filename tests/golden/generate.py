@@ -41,6 +41,15 @@ def photo(h: int, w: int, channels: int, seed: int) -> np.ndarray:
     return np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
 
 
+def half_chroma(h: int, w: int, seed: int) -> np.ndarray:
+    """``photo`` with its chroma kept at half resolution and repeated (as JPEG's 4:2:0 and
+    Photo CD keep it): the predictive coder sends correction weights per parity for it."""
+    rgb = photo(h, w, 3, seed).astype(np.int64)
+    luma = rgb.sum(2, keepdims=True) // 3
+    chroma = np.repeat(np.repeat((rgb - luma)[::2, ::2], 2, axis=0), 2, axis=1)[:h, :w]
+    return np.clip(luma + chroma, 0, 255).astype(np.uint8)
+
+
 def quadratic(h: int, w: int, seed: int) -> np.ndarray:
     """A smooth quadratic surface with sparse +1 noise: statistics unlike a photo's, so that
     the predictive coder fits parameters of its own even to a small image."""
@@ -178,7 +187,8 @@ def main(out_dir: Path) -> None:
     # parameters of its own and with the defaults, and a small image without them, then
     # ``v2-predictive5-*`` by iodf-predictive-5: subtract green (a large image, corrected),
     # YCoCg-R (a small one), and the two transforms only the max level picks, forced here
-    # (``transform``) so that each is pinned on an image of the same kind
+    # (``transform``) so that each is pinned on an image of the same kind; then an image with
+    # chroma at half resolution (correction weights per parity)
     for file, name, pixels in (
         ("v2-predictive-ppm-rgb-144x160.iodf", "predictive.ppm", photo(144, 160, 3, 8)),
         ("v2-predictive-defaults-ppm-rgb-40x48.iodf", "defaults.ppm", photo(40, 48, 3, 9)),
@@ -193,6 +203,7 @@ def main(out_dir: Path) -> None:
         ("v2-predictive5-ycocg-ppm-rgb-40x48.iodf", "ycocg5.ppm", photo(40, 48, 3, 18)),
         ("v2-predictive5-red-ppm-rgb-100x96.iodf", "red5.ppm", photo(100, 96, 3, 19)),
         ("v2-predictive5-chroma-ppm-rgb-100x96.iodf", "chroma5.ppm", photo(100, 96, 3, 20)),
+        ("v2-predictive5-parity-ppm-rgb-136x160.iodf", "parity5.ppm", half_chroma(136, 160, 21)),
     ):
         data = image_file(pixels, "PPM")
         meta = {"name": name.encode(), "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}

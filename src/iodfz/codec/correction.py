@@ -18,11 +18,45 @@ IntArray = npt.NDArray[np.int64]
 
 FEATURES = 23
 WEIGHTS = FEATURES + 1  # the constant's weight last
-GROUPS = 12  # 3 planes × 4 groups of error contexts (predictive.SHIFT_EDGES)
+ERROR_GROUPS = 4  # groups of error contexts (predictive.SHIFT_EDGES)
+PARITIES = 4  # a sample's (row % 2, column % 2)
+GROUPS = 3 * ERROR_GROUPS  # a block without parities: one weight set per plane and error group
+#: A block with parities (version 5): Y's 4 sets, then Co's and Cg's for each parity — the
+#: chroma of most photos was stored at half resolution and interpolated (JPEG's 4:2:0, Photo
+#: CD), so that its samples of one parity follow other rules than their neighbours'.
+PARITY_GROUPS = ERROR_GROUPS + 2 * PARITIES * ERROR_GROUPS
+#: Every weight set a sample may use, (plane, parity, error group) in that order: what a block
+#: unpacks to (:func:`expand`).
+TABLE = 3 * PARITIES * ERROR_GROUPS
 WEIGHT_BITS = 12  # a correction is (Σ weight · feature + 2^11) >> 12 eighths
 CONSTANT = 16  # the constant feature
 WEIGHT_LIMIT = (1 << 15) - 1  # |weight| ≤ this: int16
-BLOCK_BYTES = 2 * GROUPS * WEIGHTS  # the weights in the parameter part (int16, little-endian)
+
+
+def block_bytes(parity: bool) -> int:
+    """Bytes of a block of weights in the parameter part (int16, little-endian)."""
+    return 2 * (PARITY_GROUPS if parity else GROUPS) * WEIGHTS
+
+
+def table_row(plane: IntArray | int, parity: IntArray | int, error_group: IntArray) -> IntArray:
+    """Where a sample's weights are in the table of :func:`expand`."""
+    return (plane * PARITIES + parity) * ERROR_GROUPS + error_group
+
+
+def _block_rows(parity: bool) -> IntArray:
+    """For each row of the table, the row of a block (with or without parities) it holds."""
+    plane, par, group = np.unravel_index(np.arange(TABLE), (3, PARITIES, ERROR_GROUPS))
+    if not parity:
+        return plane * ERROR_GROUPS + group
+    chroma = ERROR_GROUPS + ((plane - 1) * PARITIES + par) * ERROR_GROUPS + group
+    return np.where(plane == 0, group, chroma)
+
+
+def expand(block: IntArray, parity: bool) -> IntArray:
+    """(TABLE, WEIGHTS): a block's weight sets, each where the samples that use it look."""
+    return block[_block_rows(parity)]
+
+
 #: Inputs are eighths of a sample: a value's distance from the prediction or 8 × a residual,
 #: at most 8 · 1 020 (Co and Cg span −255 … 255).
 MAX_INPUT = 8 * 1020
@@ -71,11 +105,12 @@ def weighted_sum(feats: IntArray, weights: IntArray) -> IntArray:
 
 
 def plane_sums(feats: np.ndarray, error_group: IntArray, weights: IntArray) -> IntArray:
-    """:func:`weighted_sum` of every sample of the 3 planes, for the encoder: ``feats`` (all
-    23, 3, n), ``error_group`` (3, n: 0 … 3 within the plane), ``weights`` (GROUPS, WEIGHTS).
-    Each plane's 4 groups' sums are one float64 product, the sample's picked: every term
-    and partial sum is an integer below 2^31, so it is the decoder's int64 sum exactly."""
-    w = weights.reshape(3, -1, WEIGHTS).astype(np.float64)
+    """:func:`weighted_sum` of samples of one parity in the 3 planes, for the encoder:
+    ``feats`` (all 23, 3, n), ``error_group`` (3, n: 0 … 3 within the plane), ``weights``
+    (3, ERROR_GROUPS, WEIGHTS): the parity's rows of the table. Each plane's 4 groups' sums
+    are one float64 product, the sample's picked: every term and partial sum is an integer
+    below 2^31, so it is the decoder's int64 sum exactly."""
+    w = weights.astype(np.float64)
     total = np.empty(error_group.shape, np.int64)
     for k in range(3):
         sums = w[k, :, :FEATURES] @ feats[:, k].astype(np.float64)  # (4 groups, samples)
@@ -93,17 +128,18 @@ def corrected(total: IntArray, pred: IntArray, low: IntArray, high: IntArray) ->
 
 class Fit:
     """The encoder's least-squares fit of one image's weights, a chunk of samples at a time:
-    per group, the sums of feature products and of features times the target (8 · sample −
-    prediction, clipped to ±``FIT_CLIP``)."""
+    per row of the table, the sums of feature products and of features times the target (8 ·
+    sample − prediction, clipped to ±``FIT_CLIP``) — a block with or without parities is
+    solved from their sums."""
 
     def __init__(self) -> None:
-        self.gram = np.zeros((GROUPS, WEIGHTS, WEIGHTS))
-        self.moment = np.zeros((GROUPS, WEIGHTS))
-        self.square = np.zeros(GROUPS)  # Σ target²
+        self.gram = np.zeros((TABLE, WEIGHTS, WEIGHTS))
+        self.moment = np.zeros((TABLE, WEIGHTS))
+        self.square = np.zeros(TABLE)  # Σ target²
 
     def add(self, feats: np.ndarray, target: IntArray, group: IntArray) -> None:
         """Samples with ``feats`` (WEIGHTS, n: the features and the constant, float64),
-        ``target`` (n,) and ``group`` (n,)."""
+        ``target`` (n,) and ``group`` (n,: their rows of the table, :func:`table_row`)."""
         y = np.clip(target, -FIT_CLIP, FIT_CLIP).astype(np.float64)
         for g in np.unique(group):
             mask = group == g
@@ -112,35 +148,43 @@ class Fit:
             self.moment[g] += part @ y[mask]
             self.square[g] += y[mask] @ y[mask]
 
-    def solve(self) -> tuple[IntArray, float]:
-        """(GROUPS, WEIGHTS) int weights (0 for a group with too few samples for a stable
-        fit), and the bits they should save per fitted sample were the targets Gaussian: half
-        the log of how much they shrink the squared error (an estimate; the encoder trusts it
-        only far above what the weights cost)."""
-        weights = np.zeros((GROUPS, WEIGHTS), np.int64)
+    def solve(self, parity: bool) -> tuple[IntArray, float]:
+        """A block's int weights (GROUPS or PARITY_GROUPS, WEIGHTS; 0 for a group with too few
+        samples for a stable fit), and the bits they should save per fitted sample were the
+        targets Gaussian: half the log of how much they shrink the squared error (an
+        estimate; the encoder trusts it only far above what the weights cost)."""
+        rows = _block_rows(parity)
+        count = PARITY_GROUPS if parity else GROUPS
+        sums = [np.zeros((count, *a.shape[1:])) for a in (self.gram, self.moment, self.square)]
+        for total, a in zip(sums, (self.gram, self.moment, self.square), strict=True):
+            np.add.at(total, rows, a)
+        grams, moments, squares = sums
+        weights = np.zeros((count, WEIGHTS), np.int64)
         bits = 0.0
-        for g in range(GROUPS):
-            gram, moment, samples = self.gram[g], self.moment[g], self.gram[g, -1, -1] / CONSTANT**2
+        for g in range(count):
+            gram, moment, samples = grams[g], moments[g], grams[g, -1, -1] / CONSTANT**2
             if samples < 4 * WEIGHTS:
                 continue
             w = np.linalg.solve(gram + 1e-3 * np.trace(gram) / WEIGHTS * np.eye(WEIGHTS), moment)
             weights[g] = np.clip(np.rint(w * (1 << WEIGHT_BITS)), -WEIGHT_LIMIT, WEIGHT_LIMIT)
-            after = self.square[g] - 2 * w @ moment + w @ gram @ w
+            after = squares[g] - 2 * w @ moment + w @ gram @ w
             if after > 0:
-                bits += samples / 2 * np.log2(self.square[g] / after)
+                bits += samples / 2 * np.log2(squares[g] / after)
         fitted = self.gram[:, -1, -1].sum() / CONSTANT**2
         return weights, bits / fitted if fitted else 0.0
 
 
-def pack(weights: IntArray) -> bytes:
-    return weights.astype("<i2").tobytes()
+def pack(block: IntArray) -> bytes:
+    return block.astype("<i2").tobytes()
 
 
-def unpack(data: bytes) -> IntArray:
-    """(GROUPS, WEIGHTS) weights from BLOCK_BYTES bytes (ValueError if fewer, or one is −2^15)."""
-    if len(data) < BLOCK_BYTES:
+def unpack(data: bytes, parity: bool) -> IntArray:
+    """A block's weights (GROUPS or PARITY_GROUPS, WEIGHTS) from the start of ``data``
+    (ValueError if it is cut short, or a weight is −2^15)."""
+    size = block_bytes(parity)
+    if len(data) < size:
         raise ValueError("correction weights cut short")
-    weights = np.frombuffer(data[:BLOCK_BYTES], "<i2").astype(np.int64).reshape(GROUPS, WEIGHTS)
-    if (weights < -WEIGHT_LIMIT).any():
+    block = np.frombuffer(data[:size], "<i2").astype(np.int64).reshape(-1, WEIGHTS)
+    if (block < -WEIGHT_LIMIT).any():
         raise ValueError("a correction weight out of range")
-    return weights
+    return block

@@ -88,6 +88,7 @@ FIT_STEP = 4  # the encoder's fit tries every FIT_STEP-th scale, then the best o
 MODE_OWN, MODE_DEFAULTS = 0, 1  # the parameter part's first byte (FORMAT.md 3.5)
 MODE_CORRECTED = 2  # with either: correction weights follow (version 4 on)
 TRANSFORM_SHIFT = 2  # version 5: the mode byte's bits 2 and 3 are the colour transform
+MODE_PARITY = 16  # version 5, with MODE_CORRECTED: the weights come per parity of chroma
 #: The default parameters' scale indices move by a shift (−8 … 7) per plane and group of
 #: error contexts (e < 4, 4–7, 8–11, ≥ 12): 12 shifts, 6 bytes.
 SHIFT_EDGES = np.array([4, 8, 12], np.int64)
@@ -138,7 +139,8 @@ class PredictiveCoder:
     learned_tables: bool = False
     #: whether the image may send weights that correct each prediction (codec.correction)
     corrections: bool = False
-    #: whether an image names its colour transform (TRANSFORMS) in the parameter part
+    #: whether an image names its colour transform (TRANSFORMS) in the parameter part, and
+    #: may send its chroma planes' correction weights per parity of a sample's position
     transforms: bool = False
     #: the coder whose shipped tables (models/<card>.json) it codes with, if not its own
     card: str = ""
@@ -843,12 +845,15 @@ def split_params(
     that are not installed intact."""
     if not first:
         raise PredictiveError("parameter part is empty")
-    mode, transform = first[0], YCOCG
-    if coder.transforms:
+    mode, transform, parity = first[0], YCOCG, False
+    if coder.transforms and mode < 2 * MODE_PARITY:
         transform = (mode >> TRANSFORM_SHIFT) % TRANSFORMS
-        mode &= ~(transform << TRANSFORM_SHIFT)
+        parity = bool(mode & MODE_PARITY)
+        mode &= MODE_CORRECTED | (MODE_CORRECTED - 1)
     corrected = coder.corrections and bool(mode & MODE_CORRECTED)
     mode = mode & ~MODE_CORRECTED if corrected else mode
+    if parity and not corrected:
+        raise PredictiveError("bad parameter part")
     if mode == MODE_DEFAULTS and len(first) > SHIFTS_BYTES:
         if defaults is None:
             raise PredictiveError(f"needs {coder.defaults_file}, which is not installed intact")
@@ -862,10 +867,11 @@ def split_params(
     if not corrected:
         return params, None, transform, rest
     try:
-        weights = correction.unpack(rest)
+        block = correction.unpack(rest, parity)
     except ValueError as exc:
         raise PredictiveError(str(exc)) from None
-    return params, weights, transform, rest[correction.BLOCK_BYTES :]
+    weights = correction.expand(block, parity)
+    return params, weights, transform, rest[correction.block_bytes(parity) :]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1172,21 +1178,27 @@ def _chosen(
     fits = [correction.Fit() for _ in range(images)]
     for batch in coded:
         _fit_pass(coder, batch, images, fits)
-    solved = [fit.solve() for fit in fits]
-    weights = np.stack([w for w, _ in solved])
+    samples = 3 * height * width
+    solved = [_solved(fit, coder.transforms, samples) for fit in fits]
+    weights = np.stack([correction.expand(w, parity) for w, parity, _ in solved])
     moved = [_corrected_pass(coder, batch, images, weights) for batch in coded]
     corrected = _choose(
         coder, [(x, p, c) for (x, _, c), p in zip(coded, moved, strict=True)], images
     )
-    block = 8 * correction.BLOCK_BYTES
+    blocks = [8 * correction.block_bytes(parity) for _, parity, _ in solved]
     # where the fit promises far more than the weights cost, the plain coding is not tried
-    sure = [saving * 3 * height * width > SURE_SAVING * block for _, saving in solved]
+    sure = [
+        saving * samples > SURE_SAVING * block
+        for (_, _, saving), block in zip(solved, blocks, strict=True)
+    ]
     plain = None if all(sure) else _choose(coder, coded, images)
     chosen, use = [], []
     for k in range(images):
         bits, part, own = corrected[k]
+        block, parity = blocks[k], solved[k][1]
         if sure[k] or plain is None or bits + block < plain[k][0]:
-            part = bytes([part[0] | MODE_CORRECTED]) + part[1:] + correction.pack(weights[k])
+            mode = part[0] | MODE_CORRECTED | (MODE_PARITY if parity else 0)
+            part = bytes([mode]) + part[1:] + correction.pack(solved[k][0])
             chosen.append((bits + block, part, own))
             use.append(True)
         else:
@@ -1196,6 +1208,20 @@ def _chosen(
         tiles = np.repeat(use, x.shape[1] // images)
         pred[:, tiles] = better[:, tiles]
     return coded, _named(coder, chosen, transform)
+
+
+def _solved(fit: correction.Fit, parities: bool, samples: int) -> tuple[IntArray, bool, float]:
+    """(block, whether it has weights per parity, bits it should save per sample): with
+    ``parities``, the block per parity where its estimated saving beyond the one without
+    pays for its greater size."""
+    block, saving = fit.solve(parity=False)
+    if not parities:
+        return block, False, saving
+    split, split_saving = fit.solve(parity=True)
+    more = 8 * (correction.block_bytes(True) - correction.block_bytes(False))
+    if (split_saving - saving) * samples > more:
+        return split, True, split_saving
+    return block, False, saving
 
 
 def _named(
@@ -1249,7 +1275,7 @@ def _fit_pass(
     features read."""
     x, pred, context = batch
     tiles = x.shape[1] // images
-    h = x.shape[2]
+    h, w = x.shape[2:]
     for t in range(x.shape[1]):
         feats, target, group = [], [], []
         for top in range(0, h, FIT_BAND * FIT_SHARE):
@@ -1260,7 +1286,10 @@ def _fit_pass(
             band = correction_features(coder, xs, ps)[:, :, :, above:]
             feats.append(band.reshape(correction.FEATURES, 3, -1))
             target.append(((xs << 3) - ps)[:, :, above:].reshape(3, -1))
-            group.append(coder.shift_groups[context[:, t, rows][:, above:]].reshape(3, -1))
+            shift_group = coder.shift_groups[context[:, t, rows][:, above:]]
+            parity = _parity(np.arange(top, rows.stop), w)
+            plane, error_group = np.divmod(shift_group, correction.ERROR_GROUPS)
+            group.append(correction.table_row(plane, parity, error_group).reshape(3, -1))
         a = np.concatenate(feats, axis=2)
         a = np.concatenate([a, np.full((1, *a.shape[1:]), correction.CONSTANT, a.dtype)])
         y, g = np.concatenate(target, axis=1), np.concatenate(group, axis=1)
@@ -1272,19 +1301,36 @@ def _corrected_pass(
     coder: PredictiveCoder, batch: tuple[np.ndarray, ...], images: int, weights: IntArray
 ) -> np.ndarray:
     """The predictions of a batch (planes, predictions, contexts; tiles image-major)
-    corrected by each image's ``weights`` (images, GROUPS, WEIGHTS), a tile at a time (its
-    features are 23 words a sample)."""
+    corrected by each image's ``weights`` (images, correction.TABLE, WEIGHTS), a tile at a
+    time (its features are 23 words a sample), one parity of positions at a time where the
+    image's weights differ by parity (tiles start on even rows and columns)."""
     x, pred, context = batch
     tiles = x.shape[1] // images
     out = np.empty_like(pred)
     low, high = _plane_bounds(x.shape)
+    table = weights.reshape(images, 3, correction.PARITIES, correction.ERROR_GROUPS, -1)
+    split = [bool((table[k] != table[k, :, :1]).any()) for k in range(images)]
     for t in range(x.shape[1]):
         xs, ps = x[:, t : t + 1].astype(np.int64), pred[:, t : t + 1].astype(np.int64)
-        feats = correction_features(coder, xs, ps).reshape(correction.FEATURES, 3, -1)
-        group = coder.shift_groups[context[:, t]].reshape(3, -1) % (SHIFT_COUNT // 3)
-        total = correction.plane_sums(feats, group, weights[t // tiles])
-        out[:, t : t + 1] = correction.corrected(total.reshape(xs.shape), ps, low, high)
+        feats = correction_features(coder, xs, ps)
+        group = coder.shift_groups[context[:, t : t + 1]] % correction.ERROR_GROUPS
+        total = np.empty(xs.shape, np.int64)
+        parities = [(0, 0)] if not split[t // tiles] else [(0, 0), (0, 1), (1, 0), (1, 1)]
+        for i, j in parities:
+            at = (...,) if len(parities) == 1 else (..., slice(i, None, 2), slice(j, None, 2))
+            sums = correction.plane_sums(
+                feats[at].reshape(correction.FEATURES, 3, -1),
+                group[at].reshape(3, -1),
+                table[t // tiles, :, 2 * i + j],
+            )
+            total[at] = sums.reshape(total[at].shape)
+        out[:, t : t + 1] = correction.corrected(total, ps, low, high)
     return out
+
+
+def _parity(rows: IntArray, width: int) -> IntArray:
+    """(len(rows), width): each position's parity, 2 · (row % 2) + column % 2."""
+    return 2 * (rows[:, None] % 2) + np.arange(width) % 2
 
 
 def _predicted(
@@ -1438,7 +1484,7 @@ def _decode_tiles(
     inside = np.ones(lanes, bool)
     bias = shipped_bias(coder) if coder.texture_bias else None
     lane_plane = np.repeat(np.arange(3), tiles)[None, :]
-    if weights is not None:  # each lane's (plane, tile) weights of its 4 error groups
+    if weights is not None:  # each lane's (plane, tile) weights by (parity, error group)
         lane_weights = weights.reshape(tiles, 3, -1, correction.WEIGHTS).transpose(1, 0, 2, 3)
         lane_weights = lane_weights.reshape(lanes, -1, correction.WEIGHTS)
         lane = np.arange(lanes)[None, :]
@@ -1457,7 +1503,8 @@ def _decode_tiles(
             key = _texture_key(coder, preds, far_values, xnw, pred, error_context, lane_plane)
             pred = _biased(pred, bias.take(key), low, high, coder.frac_bits)
         if weights is not None:
-            chosen = lane_weights[lane, _ERROR_GROUP.take(error_context)]  # (samples, lanes, 24)
+            parity = (2 * (rows % 2) + cols % 2)[:, None] * correction.ERROR_GROUPS
+            chosen = lane_weights[lane, parity + _ERROR_GROUP.take(error_context)]
             inputs = np.empty((correction.RESIDUALS, *pred.shape), np.int64)
             inputs[:6] = near_residuals
             inputs[6:, :, tiles:] = near_residuals[:2, :, :-tiles]  # the plane before's N, W
@@ -1610,7 +1657,7 @@ def _decode_units(
     ]
     weights = None
     if any(w is not None for unit in sweep for _, _, w, *_ in unit.members):
-        none = np.zeros((correction.GROUPS, correction.WEIGHTS), np.int64)
+        none = np.zeros((correction.TABLE, correction.WEIGHTS), np.int64)
         tile_weights = [
             np.repeat(
                 np.stack([none if w is None else w for _, _, w, *_ in unit.members]),
