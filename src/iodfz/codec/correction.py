@@ -140,13 +140,15 @@ class Fit:
     def add(self, feats: np.ndarray, target: IntArray, group: IntArray) -> None:
         """Samples with ``feats`` (WEIGHTS, n: the features and the constant, float64),
         ``target`` (n,) and ``group`` (n,: their rows of the table, :func:`table_row`)."""
-        y = np.clip(target, -FIT_CLIP, FIT_CLIP).astype(np.float64)
-        for g in np.unique(group):
-            mask = group == g
-            part = feats[:, mask]
+        order = np.argsort(group, kind="stable")  # each group's samples side by side
+        feats = feats[:, order]
+        y = np.clip(target[order], -FIT_CLIP, FIT_CLIP).astype(np.float64)
+        ends = np.searchsorted(group[order], np.arange(TABLE + 1))
+        for g in np.flatnonzero(np.diff(ends)):
+            part, goal = feats[:, ends[g] : ends[g + 1]], y[ends[g] : ends[g + 1]]
             self.gram[g] += part @ part.T
-            self.moment[g] += part @ y[mask]
-            self.square[g] += y[mask] @ y[mask]
+            self.moment[g] += part @ goal
+            self.square[g] += goal @ goal
 
     def solve(self, parity: bool) -> tuple[IntArray, float]:
         """A block's int weights (GROUPS or PARITY_GROUPS, WEIGHTS; 0 for a group with too few
