@@ -24,7 +24,7 @@ import zstandard
 from iodfz import formats, limits, zoo
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codec import predictive
-from iodfz.codecs import FLOW_FROM, MAX_LEVEL, Options, Share
+from iodfz.codecs import FLOW_FROM, MAX_LEVEL, TRY_ALL_FROM, Options, Share
 from iodfz.coder import CoderError, ans
 from iodfz.container import (
     CODEC_IMAGE,
@@ -573,10 +573,10 @@ def _coders_for(level: int, height: int, width: int) -> list[ImageCoder]:
     result): below ``FLOW_FROM``, the predictive coder alone; below ``MAX_LEVEL``, the
     predictive coder alone above ``PREDICTIVE_FROM_PIXELS`` (the flows win no large photo:
     tried on Kodak they gave the same bytes ten times slower); else the level's flows
-    (:func:`_flow_coders`) and the predictive coder — at MAX_LEVEL trying every colour
-    transform."""
+    (:func:`_flow_coders`) and the predictive coder — from TRY_ALL_FROM (the max levels)
+    trying every colour transform."""
     coder = predictive.encoding_coder()
-    if level >= MAX_LEVEL:
+    if level >= TRY_ALL_FROM:
         coder = predictive.every_transform(coder)
     if level < FLOW_FROM or (level < MAX_LEVEL and height * width > PREDICTIVE_FROM_PIXELS):
         return [coder]
