@@ -325,6 +325,19 @@ def test_version_5_names_its_colour_transform_and_the_max_level_tries_each() -> 
         predictive.decode(predictive.encode(large), 300, 280, predictive.V4)  # no transforms
 
 
+def test_the_max_levels_try_every_colour_transform() -> None:
+    """Large images from level 9, every image at level 19; the default level one transform."""
+
+    def colours(level: int, height: int, width: int) -> list[tuple[int, ...]]:
+        coders = image_codec._coders_for(level, height, width)
+        return [c.colours for c in coders if isinstance(c, predictive.PredictiveCoder)]
+
+    every = tuple(range(predictive.TRANSFORMS))
+    assert colours(3, 512, 768) == [()] and colours(3, 32, 32) == [()]
+    assert colours(9, 512, 768) == [every] and colours(9, 32, 32) == [()]
+    assert colours(19, 32, 32) == [every]
+
+
 def _half_resolution_chroma(h: int, w: int, seed: int) -> np.ndarray:
     """A photo whose chroma was kept at half resolution (as JPEG's 4:2:0 and Photo CD keep
     it) and brought back by repeating each sample."""

@@ -103,8 +103,8 @@ _LEVEL = typer.Option(
     help=(
         f"{MIN_LEVEL} (fast) to {MAX_LEVEL}, or -1 … -19 (default {DEFAULT_LEVEL}); images: below"
         f" {FLOW_FROM} no network, from {FLOW_FROM} small ones also through a flow, from"
-        f" {TRY_ALL_FROM} through every flow and colour transform, at {MAX_LEVEL} every model on"
-        " every image; the smallest kept."
+        f" {TRY_ALL_FROM} through every flow (large ones through every colour transform), at"
+        f" {MAX_LEVEL} every model and transform on every image; the smallest kept."
     ),
 )
 _PIXELS = typer.Option(
