@@ -38,6 +38,16 @@ def photo_like(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray:
     return np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
 
 
+def half_resolution_chroma(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """``photo_like`` with its chroma kept at half resolution (as JPEG's 4:2:0 and Photo CD
+    keep it) and brought back by repeating each sample."""
+    rgb = photo_like(h, w, seed=seed).astype(np.int64)
+    luma = rgb.sum(2, keepdims=True) // 3
+    half = (rgb - luma)[::2, ::2]
+    chroma = np.repeat(np.repeat(half, 2, axis=0), 2, axis=1)[:h, :w]
+    return np.clip(luma + chroma, 0, 255).astype(np.uint8)
+
+
 def encode_file(pixels: np.ndarray, fmt: str, **kw: object) -> bytes:
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
     buf = io.BytesIO()
@@ -301,7 +311,9 @@ def _payload_span(blob: bytes) -> tuple[int, int]:
     return end - len(frame.payload), end
 
 
-@pytest.mark.parametrize("fmt", ["PPM", "PNG-RGBA", "BMP", "PPM-predictive", "PPM-corrected"])
+@pytest.mark.parametrize(
+    "fmt", ["PPM", "PNG-RGBA", "BMP", "PPM-predictive", "PPM-corrected", "PPM-parity"]
+)
 def test_damage_that_reaches_the_decoder_is_never_accepted(fmt: str) -> None:
     """Flip payload bits (side data, alpha, stream heads, words, escapes) and recompute the
     CRC: the container checks pass, so the decoders themselves see the damage. Every case
@@ -311,8 +323,10 @@ def test_damage_that_reaches_the_decoder_is_never_accepted(fmt: str) -> None:
         data = encode_file(photo_like(32, 32, 4), "PNG")
     elif fmt == "PPM-predictive":  # above 128×128: the predictive coder, parameters its own
         data = encode_file(photo_like(150, 140), "PPM")
-    elif fmt == "PPM-corrected":  # iodf-predictive-4 sends correction weights for this one
+    elif fmt == "PPM-corrected":  # the predictive coder sends correction weights for this one
         data = encode_file(photo_like(160, 150), "PPM")
+    elif fmt == "PPM-parity":  # ... and weights per parity (1 728 bytes) for this one
+        data = encode_file(half_resolution_chroma(160, 150), "PPM")
     else:
         data = encode_file(photo_like(32, 32), fmt)
     out = io.BytesIO()
@@ -321,8 +335,10 @@ def test_damage_that_reaches_the_decoder_is_never_accepted(fmt: str) -> None:
     start, end = _payload_span(blob)
     positions = sorted({*range(start, min(end, start + 12)), *range(max(start, end - 6), end)})
     positions += list(range(start, end, max(1, (end - start) // 12)))
-    if fmt == "PPM-corrected":  # the parameter part and its 408 bytes of weights only
-        positions = list(range(start, start + 700, 41))
+    if fmt == "PPM-corrected":  # the parameter part and its 576 bytes of weights only
+        positions = list(range(start, start + 800, 41))
+    if fmt == "PPM-parity":  # the parameter part, its mode byte's bits, its 1 728 bytes of weights
+        positions = list(range(start, start + 8)) + list(range(start, start + 2200, 67))
     for i, pos in enumerate(positions):
         damaged = bytearray(blob)
         damaged[pos] ^= 0x40 if i % 2 else 0x01

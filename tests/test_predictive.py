@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_image_codec import encode_file, photo_like
+from test_image_codec import encode_file, half_resolution_chroma, photo_like
 
 from iodfz import api, zoo
 from iodfz.codec import correction, predictive
@@ -338,26 +338,16 @@ def test_the_max_levels_try_every_colour_transform() -> None:
     assert colours(19, 32, 32) == [every]
 
 
-def _half_resolution_chroma(h: int, w: int, seed: int) -> np.ndarray:
-    """A photo whose chroma was kept at half resolution (as JPEG's 4:2:0 and Photo CD keep
-    it) and brought back by repeating each sample."""
-    rgb = photo_like(h, w, seed=seed).astype(np.int64)
-    luma = rgb.sum(2, keepdims=True) // 3
-    half = (rgb - luma)[::2, ::2]
-    chroma = np.repeat(np.repeat(half, 2, axis=0), 2, axis=1)[:h, :w]
-    return np.clip(luma + chroma, 0, 255).astype(np.uint8)
-
-
 def test_version_5_sends_chroma_weights_per_parity_where_they_pay() -> None:
     """An image whose chroma is interpolated gets weights per parity of its chroma samples
     (its parameter part says so), and comes back exactly alone and beside others; one whose
     chroma is not keeps one set per group; a parity block cut short is refused."""
-    subsampled, plain = _half_resolution_chroma(300, 280, seed=3), photo_like(300, 280, seed=3)
+    subsampled, plain = half_resolution_chroma(300, 280, seed=3), photo_like(300, 280, seed=3)
     parts = predictive.encode(subsampled)
     assert parts[0][0] & predictive.MODE_PARITY and parts[0][0] & predictive.MODE_CORRECTED
     assert not predictive.encode(plain)[0][0] & predictive.MODE_PARITY
     assert np.array_equal(predictive.decode(parts, 300, 280), subsampled)
-    rgbs = [subsampled, plain, _half_resolution_chroma(257, 311, seed=5), photo_like(20, 30)]
+    rgbs = [subsampled, plain, half_resolution_chroma(257, 311, seed=5), photo_like(20, 30)]
     many = predictive.encode_many(rgbs)
     assert many[0] == parts
     back = predictive.decode_many(many, [rgb.shape[:2] for rgb in rgbs])
