@@ -23,7 +23,7 @@ import zstandard
 
 from iodfz import formats, limits, zoo
 from iodfz.codec import pixels as pixel_codec
-from iodfz.codec import predictive
+from iodfz.codec import predictive, zframe
 from iodfz.codecs import FLOW_FROM, MAX_LEVEL, TRY_ALL_FROM, Options, Share
 from iodfz.coder import CoderError, ans
 from iodfz.container import (
@@ -59,8 +59,6 @@ FLAG_COMPACT = IMAGE_COMPACT
 _ALL_FLAGS = FLAG_EXACT | FLAG_SIDE_ZSTD | FLAG_SIDE_NONE | FLAG_COMPACT
 _FORMAT_IDS = {"png": 1, "pnm": 2, "bmp": 3, "tiff": 4}
 _FORMAT_NAMES = {v: k for k, v in _FORMAT_IDS.items()}
-_SIDE_LEVEL = 19
-_UNZSTD_STEP = 256  # compressed bytes fed per step: bounds the output of one step (~8 MiB)
 
 
 def to_rgb(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -127,34 +125,13 @@ def _unpack_parts(payload: bytes) -> list[bytes]:
     return _unpack_compact(view[pos:], count)
 
 
-def _zstd(data: bytes) -> bytes:
-    """A magicless zstd frame without content size, checksum or dictionary id."""
-    params = zstandard.ZstdCompressionParameters.from_level(
-        _SIDE_LEVEL,
-        source_size=len(data),  # a window no larger than the data: small files, small context
-        format=zstandard.FORMAT_ZSTD1_MAGICLESS,
-        write_content_size=False,
-        write_checksum=False,
-        write_dict_id=False,
-    )
-    return zstandard.ZstdCompressor(compression_params=params).compress(data)
-
-
 def _unzstd(blob: bytes, limit: int) -> bytes:
-    """Inverse of :func:`_zstd`; IodfError unless ``blob`` is exactly one frame of at most
-    ``limit`` bytes. Input is fed in small steps so output grows only as far as the limit."""
-    dobj = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS).decompressobj()
-    out = bytearray()
+    """:func:`zframe.unpack`; IodfError unless ``blob`` is one frame of at most ``limit``
+    bytes."""
     try:
-        for i in range(0, len(blob), _UNZSTD_STEP):
-            out += dobj.decompress(blob[i : i + _UNZSTD_STEP])
-            if len(out) > limit:
-                raise IodfError("damaged container: image side data too large")
-    except zstandard.ZstdError as exc:
-        raise IodfError(f"damaged container: image side data ({exc})") from None
-    if not dobj.eof or dobj.unused_data:
-        raise IodfError("damaged container: image side data is not one zstd frame")
-    return bytes(out)
+        return zframe.unpack(blob, limit)
+    except zframe.FrameError as exc:
+        raise IodfError(f"damaged container: image side data {exc}") from None
 
 
 def _pack_format(flags: int, fmt: str, tile: int) -> bytes:
@@ -495,13 +472,13 @@ def _put_together(taken: _Input, streams: list[bytes], level: int) -> Encoded | 
     if parsed.exact and parsed.fmt == "pnm" and data == _canonical_pnm(shape, parsed.pixels):
         flags |= FLAG_SIDE_NONE
     else:
-        side = _zstd(parsed.side)
+        side = zframe.pack(parsed.side)
         if len(side) < len(parsed.side):
             flags |= FLAG_SIDE_ZSTD
         else:
             side = parsed.side
     extra = taken.extra
-    alpha = None if extra is None else _zstd(np.ascontiguousarray(extra).tobytes())
+    alpha = None if extra is None else zframe.pack(np.ascontiguousarray(extra).tobytes())
     payload = _pack_compact(side, alpha, streams)
     if len(payload) >= len(zstandard.ZstdCompressor(level=level).compress(data)):
         return None  # never worse than the fallback
