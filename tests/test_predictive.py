@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from test_image_codec import encode_file, half_resolution_chroma, photo_like
 
-from iodfz import api, zoo
-from iodfz.codec import correction, predictive
+from iodfz import api, varint, zoo
+from iodfz.codec import correction, predictive, zframe
 from iodfz.codec import image as image_codec
 from iodfz.codecs import Options
 from iodfz.coder import CoderError
@@ -318,7 +318,7 @@ def test_version_5_names_its_colour_transform_and_the_max_level_tries_each() -> 
     back = predictive.decode_many(many, [rgb.shape[:2] for rgb in rgbs])
     assert all(np.array_equal(a, b) for a, b in zip(rgbs, back, strict=True))
     first = predictive.encode(small)[0]
-    for bad in (32, predictive.MODE_PARITY):  # beyond the bits; parity without weights
+    for bad in (64, predictive.MODE_PARITY):  # beyond the bits; parity without weights
         with pytest.raises(predictive.PredictiveError, match="bad parameter part"):
             predictive.decode([bytes([first[0] | bad]) + first[1:]], 32, 32)
     with pytest.raises(predictive.PredictiveError, match="bad parameter part"):
@@ -353,12 +353,40 @@ def test_version_5_sends_chroma_weights_per_parity_where_they_pay() -> None:
     back = predictive.decode_many(many, [rgb.shape[:2] for rgb in rgbs])
     assert all(np.array_equal(a, b) for a, b in zip(rgbs, back, strict=True))
     defaults = predictive.default_params(predictive.V5)
-    _, weights, _, stream = predictive.split_params(predictive.V5, parts[0], defaults)
+    _, weights, _, _ = predictive.split_params(predictive.V5, parts[0], defaults)
     assert weights is not None and weights.shape == (correction.TABLE, correction.WEIGHTS)
-    head = len(parts[0]) - len(stream) - correction.block_bytes(True)
-    with pytest.raises(predictive.PredictiveError, match="cut short"):
-        short = parts[0][: head + correction.block_bytes(True) - 1]
-        predictive.split_params(predictive.V5, short, defaults)
+
+
+def test_version_5_packs_long_parameter_parts_and_refuses_damaged_ones() -> None:
+    """A parameter part of its own and weights goes as a zstd frame (MODE_PACKED) when that is
+    shorter, and gives what the plain one would; a frame cut short, damaged, too long or
+    holding more than the parameter part is refused, and so is a short defaults part."""
+    first = predictive.encode(half_resolution_chroma(200, 180, seed=7))[0]
+    mode = first[0]
+    assert mode & predictive.MODE_PACKED
+    defaults = predictive.default_params(predictive.V5)
+    params, weights, transform, stream = predictive.split_params(predictive.V5, first, defaults)
+    size, at = varint.decode(first, 1)
+    body = zframe.unpack(first[at : at + size], 1 << 20)
+    plain = bytes([mode & ~predictive.MODE_PACKED]) + body + stream
+    again = predictive.split_params(predictive.V5, plain, defaults)
+    assert np.array_equal(again[0], params) and np.array_equal(again[1], weights)
+    assert again[2:] == (transform, stream) and len(first) < len(plain)
+
+    def refused(part: bytes, why: str) -> None:
+        with pytest.raises(predictive.PredictiveError, match=why):
+            predictive.split_params(predictive.V5, part, defaults)
+
+    refused(first[: at + size - 1], "cut short")
+    refused(first[:1] + b"\xff", "cut short")
+    damaged = bytearray(first)
+    damaged[at + 3] ^= 0x55
+    with pytest.raises(predictive.PredictiveError):
+        predictive.split_params(predictive.V5, bytes(damaged), defaults)
+    for extra in (body + b"\0", body + bytes(6000)):  # more than the part, or than any part
+        frame = zframe.pack(extra)
+        refused(first[:1] + varint.encode(len(frame)) + frame + stream, "bad parameter part|large")
+    refused(bytes([predictive.MODE_DEFAULTS]) + bytes(3), "bad parameter part")
 
 
 def test_the_correction_has_a_weight_set_per_scale_shift_group() -> None:

@@ -188,7 +188,8 @@ def main(out_dir: Path) -> None:
     # ``v2-predictive5-*`` by iodf-predictive-5: subtract green (a large image, corrected),
     # YCoCg-R (a small one), and the two transforms only the max level picks, forced here
     # (``transform``) so that each is pinned on an image of the same kind; then an image with
-    # chroma at half resolution (correction weights per parity)
+    # chroma at half resolution (correction weights per parity; frozen before parameter parts
+    # were packed), and one more whose parameter part is packed (a zstd frame)
     for file, name, pixels in (
         ("v2-predictive-ppm-rgb-144x160.iodf", "predictive.ppm", photo(144, 160, 3, 8)),
         ("v2-predictive-defaults-ppm-rgb-40x48.iodf", "defaults.ppm", photo(40, 48, 3, 9)),
@@ -204,6 +205,7 @@ def main(out_dir: Path) -> None:
         ("v2-predictive5-red-ppm-rgb-100x96.iodf", "red5.ppm", photo(100, 96, 3, 19)),
         ("v2-predictive5-chroma-ppm-rgb-100x96.iodf", "chroma5.ppm", photo(100, 96, 3, 20)),
         ("v2-predictive5-parity-ppm-rgb-136x160.iodf", "parity5.ppm", half_chroma(136, 160, 21)),
+        ("v2-predictive5-packed-ppm-rgb-136x160.iodf", "packed5.ppm", half_chroma(136, 160, 22)),
     ):
         data = image_file(pixels, "PPM")
         meta = {"name": name.encode(), "mode": 0o644, "mtime_ns": MTIME_NS, "length": len(data)}

@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from iodfz import zoo
-from iodfz.codec import correction, lockstep
+from iodfz import varint, zoo
+from iodfz.codec import correction, lockstep, zframe
 from iodfz.codec import pixels as pixel_codec
 from iodfz.codecs import Share
 from iodfz.coder import CoderError, ans
@@ -89,6 +89,10 @@ MODE_OWN, MODE_DEFAULTS = 0, 1  # the parameter part's first byte (FORMAT.md 3.5
 MODE_CORRECTED = 2  # with either: correction weights follow (version 4 on)
 TRANSFORM_SHIFT = 2  # version 5: the mode byte's bits 2 and 3 are the colour transform
 MODE_PARITY = 16  # version 5, with MODE_CORRECTED: the weights come per parity of chroma
+MODE_PACKED = 32  # version 5: the rest of the parameter part is a zstd frame (codec.zframe)
+#: Bytes after the mode byte from which the encoder tries packing them (a defaults part of
+#: 6 bytes never gains)
+PACK_FROM = 64
 #: The default parameters' scale indices move by a shift (−8 … 7) per plane and group of
 #: error contexts (e < 4, 4–7, 8–11, ≥ 12): 12 shifts, 6 bytes.
 SHIFT_EDGES = np.array([4, 8, 12], np.int64)
@@ -845,33 +849,57 @@ def split_params(
     that are not installed intact."""
     if not first:
         raise PredictiveError("parameter part is empty")
-    mode, transform, parity = first[0], YCOCG, False
-    if coder.transforms and mode < 2 * MODE_PARITY:
+    mode, transform, parity, packed = first[0], YCOCG, False, False
+    if coder.transforms and mode < 2 * MODE_PACKED:
         transform = (mode >> TRANSFORM_SHIFT) % TRANSFORMS
-        parity = bool(mode & MODE_PARITY)
+        parity, packed = bool(mode & MODE_PARITY), bool(mode & MODE_PACKED)
         mode &= MODE_CORRECTED | (MODE_CORRECTED - 1)
     corrected = coder.corrections and bool(mode & MODE_CORRECTED)
     mode = mode & ~MODE_CORRECTED if corrected else mode
     if parity and not corrected:
         raise PredictiveError("bad parameter part")
-    if mode == MODE_DEFAULTS and len(first) > SHIFTS_BYTES:
+    body, stream = _unpacked(coder, first[1:]) if packed else (first[1:], b"")
+    if mode == MODE_DEFAULTS and len(body) >= SHIFTS_BYTES:
         if defaults is None:
             raise PredictiveError(f"needs {coder.defaults_file}, which is not installed intact")
-        end = 1 + SHIFTS_BYTES
-        params, rest = shifted(coder, defaults, unpack_shifts(first[1:end])), first[end:]
+        params, rest = (
+            shifted(coder, defaults, unpack_shifts(body[:SHIFTS_BYTES])),
+            body[SHIFTS_BYTES:],
+        )
     elif mode == MODE_OWN:
-        params, size = unpack_params(coder, first[1:])
-        rest = first[1 + size :]
+        params, size = unpack_params(coder, body)
+        rest = body[size:]
     else:
         raise PredictiveError("bad parameter part")
-    if not corrected:
-        return params, None, transform, rest
+    weights = None
+    if corrected:
+        try:
+            block = correction.unpack(rest, parity)
+        except ValueError as exc:
+            raise PredictiveError(str(exc)) from None
+        weights = correction.expand(block, parity)
+        rest = rest[correction.block_bytes(parity) :]
+    if packed and rest:  # a packed frame holds the parameter part and nothing else
+        raise PredictiveError("bad parameter part")
+    return params, weights, transform, stream if packed else rest
+
+
+def _unpacked(coder: PredictiveCoder, data: bytes) -> tuple[bytes, bytes]:
+    """(parameter part after the mode byte, first stream) of a packed parameter part's rest:
+    a uint length, then a zstd frame of that many bytes (codec.zframe) holding at most the
+    longest parameter part there is."""
     try:
-        block = correction.unpack(rest, parity)
-    except ValueError as exc:
-        raise PredictiveError(str(exc)) from None
-    weights = correction.expand(block, parity)
-    return params, weights, transform, rest[correction.block_bytes(parity) :]
+        size, at = varint.decode(data, 0)
+    except varint.VarintError:
+        raise PredictiveError("parameter part is cut short") from None
+    if at + size > len(data):
+        raise PredictiveError("parameter part is cut short")
+    longest = -(-coder.contexts // 8) + 2 * coder.contexts + correction.block_bytes(True)
+    try:
+        body = zframe.unpack(data[at : at + size], longest)
+    except zframe.FrameError as exc:
+        raise PredictiveError(f"parameter part {exc}") from None
+    return body, data[at + size :]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1228,11 +1256,20 @@ def _named(
     coder: PredictiveCoder, chosen: list[tuple[float, bytes, IntArray]], transform: int
 ) -> list[tuple[float, bytes, IntArray]]:
     """``chosen`` (bits, parameter part, parameters) with the colour transform in each
-    parameter part's mode byte (a coder that names it)."""
+    parameter part's mode byte, and the rest of it packed where that makes it shorter (a
+    coder that names its transform)."""
     if not coder.transforms:
         return chosen
-    mark = transform << TRANSFORM_SHIFT
-    return [(bits, bytes([part[0] | mark]) + part[1:], p) for bits, part, p in chosen]
+    out = []
+    for bits, part, params in chosen:
+        mode, body = part[0] | transform << TRANSFORM_SHIFT, part[1:]
+        if len(body) >= PACK_FROM:
+            frame = zframe.pack(body)
+            packed = varint.encode(len(frame)) + frame
+            if len(packed) < len(body):
+                mode, body = mode | MODE_PACKED, packed
+        out.append((bits, bytes([mode]) + body, params))
+    return out
 
 
 def encoder_transform(coder: PredictiveCoder, height: int, width: int) -> int:
