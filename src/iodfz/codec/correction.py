@@ -1,7 +1,8 @@
-"""The correction of ``iodf-predictive-4``: each sample's prediction moved by a linear
-function, fitted to the image, of 23 integer features of what the decoder already knows (its
-neighbourhood's values and residuals against the prediction), one set of weights per plane
-and group of error contexts, sent in the parameter part. The rules — features, curve, sum and
+"""The correction of ``iodf-predictive-4`` and ``-5``: each sample's prediction moved by a
+linear function, fitted to the image, of 23 integer features of what the decoder already knows
+(its neighbourhood's values and residuals against the prediction), one set of weights per
+plane and group of error contexts (version 5: per parity of the position too, for the chroma
+planes, where that pays), sent in the parameter part. The rules — features, curve, sum and
 bounds — are docs/INTEGER.md "Predictive coders" step 9; the weights' bytes FORMAT.md 3.5.
 
 A photo's samples are not the training photos': a fit to the image itself moves each prediction
