@@ -1202,7 +1202,7 @@ def _chosen(
         for rects in _batches(height, width)
     ]
     if not coder.corrections or 3 * height * width < OWN_FROM:
-        return coded, _finished(coder, _choose(coder, coded, images), transform)
+        return coded, _final_parts(coder, _choose(coder, coded, images), transform)
     fits = [correction.Fit() for _ in range(images)]
     for batch in coded:
         _fit_pass(coder, batch, images, fits)
@@ -1235,7 +1235,7 @@ def _chosen(
     for (x, pred, _), better in zip(coded, moved, strict=True):  # in place: no third copy
         tiles = np.repeat(use, x.shape[1] // images)
         pred[:, tiles] = better[:, tiles]
-    return coded, _finished(coder, chosen, transform)
+    return coded, _final_parts(coder, chosen, transform)
 
 
 def _solved(fit: correction.Fit, parities: bool, samples: int) -> tuple[IntArray, bool, float]:
@@ -1252,7 +1252,7 @@ def _solved(fit: correction.Fit, parities: bool, samples: int) -> tuple[IntArray
     return block, False, saving
 
 
-def _finished(
+def _final_parts(
     coder: PredictiveCoder, chosen: list[tuple[float, bytes, IntArray]], transform: int
 ) -> list[tuple[float, bytes, IntArray]]:
     """``chosen`` (bits, parameter part, parameters) with the colour transform in each
