@@ -310,8 +310,10 @@ def test_version_5_names_its_colour_transform_and_the_max_level_tries_each() -> 
         sizes.append(sum(map(len, parts)))
     assert len(set(sizes)) > 1  # the transforms code differently
     every = predictive.every_transform(predictive.V5)
-    best = predictive.encode(large, every)
+    done: list[float] = []
+    best = predictive.encode(large, every, progress=done.append)
     assert sum(map(len, best)) == min(sizes)
+    assert len(done) >= predictive.TRANSFORMS and done == sorted(done) and done[-1] == 1.0
     rgbs = [large, small, photo_like(64, 530, seed=4)]
     many = predictive.encode_many(rgbs, every)
     assert many == [predictive.encode(rgb, every) for rgb in rgbs]

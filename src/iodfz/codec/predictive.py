@@ -1094,9 +1094,19 @@ def encode(
 ) -> list[bytes]:
     """(H, W, 3) uint8 → one compact rANS stream per batch, the first after the parameter
     part."""
-    if len(coder.colours) > 1:
-        return encode_many([rgb], coder)[0]
+    if len(coder.colours) > 1:  # each transform's coding a share of the progress
+        tries = []
+        for k, colour in enumerate(coder.colours):
+            share = None if progress is None else _share_of(progress, k, len(coder.colours))
+            one = dataclasses.replace(coder, colours=(colour,))
+            tries.append(_encode_shapes(one, [[rgb]], share)[0][0])
+        return min(tries, key=lambda s: sum(map(len, s)))
     return _encode_shapes(coder, [[rgb]], progress)[0][0]
+
+
+def _share_of(progress: Share, k: int, parts: int) -> Share:
+    """The progress of the ``k``-th of ``parts`` equal parts of one image's coding."""
+    return lambda done: progress((k + done) / parts)
 
 
 def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> list[list[bytes]]:
