@@ -598,28 +598,36 @@ def coding_tables(coder: PredictiveCoder) -> coder_tables.Tables:
     return tables.tables
 
 
-@functools.lru_cache(maxsize=4)
 def _scale_bits(tables: coder_tables.Tables) -> np.ndarray:
     """Ideal bits (64 scales, 8 phases, value −1023 … 1023) of a set of tables on the logistic
-    tables' grid; an escape counts 24 bits."""
-    ideal = -np.log2(tables.freq / float(1 << tables.precision))  # as coder_tables.symbol_bits
-    out = np.empty((coder_tables.NUM_SCALES * coder_tables.NUM_PHASES, _KEY_VALUES))
-    for t, row in enumerate(out):  # each table's symbols are a run of values, then its escape
-        base, nsym = int(tables.base[t]), int(tables.nsym[t])
-        row[:] = ideal[base + nsym] + 16.0
-        first = int(tables.lo[t]) + 1023  # where the run starts in the row
-        lo, hi = max(first, 0), min(first + nsym, _KEY_VALUES)
-        row[lo:hi] = ideal[base + lo - first : base + hi - first]
-    return out.reshape(coder_tables.NUM_SCALES, coder_tables.NUM_PHASES, -1)
+    tables' grid; an escape counts 24 bits. A view of :func:`_shift_bits`."""
+    rows = coder_tables.NUM_SCALES * coder_tables.NUM_PHASES
+    padding = _SHIFT_PAD * coder_tables.NUM_PHASES * _KEY_VALUES
+    middle = _shift_bits(tables)[padding : padding + rows * _KEY_VALUES]
+    return middle.reshape(coder_tables.NUM_SCALES, coder_tables.NUM_PHASES, -1)
+
+
+_SHIFT_PAD = 8  # copies of the first and of the last scale around the grid (shifts −8 … 7)
 
 
 @functools.lru_cache(maxsize=4)
 def _shift_bits(tables: coder_tables.Tables) -> np.ndarray:
     """:func:`_scale_bits` flat, with 8 copies of the first scale before it and 8 of the last
-    after it: scale index ``s + shift`` clamped to the grid is row ``s + 8 + shift``."""
-    bits = _scale_bits(tables)
-    edges = (np.repeat(bits[:1], 8, 0), bits, np.repeat(bits[-1:], 8, 0))
-    return np.concatenate(edges).ravel()
+    after it: scale index ``s + shift`` clamped to the grid is row ``s + 8 + shift``. Built in
+    one array (the shift search and the fits read it; ~10 MB)."""
+    ideal = -np.log2(tables.freq / float(1 << tables.precision))  # as coder_tables.symbol_bits
+    scales, phases = coder_tables.NUM_SCALES, coder_tables.NUM_PHASES
+    out = np.empty((scales + 2 * _SHIFT_PAD, phases, _KEY_VALUES))
+    grid = out[_SHIFT_PAD : _SHIFT_PAD + scales].reshape(scales * phases, _KEY_VALUES)
+    for t, row in enumerate(grid):  # each table's symbols are a run of values, then its escape
+        base, nsym = int(tables.base[t]), int(tables.nsym[t])
+        row[:] = ideal[base + nsym] + 16.0
+        first = int(tables.lo[t]) + 1023  # where the run starts in the row
+        lo, hi = max(first, 0), min(first + nsym, _KEY_VALUES)
+        row[lo:hi] = ideal[base + lo - first : base + hi - first]
+    out[:_SHIFT_PAD] = out[_SHIFT_PAD]
+    out[_SHIFT_PAD + scales :] = out[_SHIFT_PAD + scales - 1]
+    return out.ravel()
 
 
 @dataclasses.dataclass(frozen=True)
