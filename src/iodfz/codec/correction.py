@@ -39,8 +39,15 @@ def block_bytes(parity: bool) -> int:
     return 2 * (PARITY_GROUPS if parity else GROUPS) * WEIGHTS
 
 
+def position_parity(row: IntArray, column: IntArray) -> IntArray:
+    """A position's parity, 2 · (row % 2) + column % 2 (in its tile: tiles start on even rows
+    and columns)."""
+    return 2 * (row % 2) + column % 2
+
+
 def table_row(plane: IntArray | int, parity: IntArray | int, error_group: IntArray) -> IntArray:
-    """Where a sample's weights are in the table of :func:`expand`."""
+    """Where a sample's weights are in the table of :func:`expand` (plane 0: within a plane's
+    rows)."""
     return (plane * PARITIES + parity) * ERROR_GROUPS + error_group
 
 

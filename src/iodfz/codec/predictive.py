@@ -7,16 +7,18 @@ the logistic tables of the flow's coder around that prediction, in a context giv
 neighbours' errors. The encoder fits one (scale, mean) per plane and context to the image, or
 takes shipped defaults with a few scale shifts (the parameter part).
 
-Four coders share these rules and this code: ``iodf-predictive-1`` (integer predictions, 208
+Five coders share these rules and this code: ``iodf-predictive-1`` (integer predictions, 208
 contexts; decoded only), ``iodf-predictive-2`` (predictions in eighths, contexts also by the
 neighbours' residuals and the tile's first row and column), ``iodf-predictive-3`` (version 2
 with each prediction moved by a shipped bias of its texture — which of 12 neighbour values
 and extrapolations exceed it —, neighbourhood errors two rows up and two columns left too,
 weights falling faster with the error, and rANS tables of its own on the logistic tables'
-grid; biases and tables learned from the training photos) and ``iodf-predictive-4`` (what new
-files get: version 3 with, where it pays, each prediction corrected by weights fitted to the
-image, :mod:`iodfz.codec.correction`). A :class:`PredictiveCoder` holds what tells them
-apart.
+grid; biases and tables learned from the training photos), ``iodf-predictive-4`` (version 3
+with, where it pays, each prediction corrected by weights fitted to the image,
+:mod:`iodfz.codec.correction`) and ``iodf-predictive-5`` (what new files get: version 4 with a
+colour transform named per image, chroma weights per parity of the position where they pay,
+and the parameter part packed where that is shorter). A :class:`PredictiveCoder` holds what
+tells them apart.
 
 The image is cut into tiles of ``TILE`` pixels a side (no padding), and tiles of one shape are
 coded in batches, one rANS stream each. Encoding is one vectorised pass; decoding runs over the
@@ -861,7 +863,7 @@ def split_params(
     if coder.transforms and mode < 2 * MODE_PACKED:
         transform = (mode >> TRANSFORM_SHIFT) % TRANSFORMS
         parity, packed = bool(mode & MODE_PARITY), bool(mode & MODE_PACKED)
-        mode &= MODE_CORRECTED | (MODE_CORRECTED - 1)
+        mode &= (1 << TRANSFORM_SHIFT) - 1  # the mode proper: own or defaults, corrected
     corrected = coder.corrections and bool(mode & MODE_CORRECTED)
     mode = mode & ~MODE_CORRECTED if corrected else mode
     if parity and not corrected:
@@ -1104,11 +1106,10 @@ def encode(
     part."""
     if len(coder.colours) > 1:  # each transform's coding a share of the progress
         tries = []
-        for k, colour in enumerate(coder.colours):
+        for k, one in enumerate(_one_colour_each(coder)):
             share = None if progress is None else _share_of(progress, k, len(coder.colours))
-            one = dataclasses.replace(coder, colours=(colour,))
-            tries.append(_encode_shapes(one, [[rgb]], share)[0][0])
-        return min(tries, key=lambda s: sum(map(len, s)))
+            tries.append(_encode_shapes(one, [[rgb]], share)[0])
+        return _smallest(tries)[0]
     return _encode_shapes(coder, [[rgb]], progress)[0][0]
 
 
@@ -1117,14 +1118,22 @@ def _share_of(progress: Share, k: int, parts: int) -> Share:
     return lambda done: progress((k + done) / parts)
 
 
+def _one_colour_each(coder: PredictiveCoder) -> list[PredictiveCoder]:
+    return [dataclasses.replace(coder, colours=(c,)) for c in coder.colours]
+
+
+def _smallest(tries: Sequence[list[list[bytes]]]) -> list[list[bytes]]:
+    """Each image's smallest streams of ``tries`` (per try, each image's streams)."""
+    return [min(image, key=lambda s: sum(map(len, s))) for image in zip(*tries, strict=True)]
+
+
 def encode_many(rgbs: Sequence[np.ndarray], coder: PredictiveCoder = CODER) -> list[list[bytes]]:
     """``[encode(rgb) for rgb in rgbs]`` (each the very bytes ``encode`` gives): images of one
     shape predicted together, each image's parameters chosen alone, and the streams of images
     of any shapes pushed in lockstep — as many images as make ``GROUP_PIXELS`` at a time. A
     coder with several ``colours`` codes the images with each, keeping each image's smallest."""
     if len(coder.colours) > 1:
-        tries = [encode_many(rgbs, dataclasses.replace(coder, colours=(c,))) for c in coder.colours]
-        return [min(image, key=lambda s: sum(map(len, s))) for image in zip(*tries, strict=True)]
+        return _smallest([encode_many(rgbs, one) for one in _one_colour_each(coder)])
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for k, rgb in enumerate(rgbs):
         by_shape.setdefault(rgb.shape, []).append(k)
@@ -1211,7 +1220,7 @@ def _chosen(
     part, parameters); an image that sends correction weights has its batches' predictions
     corrected."""
     height, width, _ = rgbs[0].shape
-    images = len(rgbs)
+    images, samples = len(rgbs), 3 * height * width
     transform = encoder_transform(coder, height, width)
     coded = [
         _predicted(
@@ -1219,12 +1228,11 @@ def _chosen(
         )
         for rects in _batches(height, width)
     ]
-    if not coder.corrections or 3 * height * width < OWN_FROM:
+    if not coder.corrections or samples < OWN_FROM:
         return coded, _final_parts(coder, _choose(coder, coded, images), transform)
     fits = [correction.Fit() for _ in range(images)]
     for batch in coded:
         _fit_pass(coder, batch, images, fits)
-    samples = 3 * height * width
     solved = [_solved(fit, coder.transforms, samples) for fit in fits]
     weights = np.stack([correction.expand(w, parity) for w, parity, _ in solved])
     moved = [_corrected_pass(coder, batch, images, weights) for batch in coded]
@@ -1342,7 +1350,7 @@ def _fit_pass(
             feats.append(band.reshape(correction.FEATURES, 3, -1))
             target.append(((xs << 3) - ps)[:, :, above:].reshape(3, -1))
             shift_group = coder.shift_groups[context[:, t, rows][:, above:]]
-            parity = _parity(np.arange(top, rows.stop), w)
+            parity = correction.position_parity(np.arange(top, rows.stop)[:, None], np.arange(w))
             plane, error_group = np.divmod(shift_group, correction.ERROR_GROUPS)
             group.append(correction.table_row(plane, parity, error_group).reshape(3, -1))
         a = np.concatenate(feats, axis=2)
@@ -1381,11 +1389,6 @@ def _corrected_pass(
             total[at] = sums.reshape(total[at].shape)
         out[:, t : t + 1] = correction.corrected(total, ps, low, high)
     return out
-
-
-def _parity(rows: IntArray, width: int) -> IntArray:
-    """(len(rows), width): each position's parity, 2 · (row % 2) + column % 2."""
-    return 2 * (rows[:, None] % 2) + np.arange(width) % 2
 
 
 def _predicted(
@@ -1512,8 +1515,8 @@ def _decode_tiles(
     pops: Pops,
 ) -> tuple[list[IntArray], BoolArray]:
     """Each tile's planes (3, h, w) — the tiles of ``groups`` with parameters ``params``
-    (tiles, contexts, 2) and correction weights ``weights`` (tiles, GROUPS, 24; None: no
-    tile is corrected), their samples from ``pops`` — and whether each tile's samples all
+    (tiles, contexts, 2) and correction weights ``weights`` (tiles, correction.TABLE, 24;
+    None: no tile is corrected), their samples from ``pops`` — and whether each tile's samples all
     fell in their planes' ranges (a damaged stream's may not).
 
     One sweep of the anti-diagonals of the groups' largest tile shape (H, W), every tile in it
@@ -1558,8 +1561,10 @@ def _decode_tiles(
             key = _texture_key(coder, preds, far_values, xnw, pred, error_context, lane_plane)
             pred = _biased(pred, bias.take(key), low, high, coder.frac_bits)
         if weights is not None:
-            parity = (2 * (rows % 2) + cols % 2)[:, None] * correction.ERROR_GROUPS
-            chosen = lane_weights[lane, parity + _ERROR_GROUP.take(error_context)]
+            parity = correction.position_parity(rows, cols)[:, None]
+            chosen = lane_weights[
+                lane, correction.table_row(0, parity, _ERROR_GROUP.take(error_context))
+            ]
             inputs = np.empty((correction.RESIDUALS, *pred.shape), np.int64)
             inputs[:6] = near_residuals
             inputs[6:, :, tiles:] = near_residuals[:2, :, :-tiles]  # the plane before's N, W
