@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from iodfz.codecs import (
     ImageCodec,
@@ -64,8 +64,7 @@ _READ_STEP = 1 * MiB
 TEMP_SUFFIX = ".iodfz-tmp"  # temporary outputs: ``.NAME.XXXXXXXX.iodfz-tmp`` (see temp_name)
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     """What :func:`compress` wrote."""
 
     codec: int
@@ -119,8 +118,8 @@ class ContainerInfo:
             "name": None if header.name is None else os.fsdecode(header.name),
             "mode": None if header.mode is None else f"{header.mode:04o}",
             "mtime_ns": header.mtime_ns,
-            "shape": None if shape is None else vars(shape),
-            "tiling": None if tiling is None else vars(tiling),
+            "shape": None if shape is None else shape._asdict(),
+            "tiling": None if tiling is None else tiling._asdict(),
             "model_id": model_hex,
             "model_name": None if model_hex is None else (model_card(model_hex) or {}).get("name"),
             "guarantee": _section("guarantee", lambda: _guarantee(header), malformed),

@@ -15,7 +15,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from iodfz import limits, varint
 from iodfz.errors import IodfError
@@ -84,8 +84,7 @@ def codec_name(codec: int) -> str:
 # --------------------------------------------------------------------------- sections
 
 
-@dataclass(frozen=True)
-class ImageShape:
+class ImageShape(NamedTuple):
     """Section 0x0001: the decoded image's geometry."""
 
     height: int
@@ -116,8 +115,7 @@ class ImageShape:
         return shape
 
 
-@dataclass(frozen=True)
-class Tiling:
+class Tiling(NamedTuple):
     """Section 0x0003: tile size the image was coded in."""
 
     tile_height: int
@@ -378,8 +376,7 @@ class Frame:
     verified_digest: bytes | None = None  # the full frame_digest(), set by check_frame
 
 
-@dataclass(frozen=True)
-class End:
+class End(NamedTuple):
     frame_count: int
     original_length: int
     digest: bytes  # content digest (FORMAT.md 1.5)
@@ -640,8 +637,7 @@ _C_NAME_SHIFT, _C_NAME_LONG = 4, 15  # a name of 15 bytes or more: its length fo
 _IMG_TILE = 0x80  # image byte: a tile uint follows (else the tile is DEFAULT_TILE)
 
 
-@dataclass(frozen=True)
-class CompactImage:
+class CompactImage(NamedTuple):
     """The fields of the image byte and what follows it in a version 2 header."""
 
     flags: int  # IMAGE_EXACT | IMAGE_SIDE_ZSTD | IMAGE_SIDE_NONE

@@ -16,7 +16,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import zstandard
@@ -255,8 +255,7 @@ class FlowCoder:
         return False
 
 
-@dataclass(frozen=True)
-class _Input:
+class _Input(NamedTuple):
     """An input file taken apart for its coder (what encoding does before coding)."""
 
     data: bytes
@@ -266,8 +265,7 @@ class _Input:
     coder: ImageCoder
 
 
-@dataclass(frozen=True)
-class _Layout:
+class _Layout(NamedTuple):
     """What a container's sections say about its image (decoding before the flow)."""
 
     shape: ImageShape
@@ -285,8 +283,7 @@ class _Layout:
         return self.shape.channels in (2, 4)
 
 
-@dataclass(frozen=True)
-class _Parts:
+class _Parts(NamedTuple):
     """A payload cut into its parts: side information (None: canonical PNM), extra plane,
     one rANS stream per batch."""
 

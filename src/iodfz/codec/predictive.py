@@ -39,6 +39,7 @@ import operator
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -632,8 +633,7 @@ def _shift_bits(tables: coder_tables.Tables) -> np.ndarray:
     return out.ravel()
 
 
-@dataclasses.dataclass(frozen=True)
-class Counts:
+class Counts(NamedTuple):
     """How often each (phase, residual) falls in each context — phase: the prediction's
     eighths (0 … 7), residual: the sample less the prediction's whole part (clipped to
     ±1023) — the nonzero counts, ordered by context, phase, residual."""
@@ -912,8 +912,7 @@ def _unpacked(coder: PredictiveCoder, data: bytes) -> tuple[bytes, bytes]:
     return body, data[at + size :]
 
 
-@dataclasses.dataclass(frozen=True)
-class Shipped:
+class Shipped(NamedTuple):
     """A coder's shipped tables (models/<name>.json): default parameters and, for a coder
     with texture biases, the bias of each texture key (eighths of a sample), and with learned
     tables its rANS tables."""
@@ -1493,8 +1492,7 @@ def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
-class _Group:
+class _Group(NamedTuple):
     """Tiles of one shape decoded from one unit's streams."""
 
     tiles: int
@@ -1665,8 +1663,7 @@ def decode_many(
 _Member = tuple[int, IntArray, IntArray | None, int, list[bytes]]
 
 
-@dataclasses.dataclass(frozen=True)
-class _Unit:
+class _Unit(NamedTuple):
     """One batch (index ``batch``, tiles ``rects``) of images of one shape (``members``)."""
 
     members: Sequence[_Member]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import struct
 import zlib
-from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,8 +32,7 @@ def _module(fmt: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{fmt}")
 
 
-@dataclass(frozen=True)
-class ParsedImage:
+class ParsedImage(NamedTuple):
     fmt: str  # 'png' | 'pnm' | 'bmp' | 'tiff'
     pixels: np.ndarray  # (H, W, C) uint8 or uint16, C in {1, 2, 3, 4}, C-contiguous
     side: bytes  # everything else needed to rebuild the file
