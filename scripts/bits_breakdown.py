@@ -28,7 +28,7 @@ from rich.table import Table
 from iodfz import api, zoo
 from iodfz.codec import image as image_codec
 from iodfz.codec import pixels as pixel_codec
-from iodfz.codec import predictive
+from iodfz.codec import predictive, tiling
 from iodfz.codecs import FLOW_FROM, TRY_ALL_FROM, Options
 from iodfz.engine import flow
 from iodfz.engine.backends import backend_for
@@ -43,11 +43,11 @@ def ideal_bit_maps(model: Model, backend: flow.Backend, rgb: np.ndarray) -> list
     at each position of that level's grid over the padded image (the codec's tiles put back
     in place): level l's map is 2^(l+1) times smaller than the image, the top's 2^levels."""
     h, w, _ = rgb.shape
-    hp, wp = (pixel_codec.padded_size(n, model.levels) for n in (h, w))
+    hp, wp = (tiling.padded_size(n, model.levels) for n in (h, w))
     image = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
     shifts = range(1, model.levels + 1)  # level l's grid: 2^(l+1) pixels a side; the top's 2^L
     maps = [np.zeros((hp >> k, wp >> k)) for k in shifts]
-    for rects in pixel_codec.batches(hp, wp, pixel_codec.TILE):
+    for rects in tiling.batches(hp, wp, tiling.TILE):
         x = np.stack([image[y : y + th, x0 : x0 + tw] for y, x0, th, tw in rects])
         parts = latent_bits(model, *flow.forward(model, backend, x))
         for bits, k, grid in zip(parts, shifts, maps, strict=True):

@@ -11,8 +11,7 @@ from PIL import Image
 from test_image_codec import photo_like
 
 from iodfz import zoo
-from iodfz.codec import pixels as pixel_codec
-from iodfz.codec import predictive
+from iodfz.codec import predictive, tiling
 from iodfz.engine import flow
 from iodfz.engine.model import Model
 from iodfz.engine.reference import NumpyBackend
@@ -47,7 +46,7 @@ def test_maps_and_blocks_add_up_to_each_tiles_bits(script: ModuleType) -> None:
     blocks = script.block_bits(maps, model, 32)
     assert blocks.shape == (10, 2)
     assert blocks.sum() == pytest.approx(sum(m.sum() for m in maps), rel=1e-12)
-    assert pixel_codec.TILE == 256
+    assert tiling.TILE == 256
 
 
 def test_eighths_sort_by_jpegxl_and_add_up_to_the_excess(script: ModuleType) -> None:

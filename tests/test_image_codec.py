@@ -442,10 +442,10 @@ def test_side_data_bomb_is_refused_quickly_in_bounded_memory() -> None:
 
 
 def test_batch_count_matches_the_batches_it_counts() -> None:
-    from iodfz.codec import pixels as pc
+    from iodfz.codec import tiling
 
     for h, w, tile in [(8, 8, 8), (264, 40, 8), (1000, 2048, 16), (2056, 300, 256), (24, 8, 4096)]:
-        assert pc.batch_count(h, w, tile) == len(list(pc.batches(h, w, tile)))
+        assert tiling.batch_count(h, w, tile) == len(list(tiling.batches(h, w, tile)))
 
 
 def test_a_header_declaring_millions_of_tiles_is_refused_before_listing_them() -> None:

@@ -15,7 +15,7 @@ from test_image_codec import encode_file, photo_like
 
 from iodfz import api, zoo
 from iodfz.codec import pixels as pixel_codec
-from iodfz.codec import predictive
+from iodfz.codec import predictive, tiling
 from iodfz.codecs import FLOW_FROM
 from iodfz.container import CODEC_IMAGE
 
@@ -27,7 +27,7 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of two 32×32 tiles (the batch bound is read at run time by both directions),
     so that a small image is cut into several batches, and the predictive coder's decoding
     sweeps and encoding rounds of as few pixels (each batch a sweep of its own)."""
-    monkeypatch.setattr(pixel_codec, "MAX_BATCH_PIXELS", 2 * 32 * 32)
+    monkeypatch.setattr(tiling, "MAX_BATCH_PIXELS", 2 * 32 * 32)
     monkeypatch.setattr(predictive, "GROUP_PIXELS", 2 * 32 * 32)
     monkeypatch.setattr(predictive, "ROUND_SYMBOLS", 3 * 2 * 32 * 32)
 

@@ -17,9 +17,12 @@ import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iodfz.codecs import TRY_ALL_FROM
-from iodfz.engine.model import Model, load
+
+if TYPE_CHECKING:  # a model file is read only when a flow is asked for
+    from iodfz.engine.model import Model
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -82,6 +85,8 @@ def load_by_id(model_id: str) -> Model:
     """The installed model whose id (hex SHA-256) starts with ``model_id``, at least 16 hex
     digits: containers name a model by the first 8 bytes of its id (docs/FORMAT.md 3.1).
     ``load`` checks the file's full hash."""
+    from iodfz.engine.model import load
+
     model_id = model_id.lower()
     for card in cards() if len(model_id) >= 16 else ():
         if card["model_id"].startswith(model_id):

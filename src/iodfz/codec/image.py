@@ -16,14 +16,14 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 import zstandard
 
 from iodfz import formats, limits, zoo
-from iodfz.codec import pixels as pixel_codec
-from iodfz.codec import predictive, zframe
+from iodfz.codec import predictive, tiling, zframe
 from iodfz.codecs import FLOW_FROM, MAX_LEVEL, TRY_ALL_FROM, Options, Share
 from iodfz.coder import CoderError, ans
 from iodfz.container import (
@@ -41,10 +41,12 @@ from iodfz.container import (
     read_uint,
     uint_bytes,
 )
-from iodfz.engine.flow import Backend
-from iodfz.engine.model import Model, ModelError
 from iodfz.engine.tables import model_tables
 from iodfz.errors import IodfError
+
+if TYPE_CHECKING:  # the flow's engine loads only when a flow codes
+    from iodfz.engine.flow import Backend
+    from iodfz.engine.model import Model
 
 MIN_SIDE = 8
 #: From FLOW_FROM and below the max levels, images of more pixels than this go to the
@@ -217,10 +219,10 @@ class FlowCoder:
         return self.backend if self.backend is not None else _backend(self.model)
 
     def encode(self, rgb: np.ndarray, progress: Share | None = None) -> list[bytes]:
-        return pixel_codec.encode(self.model, self._engine(), rgb, progress=progress)
+        return _flow_pixels().encode(self.model, self._engine(), rgb, progress=progress)
 
     def encode_many(self, rgbs: Sequence[np.ndarray]) -> list[list[bytes]]:
-        return pixel_codec.encode_many(self.model, self._engine(), rgbs)
+        return _flow_pixels().encode_many(self.model, self._engine(), rgbs)
 
     def decode(
         self,
@@ -232,7 +234,7 @@ class FlowCoder:
         progress: Share | None = None,
     ) -> np.ndarray:
         engine = self._engine()
-        return pixel_codec.decode(
+        return _flow_pixels().decode(
             self.model, engine, streams, height, width, tile, compact=compact, progress=progress
         )
 
@@ -242,13 +244,13 @@ class FlowCoder:
         if len(set(shapes)) != 1:
             raise ValueError("a flow decodes images of one shape together")
         firsts = [image_streams[0] for image_streams in streams]  # one tile: one stream
-        return pixel_codec.decode_many(self.model, self._engine(), firsts, *shapes[0])
+        return _flow_pixels().decode_many(self.model, self._engine(), firsts, *shapes[0])
 
     def batch_count(self, height: int, width: int, tile: int) -> int:
-        return pixel_codec.batch_count(*_padded(height, width, self.levels), tile)
+        return tiling.batch_count(*_padded(height, width, self.levels), tile)
 
     def codes_together(self, height: int, width: int, tile: int) -> bool:
-        return pixel_codec.single_tile(height, width, self.levels, tile)  # one flow tile
+        return tiling.single_tile(height, width, self.levels, tile)  # one flow tile
 
     @property
     def mixes_shapes(self) -> bool:
@@ -332,7 +334,7 @@ class NeuralImageCodec:
                 continue
             if not takens:
                 results[i] = None
-            elif all(t.coder.codes_together(*t.rgb.shape[:2], pixel_codec.TILE) for t in takens):
+            elif all(t.coder.codes_together(*t.rgb.shape[:2], tiling.TILE) for t in takens):
                 tried[i] = [None] * len(takens)
                 for k, taken in enumerate(takens):
                     shape = None if taken.coder.mixes_shapes else taken.rgb.shape
@@ -366,7 +368,7 @@ class NeuralImageCodec:
             try:
                 rgb = coder.decode(parts.streams, h, rgb_w, layout.tile, compact, progress)
                 break
-            except (CoderError, pixel_codec.PixelCodecError, predictive.PredictiveError) as exc:
+            except (CoderError, tiling.PixelCodecError, predictive.PredictiveError) as exc:
                 last_error = exc  # a model whose id shares the prefix: try the next one
         else:
             raise IodfError(f"damaged container: image payload: {last_error}")
@@ -482,7 +484,7 @@ def _put_together(taken: _Input, streams: list[bytes], level: int) -> Encoded | 
     sections = Sections()
     sections.set_shape(shape)
     sections.set_model_id(bytes.fromhex(taken.coder.model_id)[:COMPACT_MODEL_ID])
-    sections.add(SECTION_IMAGE_FORMAT, _pack_format(flags, parsed.fmt, pixel_codec.TILE))
+    sections.add(SECTION_IMAGE_FORMAT, _pack_format(flags, parsed.fmt, tiling.TILE))
     produced = data if parsed.exact else formats.rebuild(parsed.fmt, parsed.pixels, parsed.side)
     return sections, payload, produced
 
@@ -564,6 +566,7 @@ def _flow_coders(level: int, height: int, width: int) -> list[ImageCoder]:
     vectors. A model that cannot be used is left out, with one warning per process (``iodfz
     selftest`` tells more)."""
     from iodfz.engine.backends import BackendUnavailable, backend_for, requested
+    from iodfz.engine.model import ModelError
 
     try:
         models = zoo.models_for(
@@ -604,13 +607,27 @@ def _coders(prefix: str) -> Iterator[ImageCoder]:
         searched = ", ".join(map(str, zoo.model_dirs()))
         raise IodfError(f"needs model {prefix[:16]}, which is not installed (searched {searched})")
     for model_id in ids:
-        try:
-            model = zoo.load_by_id(model_id)
-            model_tables(model)
-        except (LookupError, ModelError, CoderError) as exc:
-            raise IodfError(f"model {model_id[:16]} is unusable ({exc})") from None
-        yield FlowCoder(model)
+        yield _installed_flow(model_id)
     yield from coder
+
+
+def _installed_flow(model_id: str) -> FlowCoder:
+    """The installed model ``model_id`` as a coder (IodfError if it cannot be used)."""
+    from iodfz.engine.model import ModelError
+
+    try:
+        model = zoo.load_by_id(model_id)
+        model_tables(model)
+    except (LookupError, ModelError, CoderError) as exc:
+        raise IodfError(f"model {model_id[:16]} is unusable ({exc})") from None
+    return FlowCoder(model)
+
+
+def _flow_pixels() -> ModuleType:
+    """The flow's pixel codec (:mod:`iodfz.codec.pixels`), loaded when a flow codes."""
+    from iodfz.codec import pixels
+
+    return pixels
 
 
 def _backend(model: Model) -> Backend:
@@ -625,7 +642,7 @@ def _backend(model: Model) -> Backend:
 
 
 def _padded(height: int, width: int, levels: int) -> tuple[int, int]:
-    return pixel_codec.padded_size(height, levels), pixel_codec.padded_size(width, levels)
+    return tiling.padded_size(height, levels), tiling.padded_size(width, levels)
 
 
 def _canonical_pnm(shape: ImageShape, pixels: np.ndarray) -> bytes:

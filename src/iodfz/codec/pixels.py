@@ -13,44 +13,19 @@ lockstep (:mod:`iodfz.codec.lockstep`), each image's stream the one it has alone
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
 
 from iodfz import limits
-from iodfz.codec import lockstep
+from iodfz.codec import lockstep, tiling
 from iodfz.codecs import Share
 from iodfz.coder import ans
 from iodfz.coder import tables as coder_tables
 from iodfz.engine import flow
 from iodfz.engine.model import Model
 from iodfz.engine.tables import model_tables
-
-TILE = 256
-MAX_BATCH_PIXELS = 1 << 20  # per batch of tiles (FORMAT.md 3.3), and of small images at once
-
-
-class PixelCodecError(ValueError):
-    pass
-
-
-def padded_size(n: int, levels: int) -> int:
-    unit = 1 << levels
-    return -(-n // unit) * unit
-
-
-def batches(height: int, width: int, tile: int) -> Iterator[list[tuple[int, int, int, int]]]:
-    """Tile rectangles (y, x, h, w) of a padded image, grouped into same-shape batches."""
-    by_shape: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
-    for y in range(0, height, tile):
-        for x in range(0, width, tile):
-            h, w = min(tile, height - y), min(tile, width - x)
-            by_shape.setdefault((h, w), []).append((y, x, h, w))
-    for (h, w), rects in by_shape.items():
-        per_batch = max(1, MAX_BATCH_PIXELS // (h * w))
-        for i in range(0, len(rects), per_batch):
-            yield rects[i : i + per_batch]
 
 
 def _lanes(tiles: int, height: int, width: int) -> int:
@@ -59,38 +34,13 @@ def _lanes(tiles: int, height: int, width: int) -> int:
     return ans.lanes_for(tiles * height * width * 3 // 2)
 
 
-def batch_count(height: int, width: int, tile: int) -> int:
-    """``len(list(batches(height, width, tile)))`` without listing the tiles: a decoder checks
-    it against the payload before it builds anything that large."""
-    rows = [(tile, height // tile)] + ([(height % tile, 1)] if height % tile else [])
-    cols = [(tile, width // tile)] + ([(width % tile, 1)] if width % tile else [])
-    count = 0
-    for h, nh in rows:
-        for w, nw in cols:
-            if nh and nw:
-                per_batch = max(1, MAX_BATCH_PIXELS // (h * w))
-                count += -(-(nh * nw) // per_batch)
-    return count
-
-
-def tile_ok(tile: int, levels: int) -> bool:
-    """A tile size a decoder accepts: a multiple of 2^levels, 2^levels … 4096."""
-    return tile % (1 << levels) == 0 and 1 << levels <= tile <= 4096
-
-
-def single_tile(height: int, width: int, levels: int, tile: int = TILE) -> bool:
-    """Whether an image of this size is one tile (one batch, one stream)."""
-    unit = max(padded_size(height, levels), padded_size(width, levels))
-    return tile_ok(tile, levels) and unit <= tile
-
-
 def _tiles(image: np.ndarray, rects: list[tuple[int, int, int, int]]) -> np.ndarray:
     return np.stack([image[y : y + th, x0 : x0 + tw] for y, x0, th, tw in rects])
 
 
 def _pad(rgb: np.ndarray, levels: int) -> np.ndarray:
     h, w, _ = rgb.shape
-    hp, wp = padded_size(h, levels), padded_size(w, levels)
+    hp, wp = tiling.padded_size(h, levels), tiling.padded_size(w, levels)
     return np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
 
 
@@ -113,7 +63,7 @@ def encode(
     model: Model,
     backend: flow.Backend,
     rgb: np.ndarray,
-    tile: int = TILE,
+    tile: int = tiling.TILE,
     compact: bool = True,
     progress: Share | None = None,
 ) -> list[bytes]:
@@ -124,7 +74,7 @@ def encode(
     logistic, mixture = model_tables(model)
     streams = []
     done = 0
-    for rects in batches(hp, wp, tile):
+    for rects in tiling.batches(hp, wp, tile):
         x = _tiles(image, rects)
         splits, top = flow.forward(model, backend, x)
         enc = ans.encoder(_lanes(*x.shape[:3]))
@@ -143,15 +93,17 @@ def encode_many(
     model: Model, backend: flow.Backend, rgbs: Sequence[np.ndarray]
 ) -> list[list[bytes]]:
     """``[encode(model, backend, rgb) for rgb in rgbs]`` for images of one shape that are one
-    tile each: the flow runs over batches of them (at most MAX_BATCH_PIXELS), and their
+    tile each: the flow runs over batches of them (at most ``tiling.MAX_BATCH_PIXELS``), and their
     streams are coded in lockstep."""
     h, w, _ = rgbs[0].shape
-    if not single_tile(h, w, model.levels) or any(rgb.shape != rgbs[0].shape for rgb in rgbs):
+    if not tiling.single_tile(h, w, model.levels) or any(
+        rgb.shape != rgbs[0].shape for rgb in rgbs
+    ):
         raise ValueError("encode_many takes images of one shape, one tile each")
-    hp, wp = padded_size(h, model.levels), padded_size(w, model.levels)
+    hp, wp = tiling.padded_size(h, model.levels), tiling.padded_size(w, model.levels)
     logistic, mixture = model_tables(model)
     out = []
-    per_batch = max(1, MAX_BATCH_PIXELS // (hp * wp))
+    per_batch = max(1, tiling.MAX_BATCH_PIXELS // (hp * wp))
     for i in range(0, len(rgbs), per_batch):
         x = np.stack([_pad(rgb, model.levels) for rgb in rgbs[i : i + per_batch]])
         splits, top = flow.forward(model, backend, x)
@@ -181,22 +133,22 @@ def decode(
     streams: list[bytes],
     height: int,
     width: int,
-    tile: int = TILE,
+    tile: int = tiling.TILE,
     compact: bool = True,
     progress: Share | None = None,
 ) -> np.ndarray:
     """Inverse of :func:`encode`."""
     levels = model.levels
-    if not tile_ok(tile, levels):
-        raise PixelCodecError(f"bad tile size {tile}")
-    hp, wp = padded_size(height, levels), padded_size(width, levels)
+    if not tiling.tile_ok(tile, levels):
+        raise tiling.PixelCodecError(f"bad tile size {tile}")
+    hp, wp = tiling.padded_size(height, levels), tiling.padded_size(width, levels)
     if hp * wp * 3 > limits.MAX_PIXELS:
-        raise PixelCodecError("image too large")
+        raise tiling.PixelCodecError("image too large")
     image = np.empty((hp, wp, 3), np.uint8)
     logistic, mixture = model_tables(model)
-    plan = list(batches(hp, wp, tile))
+    plan = list(tiling.batches(hp, wp, tile))
     if len(plan) != len(streams):
-        raise PixelCodecError(f"expected {len(plan)} streams, found {len(streams)}")
+        raise tiling.PixelCodecError(f"expected {len(plan)} streams, found {len(streams)}")
     top_channels = 3 * 2 ** (levels + 1)
     done = 0
     for rects, stream in zip(plan, streams, strict=True):
@@ -240,13 +192,13 @@ def decode_many(
     one shape, one tile each), the flow's inverse run over batches of them and their streams
     decoded in lockstep; None for a stream that is damaged (decoding it alone says how)."""
     levels = model.levels
-    if not single_tile(height, width, levels):
+    if not tiling.single_tile(height, width, levels):
         raise ValueError("decode_many takes images of one tile each")
-    hp, wp = padded_size(height, levels), padded_size(width, levels)
+    hp, wp = tiling.padded_size(height, levels), tiling.padded_size(width, levels)
     logistic, mixture = model_tables(model)
     top_shape = (hp >> levels, wp >> levels, 3 * 2 ** (levels + 1))
     out: list[np.ndarray | None] = []
-    per_batch = max(1, MAX_BATCH_PIXELS // (hp * wp))
+    per_batch = max(1, tiling.MAX_BATCH_PIXELS // (hp * wp))
     for i in range(0, len(streams), per_batch):
         group = lockstep.Decoder(list(streams[i : i + per_batch]), _lanes(1, hp, wp))
         n = len(group.x)

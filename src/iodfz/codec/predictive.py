@@ -45,8 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from iodfz import varint, zoo
-from iodfz.codec import correction, lockstep, zframe
-from iodfz.codec import pixels as pixel_codec
+from iodfz.codec import correction, lockstep, tiling, zframe
 from iodfz.codecs import Share
 from iodfz.coder import CoderError, ans
 from iodfz.coder import tables as coder_tables
@@ -1091,11 +1090,11 @@ def _lanes(tiles: int, h: int, w: int) -> int:
 
 
 def _batches(height: int, width: int) -> list[list[tuple[int, int, int, int]]]:
-    return list(pixel_codec.batches(height, width, TILE))
+    return list(tiling.batches(height, width, TILE))
 
 
 def batch_count(height: int, width: int) -> int:
-    return pixel_codec.batch_count(height, width, TILE)
+    return tiling.batch_count(height, width, TILE)
 
 
 def encode(

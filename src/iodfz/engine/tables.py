@@ -13,14 +13,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from iodfz import limits, zoo
 from iodfz.coder import tables as coder_tables
 from iodfz.coder.errors import CoderError
-from iodfz.engine.flow import SplitLatents
-from iodfz.engine.model import Model
+
+if TYPE_CHECKING:  # annotations only: the predictive coders read tables without the flow
+    from iodfz.engine.flow import SplitLatents
+    from iodfz.engine.model import Model
 
 _BY_HASH: dict[str, coder_tables.Tables] = {}
 
