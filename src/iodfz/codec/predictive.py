@@ -1483,26 +1483,32 @@ def _gathers(h: int, w: int) -> list[tuple[IntArray, ...]]:
     places in the zero-bordered (h+2)×(w+3) grids of errors and residuals and (stacked) those
     of their N, W, NW, NE, NN and WW, whether each is in
     the tile's first row or column, its NN, WW and NNE samples after the edge rules, and its
-    row and column."""
+    row and column. Worked out for every sample at once, in diagonal order, then cut."""
+    diagonals = _diagonals(h, w)
+    rows = np.concatenate([r for r, _ in diagonals])
+    cols = np.concatenate([c for _, c in diagonals])
+    here = rows * w + cols
+    zero = np.full(rows.shape, h * w)
+    n = np.where(rows > 0, here - w, np.where(cols > 0, here - 1, zero))
+    west = np.where(cols > 0, here - 1, n)
+    nw = np.where((rows > 0) & (cols > 0), here - w - 1, n)
+    ne = np.where((rows > 0) & (cols + 1 < w), here - w + 1, n)
+    stride = w + 3
+    at = (rows + 2) * stride + cols + 2
+    border = (rows == 0) | (cols == 0)
+    nn = np.where(rows > 1, here - 2 * w, n)
+    ww = np.where(cols > 1, here - 2, west)
+    nne = np.where(rows > 1, np.where(cols + 1 < w, here - 2 * w + 1, nn), ne)
+    near = np.stack(
+        [at - stride, at - 1, at - stride - 1, at - stride + 1, at - 2 * stride, at - 2]
+    )
+    ends = np.cumsum([len(r) for r, _ in diagonals])
     out = []
-    for rows, cols in _diagonals(h, w):
-        here = rows * w + cols
-        zero = np.full(rows.shape, h * w)
-        n = np.where(rows > 0, here - w, np.where(cols > 0, here - 1, zero))
-        west = np.where(cols > 0, here - 1, n)
-        nw = np.where((rows > 0) & (cols > 0), here - w - 1, n)
-        ne = np.where((rows > 0) & (cols + 1 < w), here - w + 1, n)
-        stride = w + 3
-        at = (rows + 2) * stride + cols + 2
-        border = ((rows == 0) | (cols == 0))[:, None]
-        nn = np.where(rows > 1, here - 2 * w, n)
-        ww = np.where(cols > 1, here - 2, west)
-        nne = np.where(rows > 1, np.where(cols + 1 < w, here - 2 * w + 1, nn), ne)
-        near = np.stack(
-            [at - stride, at - 1, at - stride - 1, at - stride + 1, at - 2 * stride, at - 2]
-        )
-        gathers = (here, n, west, nw, ne, at, near, border)
-        out.append((*gathers, (nn, ww, nne), rows, cols))
+    for a, b in zip([0, *ends[:-1]], ends, strict=True):
+        cut = slice(a, b)
+        gathers = (here[cut], n[cut], west[cut], nw[cut], ne[cut], at[cut], near[:, cut])
+        far = (nn[cut], ww[cut], nne[cut])
+        out.append((*gathers, border[cut, None], far, rows[cut], cols[cut]))
     return out
 
 
