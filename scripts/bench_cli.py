@@ -2,10 +2,12 @@
 and decompressed by ONE `iodfz` command each (all files in one call), whole `.iodf` files,
 every file checked byte-exact; JPEG-XL lossless e7 (imagecodecs) on the same pixels, timed in
 the same run, beside it. Besides wall-clock MB/s, the CPU seconds (user + system) each call
-took: on a shared machine they move less than the wall clock.
+took: on a shared machine they move less than the wall clock. With ``--repeat N`` each call
+runs N times, interleaved with JPEG-XL's, and the table gives medians (this machine's speed
+swings by a quarter from one call to the next).
 
     python scripts/bench_cli.py [--sets kodak dev/imagenet32 dev/imagenet64 kodak/odd-sizes]
-        [--level 3 ...] [--json out.json]
+        [--level 3 ...] [--repeat N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -72,10 +76,17 @@ def iodfz(*args: str) -> tuple[float, float]:
     return time.perf_counter() - t, _children_cpu() - cpu
 
 
-def bench_set(name: str, levels: list[int]) -> list[dict]:
+def bench_set(name: str, levels: list[int], repeat: int = 1) -> list[dict]:
+    """Each level's calls, then JPEG-XL's, ``repeat`` times over (interleaved, so that both
+    meet the machine's swings alike); each row gives the median of its runs."""
     images = load_set(name)
     subpixels = sum(a.size for a in images)
-    rows = []
+    try:
+        import imagecodecs as ic
+    except ImportError:
+        ic = None
+    runs: dict[str, tuple[list[tuple[float, float]], list[tuple[float, float]]]] = {}
+    sizes: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         ppms = []
         for i, a in enumerate(images):
@@ -83,20 +94,35 @@ def bench_set(name: str, levels: list[int]) -> list[dict]:
             path.write_bytes(b"P6\n%d %d\n255\n" % (a.shape[1], a.shape[0]) + a.tobytes())
             ppms.append(path)
         originals = {p: p.read_bytes() for p in ppms}
-        for level in levels:
-            enc = iodfz("compress", "-q", "-f", f"--level={level}", *map(str, ppms))
-            packed = [p.with_name(p.name + ".iodf") for p in ppms]
-            size = sum(p.stat().st_size for p in packed)
-            for p in ppms:
-                p.unlink()
-            dec = iodfz("decompress", "-q", "-f", *map(str, packed))
-            if any(p.read_bytes() != data for p, data in originals.items()):
-                raise SystemExit(f"bench_cli: {name}: a file did not come back byte-exact")
-            rows.append(_row(f"iodfz --level {level}", size, subpixels, enc, dec, len(ppms)))
-    try:
-        import imagecodecs as ic
-    except ImportError:
-        return rows
+        for _ in range(repeat):
+            for level in levels:
+                label = f"iodfz --level {level}"
+                enc = iodfz("compress", "-q", "-f", f"--level={level}", *map(str, ppms))
+                packed = [p.with_name(p.name + ".iodf") for p in ppms]
+                sizes[label] = sum(p.stat().st_size for p in packed)
+                for p in ppms:
+                    p.unlink()
+                dec = iodfz("decompress", "-q", "-f", *map(str, packed))
+                if any(p.read_bytes() != data for p, data in originals.items()):
+                    raise SystemExit(f"bench_cli: {name}: a file did not come back byte-exact")
+                runs.setdefault(label, ([], []))[0].append(enc)
+                runs[label][1].append(dec)
+            if ic is not None:
+                label = "JPEG-XL e7 (in process)"
+                sizes[label], enc, dec = _jpegxl(ic, images)
+                runs.setdefault(label, ([], []))[0].append(enc)
+                runs[label][1].append(dec)
+    return [
+        _row(label, sizes[label], subpixels, _median(enc), _median(dec), len(images), repeat)
+        for label, (enc, dec) in runs.items()
+    ]
+
+
+def _jpegxl(
+    ic: Any, images: list[np.ndarray]
+) -> tuple[float, tuple[float, float], tuple[float, float]]:
+    """JPEG-XL lossless e7 of every image, each checked: (bytes, encode and decode (wall,
+    CPU) seconds)."""
     size = 0.0
     enc, dec = [0.0, 0.0], [0.0, 0.0]
     for a in images:
@@ -111,14 +137,24 @@ def bench_set(name: str, levels: list[int]) -> list[dict]:
         if not np.array_equal(np.asarray(back).reshape(a.shape), a):
             raise SystemExit("bench_cli: JPEG-XL was not lossless")
         size += len(blob)
-    rows.append(_row("JPEG-XL e7 (in process)", size, subpixels, enc, dec, len(images)))
-    return rows
+    return size, (enc[0], enc[1]), (dec[0], dec[1])
+
+
+def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The median wall and the median CPU seconds of some runs."""
+    return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
 
 
 def _row(
-    codec: str, size: float, subpixels: int, enc: Sequence[float], dec: Sequence[float], files: int
+    codec: str,
+    size: float,
+    subpixels: int,
+    enc: Sequence[float],
+    dec: Sequence[float],
+    files: int,
+    runs: int,
 ) -> dict:
-    """A table row from (wall, CPU) seconds of encoding and decoding."""
+    """A table row from (wall, CPU) seconds of encoding and decoding (medians of ``runs``)."""
     mb = subpixels / 1e6
     return {
         "codec": codec,
@@ -128,6 +164,7 @@ def _row(
         "decode_mb_s": round(mb / dec[0], 3),
         "encode_cpu_s": round(enc[1], 3),
         "decode_cpu_s": round(dec[1], 3),
+        "runs": runs,
     }
 
 
@@ -138,15 +175,19 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--level", type=int, nargs="+", default=[3], dest="levels")
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs of each call; the table gives their median"
+    )
     args = ap.parse_args()
     results = {}
     for name in args.sets:
         if not SETS[name].is_dir():
             print(f"{name}: {SETS[name]} not found, skipped")
             continue
-        results[name] = bench_set(name, args.levels)
-    table = Table(title="through the CLI, one call per set and direction (MB/s of pixels)")
-    columns = ("encode MB/s", "decode MB/s", "encode CPU s", "decode CPU s")
+        results[name] = bench_set(name, args.levels, args.repeat)
+    runs = "" if args.repeat == 1 else f", median of {args.repeat} runs"
+    table = Table(title=f"through the CLI, one call per set and direction{runs} (MB/s of pixels)")
+    columns = ("encode MB/s", "decode MB/s", "encode CPU s", "decode CPU s", "runs")
     for col in ("set", "codec", "files", "bpsp", *columns):
         table.add_column(col, justify="left" if col in ("set", "codec") else "right")
     for name, rows in results.items():
