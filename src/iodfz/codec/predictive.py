@@ -1829,11 +1829,11 @@ class _Sources:
         rows = [self.where[asked[r][0]][1] for r in requests]
         members = [streams.stop - streams.start for streams in rows]
         t, o = (
-            np.concatenate(
-                [asked[r][a].T.reshape(m, -1) for r, m in zip(requests, members, strict=True)]
-            )
+            [asked[r][a].T.reshape(m, -1) for r, m in zip(requests, members, strict=True)]
             for a in (1, 2)
         )
+        # one unit (the usual case): its arrays as they are, no copy
+        t, o = (t[0], o[0]) if len(t) == 1 else (np.concatenate(t), np.concatenate(o))
         values = decoder.pop_flat(self.tables, t, o)
         at = 0
         for r, m in zip(requests, members, strict=True):
