@@ -461,3 +461,31 @@ def compact_sections(height: int, width: int, tile: int):  # type: ignore[no-unt
 
     model_id = bytes.fromhex(zoo.cards()[0]["model_id"])[:2]
     return CompactImage(0, 2, tile, ImageShape(height, width, 3, 8), model_id).sections()
+
+
+def test_a_predictive_coding_never_loads_the_flows_engine() -> None:
+    """The predictive path (every default-level image) imports none of the flow's modules:
+    they cost a short command ~8 ms, and load only when a flow codes (``codec/tiling.py``
+    holds the rules both share)."""
+    import subprocess
+    import sys
+
+    code = """
+import io, sys
+import numpy as np
+from iodfz import api
+from iodfz.codecs import Options
+from iodfz.container import CODEC_IMAGE
+y, x = np.mgrid[:40, :48]  # a ramp with noise: the image path beats zstd on it
+noise = np.random.default_rng(0).integers(0, 8, (40, 48, 3))
+rgb = ((x + 2 * y)[..., None] * [1, 2, 3] // 2 + noise).astype(np.uint8)
+ppm = b"P6\\n48 40\\n255\\n" + rgb.tobytes()
+packed = io.BytesIO()
+result = api.compress(io.BytesIO(ppm), packed, Options(level=3))
+back = io.BytesIO()
+api.decompress(io.BytesIO(packed.getvalue()), back)
+assert back.getvalue() == ppm and result.codec == CODEC_IMAGE, result
+print(sorted(m for m in sys.modules if m.startswith(("iodfz.engine", "iodfz.codec.pixels"))))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["['iodfz.engine',", "'iodfz.engine.tables']"], out.stdout
