@@ -67,7 +67,7 @@ out with others: a megapixel of RGB, two or more of which the predictive coders 
 MAX_AHEAD_BYTES = 6 * MiB
 """Most bytes of files worked out at once: a command reads and works out its files in runs
 of at most this many bytes (and MAX_AHEAD_FILES files), holding them and their results until
-each file is written; a run's images are coded at most ``codec.predictive.GROUP_PIXELS`` (the
+each file is written; a run's images are coded at most ``codec.predictive.GROUP_PIXELS`` (a
 flow's ``codec.tiling.MAX_BATCH_PIXELS``) at a time. About one such group of photos as PPM
 (2 M pixels of RGB): a command's progress moves every few seconds."""
 

@@ -22,9 +22,10 @@ WEIGHTS = FEATURES + 1  # the constant's weight last
 ERROR_GROUPS = 4  # groups of error contexts (predictive.SHIFT_EDGES)
 PARITIES = 4  # a sample's (row % 2, column % 2)
 GROUPS = 3 * ERROR_GROUPS  # a block without parities: one weight set per plane and error group
-#: A block with parities (version 5): Y's 4 sets, then Co's and Cg's for each parity — the
-#: chroma of most photos was stored at half resolution and interpolated (JPEG's 4:2:0, Photo
-#: CD), so that its samples of one parity follow other rules than their neighbours'.
+#: A block with parities (version 5, FORMAT.md 3.5): Y's 4 sets, then Co's and Cg's for each
+#: parity — the chroma of most photos was stored at half resolution and interpolated (JPEG's
+#: 4:2:0, Photo CD), so that its samples of one parity follow other rules than their
+#: neighbours'.
 PARITY_GROUPS = ERROR_GROUPS + 2 * PARITIES * ERROR_GROUPS
 #: Every weight set a sample may use, (plane, parity, error group) in that order: what a block
 #: unpacks to (:func:`expand`).
@@ -40,8 +41,7 @@ def block_bytes(parity: bool) -> int:
 
 
 def position_parity(row: IntArray, column: IntArray) -> IntArray:
-    """A position's parity, 2 · (row % 2) + column % 2 (in its tile: tiles start on even rows
-    and columns)."""
+    """A position's parity q (docs/INTEGER.md "Predictive coders" step 9)."""
     return 2 * (row % 2) + column % 2
 
 

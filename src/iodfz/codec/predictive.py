@@ -315,8 +315,7 @@ def logistic_tables() -> coder_tables.Tables:
 
 
 #: The colour transforms of docs/INTEGER.md step 1, by the index a version 5 image names
-#: (FORMAT.md 3.5): YCoCg-R; G, R − G, B − G; R, G − R, B − R; G, B − G, R − ⌊(G + B)/2⌋.
-#: Each gives plane 0 in [0, 255] and planes 1 and 2 in [−255, 255] (PLANE_RANGES).
+#: (FORMAT.md 3.5); each keeps the planes in PLANE_RANGES.
 YCOCG, SUBTRACT_GREEN, SUBTRACT_RED, GREEN_CHROMA = range(4)
 TRANSFORMS = 4
 
@@ -896,7 +895,7 @@ def split_params(
 def _unpacked(coder: PredictiveCoder, data: bytes) -> tuple[bytes, bytes]:
     """(parameter part after the mode byte, first stream) of a packed parameter part's rest:
     a uint length, then a zstd frame of that many bytes (codec.zframe) holding at most the
-    longest parameter part there is."""
+    longest parameter part there is (FORMAT.md 3.5)."""
     try:
         size, at = varint.decode(data, 0)
     except varint.VarintError:
@@ -1248,7 +1247,8 @@ def _chosen(
         _fit_pass(coder, batch, images, fits)
     solved = [_solved(fit, coder.transforms, samples) for fit in fits]
     weights = np.stack([correction.expand(w, parity) for w, parity, _ in solved])
-    moved = [_corrected_pass(coder, batch, images, weights) for batch in coded]
+    parities = [parity for _, parity, _ in solved]
+    moved = [_corrected_pass(coder, batch, weights, parities) for batch in coded]
     corrected = _choose(
         coder, [(x, p, c) for (x, _, c), p in zip(coded, moved, strict=True)], images
     )
@@ -1374,26 +1374,29 @@ def _fit_pass(
 
 
 def _corrected_pass(
-    coder: PredictiveCoder, batch: tuple[np.ndarray, ...], images: int, weights: IntArray
+    coder: PredictiveCoder,
+    batch: tuple[np.ndarray, ...],
+    weights: IntArray,
+    parities: Sequence[bool],
 ) -> np.ndarray:
     """The predictions of a batch (planes, predictions, contexts; tiles image-major)
     corrected by each image's ``weights`` (images, correction.TABLE, WEIGHTS), a tile at a
-    time (its features are 23 words a sample), one parity of positions at a time where the
-    image's weights differ by parity (tiles start on even rows and columns)."""
+    time (its features are 23 words a sample), one parity of positions at a time for an
+    image that sends weights per parity (tiles start on even rows and columns)."""
     x, pred, context = batch
+    images = len(parities)
     tiles = x.shape[1] // images
     out = np.empty_like(pred)
     low, high = _plane_bounds(x.shape)
     table = weights.reshape(images, 3, correction.PARITIES, correction.ERROR_GROUPS, -1)
-    split = [bool((table[k] != table[k, :, :1]).any()) for k in range(images)]
     for t in range(x.shape[1]):
         xs, ps = x[:, t : t + 1].astype(np.int64), pred[:, t : t + 1].astype(np.int64)
         feats = correction_features(coder, xs, ps)
         group = coder.shift_groups[context[:, t : t + 1]] % correction.ERROR_GROUPS
         total = np.empty(xs.shape, np.int64)
-        parities = [(0, 0)] if not split[t // tiles] else [(0, 0), (0, 1), (1, 0), (1, 1)]
-        for i, j in parities:
-            at = (...,) if len(parities) == 1 else (..., slice(i, None, 2), slice(j, None, 2))
+        each = [(0, 0), (0, 1), (1, 0), (1, 1)] if parities[t // tiles] else [(0, 0)]
+        for i, j in each:
+            at = (...,) if len(each) == 1 else (..., slice(i, None, 2), slice(j, None, 2))
             sums = correction.plane_sums(
                 feats[at].reshape(correction.FEATURES, 3, -1),
                 group[at].reshape(3, -1),
