@@ -16,8 +16,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-import zstandard
-
 from iodfz.container import (
     CODEC_STORED,
     CODEC_ZSTD,
@@ -32,8 +30,11 @@ from iodfz.limits import MAX_IN_FLIGHT
 from iodfz.machine import available_cores
 from iodfz.threads import block_termination_signals
 
-if TYPE_CHECKING:  # imported where a pool runs: an image never loads it (nor logging)
+if TYPE_CHECKING:  # imported where used: a pool (and logging), zstd (an image's decoding
+    # never needs it: ~4 ms of a short command)
     from concurrent.futures import Future
+
+    import zstandard
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -106,6 +107,8 @@ def read_chunks(src: BinaryIO, size: int, prefix: bytes | bytearray = b"") -> It
 def compressor(level: int) -> zstandard.ZstdCompressor:
     """The zstd settings of codec 1: content size in every frame, no zstd checksum (the
     container has its own), no dictionary id."""
+    import zstandard
+
     return zstandard.ZstdCompressor(
         level=level, write_content_size=True, write_checksum=False, write_dict_id=False
     )
@@ -146,6 +149,8 @@ def compress_stream(
 
 def decode_frame(dctx: zstandard.ZstdDecompressor, frame: Frame, index: int) -> bytes | bytearray:
     """Decode and check one frame of codec 0 or 1; any damage raises IodfError."""
+    import zstandard
+
     if frame.codec == CODEC_STORED:
         check_frame(frame, frame.payload, index)
         return frame.payload
@@ -171,6 +176,8 @@ def decode_frames(frames: Iterable[Frame], threads: int) -> Iterator[bytes | byt
 
     def decode(item: tuple[int, Frame]) -> bytes | bytearray:
         if not hasattr(local, "dctx"):
+            import zstandard
+
             local.dctx = zstandard.ZstdDecompressor()
         return decode_frame(local.dctx, item[1], item[0])
 

@@ -12,6 +12,8 @@ and README "Session 24").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -88,20 +90,33 @@ VALUES = 7  # N, W, NW, NE, NN, WW, NNE
 RESIDUALS = 8  # the plane's at N, W, NW, NE, NN, WW; the previous plane's at N, W
 
 
-def features(values: IntArray, pred: IntArray, residuals: IntArray) -> npt.NDArray[np.int16]:
-    """The 22 features known before the previous plane's sample is, stacked (22, ...):
-    ``values`` (7, ...: N, W, NW, NE, NN, WW, NNE after the edge rules) against ``pred``
-    (eighths), ``c = compress(8·v − pred)``; their squares ``(c·|c|) >> 4``; and
-    ``residuals`` (8, ...: the plane's at N, W, NW, NE, NN, WW, then the previous plane's at N
-    and W; 0 for Y and outside the tile), ``compress(8·r)``. The 23rd, the previous plane's
-    residual at the sample, is :func:`compress` of 8 × it."""
-    inputs = np.empty((VALUES + RESIDUALS, *pred.shape), np.int64)
-    np.subtract(values << 3, pred, out=inputs[:VALUES])
-    np.left_shift(residuals, 3, out=inputs[VALUES:])
-    curved = compress(inputs)
-    near = curved[:VALUES].astype(np.int32)
-    squares = ((near * np.abs(near)) >> 4).astype(np.int16)  # at most 1 580
-    return np.concatenate([curved[:VALUES], squares, curved[VALUES:]])
+def features(
+    values: Sequence[IntArray], pred: IntArray, residuals: Sequence[IntArray]
+) -> npt.NDArray[np.int16]:
+    """The features, stacked (2 · len(values) + len(residuals), ...): ``values`` (N, W, NW,
+    NE, NN, WW, NNE after the edge rules) against ``pred`` (eighths), ``c = compress(8·v −
+    pred)``; their squares ``(c·|c|) >> 4``; and ``residuals``, ``compress(8·r)``: the plane's
+    at N, W, NW, NE, NN, WW, then the previous plane's at N and W (0 for Y and outside the
+    tile) — the first 22 features — and, where the caller knows it already, the previous
+    plane's at the sample (the 23rd). Each input goes once into the curve's lookup index and
+    each feature straight into its row: no stacked copies (half the time of stacking them)."""
+    count = len(values)
+    index = np.empty((count + len(residuals), *pred.shape), np.int64)  # d + MAX_INPUT
+    below = pred - MAX_INPUT
+    for row, v in zip(index[:count], values, strict=True):
+        np.left_shift(v, 3, out=row)
+        row -= below
+    for row, r in zip(index[count:], residuals, strict=True):
+        np.left_shift(r, 3, out=row)
+        row += MAX_INPUT
+    out = np.empty((count + len(index), *pred.shape), np.int16)
+    _SIGNED.take(index[:count], mode="clip", out=out[:count])
+    _SIGNED.take(index[count:], mode="clip", out=out[2 * count :])
+    near = out[:count].astype(np.int32)
+    squares = near * np.abs(near)
+    squares >>= 4  # at most 1 580
+    out[count : 2 * count] = squares
+    return out
 
 
 def weighted_sum(feats: IntArray, weights: IntArray) -> IntArray:

@@ -20,7 +20,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
-import zstandard
 
 from iodfz import formats, limits, zoo
 from iodfz.codec import predictive, tiling, zframe
@@ -479,6 +478,8 @@ def _put_together(taken: _Input, streams: list[bytes], level: int) -> Encoded | 
     extra = taken.extra
     alpha = None if extra is None else zframe.pack(np.ascontiguousarray(extra).tobytes())
     payload = _pack_compact(side, alpha, streams)
+    import zstandard  # here: an image's decoding never needs it
+
     if len(payload) >= len(zstandard.ZstdCompressor(level=level).compress(data)):
         return None  # never worse than the fallback
     sections = Sections()

@@ -541,10 +541,9 @@ def correction_features(coder: PredictiveCoder, x: IntArray, pred: IntArray) -> 
         return a[..., 2 - up : 2 - up + h, 2 - left : 2 - left + w]
 
     near = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2))
-    residuals = [at(bordered, *d) for d in near] + [at(previous, 1, 0), at(previous, 0, 1)]
-    values = np.stack([n, west, nw, ne, *_far(x, n, west, ne)])
-    feats = correction.features(values, pred, np.stack(residuals))
-    return np.concatenate([feats, correction.compress(at(previous, 0, 0) << 3)[None]])
+    residuals = [at(bordered, *d) for d in near]
+    residuals += [at(previous, 1, 0), at(previous, 0, 1), at(previous, 0, 0)]
+    return correction.features([n, west, nw, ne, *_far(x, n, west, ne)], pred, residuals)
 
 
 def _unbiased(coder: PredictiveCoder, x: IntArray) -> tuple[IntArray, IntArray, IntArray | None]:
@@ -1592,8 +1591,7 @@ def _decode_tiles(
             inputs[:6] = near_residuals
             inputs[6:, :, tiles:] = near_residuals[:2, :, :-tiles]  # the plane before's N, W
             inputs[6:, :, :tiles] = 0  # Y has no plane before it
-            values = np.stack([xn, preds[1], xnw, xne, *far_values])
-            feats = correction.features(values, pred, inputs)
+            feats = correction.features([xn, preds[1], xnw, xne, *far_values], pred, inputs)
             partial = correction.weighted_sum(feats, chosen)
         largest = np.abs(near_residuals[:4]).max(0)  # of N, W, NW and NE
         local = _local_context(coder, error_context, largest, border)

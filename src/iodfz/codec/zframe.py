@@ -5,8 +5,6 @@ frame's output stops growing at the reader's limit."""
 
 from __future__ import annotations
 
-import zstandard
-
 LEVEL = 19  # a few kilobytes at most: the strongest level costs nothing that matters
 _STEP = 256  # compressed bytes fed per step: bounds the output of one step (~8 MiB)
 
@@ -17,6 +15,8 @@ class FrameError(ValueError):
 
 def pack(data: bytes) -> bytes:
     """``data`` as one frame."""
+    import zstandard  # here: decoding an image without side data never needs it
+
     params = zstandard.ZstdCompressionParameters.from_level(
         LEVEL,
         source_size=len(data),  # a window no larger than the data: small files, small context
@@ -31,6 +31,8 @@ def pack(data: bytes) -> bytes:
 def unpack(blob: bytes | memoryview, limit: int) -> bytes:
     """Inverse of :func:`pack`; FrameError unless ``blob`` is exactly one frame of at most
     ``limit`` bytes."""
+    import zstandard
+
     dobj = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS).decompressobj()
     out = bytearray()
     try:
