@@ -33,7 +33,7 @@ from iodfz.coder import (
     tables_from_freqs,
     tables_hash,
 )
-from iodfz.coder.tables import det_exp, quantize_pmf
+from iodfz.coder.tables import det_exp, logistic_grid, quantize_pmf
 
 I32 = (-(2**31), 2**31 - 1)
 
@@ -176,6 +176,9 @@ def test_tables_invariants_and_hash() -> None:
         check_tables(tables, "0" * 64)
     mix = build_mixture_table([[0, 256, -512]], [[0, 2560, -1280]], [[20, 30, 25]], (-255, 255))
     assert tables_hash(mix) == MIXTURE_TABLE_SHA256
+    lo, nsym = logistic_grid()  # what tables on the grid take from it, without building it
+    np.testing.assert_array_equal(lo, tables.lo)
+    np.testing.assert_array_equal(nsym, tables.nsym)
 
 
 def test_det_exp_accuracy() -> None:

@@ -67,9 +67,11 @@ PREDICT_PIXELS = 1 << 13
 GROUP_PIXELS = 1 << 21
 #: Symbols of all streams pushed in one round of the lockstep encoders (bounds their
 #: temporaries): each batch pushes as many rows of lanes as the others in a round.
-ROUND_SYMBOLS = 1 << 19
+ROUND_SYMBOLS = 1 << 17
 #: Samples counted by one sort (bounds the temporaries of their keys).
 HISTOGRAM_SAMPLES = 1 << 20
+#: Counts the shift search takes at a time (bounds its temporaries).
+SHIFT_KEYS = 1 << 16
 WEIGHT_ONE = 1 << 24
 #: A predictor's largest error: samples lie in their planes' ranges, so it is at most 1 020
 #: (N + W − NW or W + NE − N of Co or Cg against a sample at the other end).
@@ -834,18 +836,50 @@ def _best_shifts(
     tables: coder_tables.Tables,
 ) -> tuple[IntArray, np.ndarray]:
     """Each image's best shift (−8 … 7) per group of its counts (images, SHIFT_COUNT), the
-    first of equals, and the bits of its samples with them (images,)."""
+    first of equals, and the bits of its samples with them (images,). The counts of as many
+    images as make ``SHIFT_KEYS`` at a time, with the bits of the values they can reach only
+    (:func:`_shift_bits_of`): every MB of new memory costs a short command ~0.3–1 ms here."""
+    means = defaults[:, 1]
+    held = [c.residual for c in counts if len(c.residual)]
+    if held:  # value = residual − ((phase + mean) >> 3), clipped: its least and greatest
+        least = min(int(r.min()) for r in held) - ((7 + int(means.max())) >> 3)
+        most = max(int(r.max()) for r in held) - (int(means.min()) >> 3)
+        first, last = max(least, -1023), min(most, 1023)
+    else:
+        first, last = 0, 0
+    flat = _shift_bits_of(tables, first, last)
+    per_slot = np.empty((len(counts) * SHIFT_COUNT, 16))
+    begin = 0
+    while begin < len(counts):
+        end, keys = begin + 1, len(counts[begin].count)
+        while end < len(counts) and keys + len(counts[end].count) <= SHIFT_KEYS:
+            keys += len(counts[end].count)
+            end += 1
+        rows = slice(begin * SHIFT_COUNT, end * SHIFT_COUNT)
+        per_slot[rows] = _shift_costs(coder, defaults, counts[begin:end], flat, first, last)
+        begin = end
+    shifts = (per_slot.argmin(1) - 8).reshape(len(counts), SHIFT_COUNT)
+    return shifts, per_slot.min(1).reshape(len(counts), SHIFT_COUNT).sum(1)
+
+
+def _shift_costs(
+    coder: PredictiveCoder,
+    defaults: IntArray,
+    counts: Sequence[Counts],
+    flat: np.ndarray,
+    first: int,
+    last: int,
+) -> np.ndarray:
+    """The bits of each group of each image's counts with each shift −8 … 7 (images ·
+    SHIFT_COUNT, 16), from ``flat``: :func:`_shift_bits_of` the values ``first`` … ``last``."""
     fields = ("context", "phase", "residual", "count")
     joined = Counts(*(np.concatenate([getattr(c, f) for c in counts]) for f in fields))
     image = np.repeat(np.arange(len(counts)), [len(c.count) for c in counts])
     context = joined.context
     total = joined.phase + defaults[context, 1]
-    value = np.clip(joined.residual - (total >> 3), -1023, 1023)
-    first, last = (int(value.min()), int(value.max())) if len(value) else (0, 0)
-    flat = _shift_bits_of(tables, first, last)
     width = last - first + 1
     span = coder_tables.NUM_PHASES * width  # one scale's bits in the flat table
-    at = value - first + (total & 7) * width
+    at = np.clip(joined.residual - (total >> 3), -1023, 1023) - first + (total & 7) * width
     at += defaults[context, 0] * span  # the default scale shifted by −8, in the padded table
     slot = image * SHIFT_COUNT + coder.shift_groups[context]
     slots = len(counts) * SHIFT_COUNT
@@ -854,8 +888,7 @@ def _best_shifts(
     for k in range(16):  # shifts −8 … 7
         per_slot[:, k] = np.bincount(slot, flat.take(at) * count, slots)
         at += span
-    shifts = (per_slot.argmin(1) - 8).reshape(len(counts), SHIFT_COUNT)
-    return shifts, per_slot.min(1).reshape(len(counts), SHIFT_COUNT).sum(1)
+    return per_slot
 
 
 def split_params(
@@ -983,7 +1016,7 @@ def _shipped_in(coder: PredictiveCoder, files: tuple[tuple[str, int, int], ...])
             packed = np.array(card["scales"], np.uint8).tobytes()
             packed += np.array(card["means"], np.int8).tobytes()
             bias = _card_bytes(card["biases"], TEXTURE_KEYS) if coder.texture_bias else b""
-            size = 2 * len(logistic_tables().freq)  # u16 per symbol of the logistic grid
+            size = 2 * int((coder_tables.logistic_grid()[1] + 1).sum())  # u16 a symbol
             freq = _card_bytes(card["tables"], size) if coder.learned_tables else b""
         except (OSError, ValueError, KeyError, TypeError, zlib.error):
             continue
@@ -1001,9 +1034,11 @@ def _shipped_in(coder: PredictiveCoder, files: tuple[tuple[str, int, int], ...])
 
 def learned_tables(freq: np.ndarray) -> coder_tables.Tables:
     """Tables on the logistic tables' grid (each table's values and escape where the
-    logistic table has them) with frequencies ``freq``, in the logistic tables' order."""
-    grid = logistic_tables()
-    return coder_tables.tables_from_flat(grid.lo, grid.nsym, freq.astype(np.int64), grid.precision)
+    logistic table has them) with frequencies ``freq``, in the logistic tables' order. Built
+    from the grid alone: the logistic tables' own frequencies are never needed (reading and
+    checking them cost a command ~6 ms)."""
+    lo, nsym = coder_tables.logistic_grid()
+    return coder_tables.tables_from_flat(lo, nsym, freq.astype(np.int64), coder_tables.PRECISION)
 
 
 def card_array(raw: bytes) -> str:

@@ -259,6 +259,14 @@ def build_logistic_tables(
     return tables_from_freqs(los, freqs, precision)
 
 
+def logistic_grid(phase_bits: int = PHASE_BITS) -> tuple[IntArray, IntArray]:
+    """(lo, nsym) of every table of :func:`build_logistic_tables`, without building them: the
+    tables of scale j hold the values ``-r_j … r_j + 1`` (``r_j`` its support radius), then
+    the escape. What tables on the logistic grid with other frequencies need of it."""
+    radius = support_radius(scale_grid())
+    return np.repeat(-radius, 1 << phase_bits), np.repeat(2 * radius + 2, 1 << phase_bits)
+
+
 def build_mixture_table(
     logits_fp: npt.ArrayLike,
     means_fp: npt.ArrayLike,
