@@ -99,7 +99,7 @@ def features(
     at N, W, NW, NE, NN, WW, then the previous plane's at N and W (0 for Y and outside the
     tile) — the first 22 features — and, where the caller knows it already, the previous
     plane's at the sample (the 23rd). Each input goes once into the curve's lookup index and
-    each feature straight into its row: no stacked copies (half the time of stacking them)."""
+    each feature straight into its row: no stacked copies (~30 % less time than stacking them)."""
     count = len(values)
     index = np.empty((count + len(residuals), *pred.shape), np.int64)  # d + MAX_INPUT
     below = pred - MAX_INPUT
