@@ -469,6 +469,35 @@ def test_images_of_different_shapes_decode_in_one_sweep() -> None:
         assert got is None or np.array_equal(got, rgbs[k]), k
 
 
+def test_a_sweep_of_images_all_of_other_shapes_pops_each_plane_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sweep whose units are one stream each (photos of as many sizes) pops a plane's
+    samples of every stream in one call, and decodes as the general path does, a damaged
+    stream included."""
+    shapes = [(300, 270), (40, 530), (257, 31), (5, 9)]
+    rgbs = [photo_like(h, w, seed=s) for s, (h, w) in enumerate(shapes)]
+    parts = [predictive.encode(rgb) for rgb in rgbs]
+    calls = []
+    pop_streams = predictive._Sources.pop_streams
+
+    def counted(self: predictive._Sources, *args: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        return pop_streams(self, *args)
+
+    monkeypatch.setattr(predictive._Sources, "pop_streams", counted)
+    back = predictive.decode_many(parts, shapes)
+    assert calls
+    for rgb, got in zip(rgbs, back, strict=True):
+        assert np.array_equal(got, rgb)
+    damaged = [list(p) for p in parts]
+    damaged[1][0] = damaged[1][0][: len(damaged[1][0]) // 2]
+    back = predictive.decode_many(damaged, shapes)
+    assert back[1] is None
+    for k, got in enumerate(back):
+        assert got is None or np.array_equal(got, rgbs[k]), k
+
+
 def test_damaged_streams_of_large_declared_images_stop_early(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

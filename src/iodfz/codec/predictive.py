@@ -1571,6 +1571,25 @@ class _Group(NamedTuple):
 # A diagonal's pops: (group, table index, offset) of its samples in each group that has some
 # there, (samples, tiles) each, in; their values out.
 Pops = Callable[[list[tuple[int, IntArray, IntArray]]], list[IntArray]]
+# The same for a sweep whose groups are one stream each, all popped together: every group's
+# (table index, offset) flat, back to back in group order, each tile's samples together, and
+# how many each group has, in; their values out in that order.
+StreamPops = Callable[[IntArray, IntArray, IntArray], IntArray]
+
+
+def _picks(
+    groups: Sequence[_Group], first: IntArray, rows: IntArray, cols: IntArray
+) -> list[tuple[int, int, int, slice | IntArray]]:
+    """Each group's samples on a diagonal (``rows``, ``cols``): (group, its first and end
+    tile, the diagonal's rows in its tiles: all or some), for the groups that have some."""
+    picks: list[tuple[int, int, int, slice | IntArray]] = []
+    for g, (group, start, stop) in enumerate(zip(groups, first[:-1], first[1:], strict=True)):
+        real = (rows < group.height) & (cols < group.width)
+        if real.all():
+            picks.append((g, int(start), int(stop), slice(None)))
+        elif real.any():
+            picks.append((g, int(start), int(stop), np.flatnonzero(real)))
+    return picks
 
 
 def _decode_tiles(
@@ -1579,11 +1598,14 @@ def _decode_tiles(
     params: IntArray,
     weights: IntArray | None,
     pops: Pops,
+    stream_pops: StreamPops | None = None,
 ) -> tuple[list[IntArray], BoolArray]:
     """Each tile's planes (3, h, w) — the tiles of ``groups`` with parameters ``params``
     (tiles, contexts, 2) and correction weights ``weights`` (tiles, correction.TABLE, 24;
-    None: no tile is corrected), their samples from ``pops`` — and whether each tile's samples all
-    fell in their planes' ranges (a damaged stream's may not).
+    None: no tile is corrected), their samples from ``pops`` (or, where given, from
+    ``stream_pops``: a few numpy calls a plane instead of a few per group, for sweeps of many
+    odd-sized tiles) — and whether each tile's samples all fell in their planes' ranges (a
+    damaged stream's may not).
 
     One sweep of the anti-diagonals of the groups' largest tile shape (H, W), every tile in it
     from the top left: a sample of a smaller tile sees the same neighbours there as in its
@@ -1643,13 +1665,9 @@ def _decode_tiles(
         local = _local_context(coder, error_context, largest, border)
         rounded = _rounded(coder, pred)
         value = rounded.copy()  # samples outside their tile keep a harmless value
-        picks = []  # each group's samples on this diagonal: all, some (their rows) or none
-        for g, (group, start, stop) in enumerate(zip(groups, first[:-1], first[1:], strict=True)):
-            real = (rows < group.height) & (cols < group.width)
-            if real.all():
-                picks.append((g, start, stop, slice(None)))
-            elif real.any():
-                picks.append((g, start, stop, np.flatnonzero(real)))
+        if ragged or stream_pops is not None:  # which lanes' tiles hold each position
+            real = (rows[:, None] < lane_heights) & (cols[:, None] < lane_widths)
+        picks = _picks(groups, first, rows, cols) if stream_pops is None else []
         for k in range(3):  # Y, Co, Cg: each plane's context needs the last one's residual
             plane = slice(k * tiles, (k + 1) * tiles)
             context = local[:, plane] + coder.plane_first[k]
@@ -1667,11 +1685,15 @@ def _decode_tiles(
                 plane_pred = correction.corrected(total, plane_pred, low[:, plane], high[:, plane])
             where = context + tile_starts
             index, offset = _coding(coder, flat_params, where, plane_pred)
+            if stream_pops is not None:  # tile-major: each tile's samples on it, in row order
+                held = real[:, plane].T
+                counts = np.add.reduceat(held.sum(1), first[:-1])
+                value[:, plane].T[held] = stream_pops(index.T[held], offset.T[held], counts)
+                continue
             asked = [(g, index[at, a:b], offset[at, a:b]) for g, a, b, at in picks]
             for (_, start, stop, at_rows), popped in zip(picks, pops(asked), strict=True):
                 value[at_rows, k * tiles + start : k * tiles + stop] = popped
         if ragged:
-            real = (rows[:, None] < lane_heights) & (cols[:, None] < lane_widths)
             inside &= ((value >= low) & (value <= high) | ~real).all(0)
             value = np.clip(value, low, high)  # a damaged stream's lanes stay bounded
             x[here] = np.where(real, value, x[here])
@@ -1795,7 +1817,8 @@ def _decode_units(
         ]
         weights = np.concatenate(tile_weights)
     params = np.concatenate(tile_params)
-    planes, inside = _decode_tiles(coder, groups, params, weights, sources.pop)
+    stream_pops = sources.pop_streams if sources.one_stream_per_unit else None
+    planes, inside = _decode_tiles(coder, groups, params, weights, sources.pop, stream_pops)
     whole: dict[int, bool] = {}
     at = 0
     for unit, finished in zip(sweep, sources.finish(strict), strict=True):
@@ -1841,6 +1864,24 @@ class _Sources:
                 self.decoders.append(ans.compact_decoder(streams[0], lanes[0]))
                 continue
             self._check(len(self.decoders) - 1)
+
+    @property
+    def one_stream_per_unit(self) -> bool:
+        """Whether the sweep's units are one ragged decoder's streams, one each, in order
+        (a sweep of photos of several sizes), so that :meth:`pop_streams` serves them."""
+        return (
+            len(self.decoders) == 1
+            and isinstance(self.decoders[0], lockstep.RaggedDecoder)
+            and all(at == slice(u, u + 1) for u, at in self.units[0])
+        )
+
+    def pop_streams(self, t: IntArray, o: IntArray, counts: IntArray) -> IntArray:
+        """:data:`StreamPops` of a sweep where :attr:`one_stream_per_unit` holds."""
+        decoder = self.decoders[0]
+        assert isinstance(decoder, lockstep.RaggedDecoder)
+        values = decoder.pop_ragged(self.tables, t, o, counts)
+        self._check(0)
+        return values
 
     def pop(self, asked: list[tuple[int, IntArray, IntArray]]) -> list[IntArray]:
         """:data:`Pops` of the sweep's units (by their place in it)."""
