@@ -93,13 +93,13 @@ RESIDUALS = 8  # the plane's at N, W, NW, NE, NN, WW; the previous plane's at N,
 def features(
     values: Sequence[IntArray], pred: IntArray, residuals: Sequence[IntArray]
 ) -> npt.NDArray[np.int16]:
-    """The features, stacked (2 · len(values) + len(residuals), ...): ``values`` (N, W, NW,
-    NE, NN, WW, NNE after the edge rules) against ``pred`` (eighths), ``c = compress(8·v −
-    pred)``; their squares ``(c·|c|) >> 4``; and ``residuals``, ``compress(8·r)``: the plane's
-    at N, W, NW, NE, NN, WW, then the previous plane's at N and W (0 for Y and outside the
-    tile) — the first 22 features — and, where the caller knows it already, the previous
-    plane's at the sample (the 23rd). Each input goes once into the curve's lookup index and
-    each feature straight into its row: no stacked copies (~30 % less time than stacking them)."""
+    """The features of docs/INTEGER.md "Predictive coders" step 9, stacked (2 · len(values) +
+    len(residuals), ...), from ``values`` (N, W, NW, NE, NN, WW, NNE after the edge rules),
+    ``pred`` (eighths) and ``residuals`` (the plane's at N, W, NW, NE, NN, WW, then the
+    previous plane's at N and W — the first 22 features — and, where the caller knows it
+    already, the previous plane's at the sample: the 23rd). Each input goes once into the
+    curve's lookup index and each feature straight into its row: no stacked copies (~30 %
+    less time than stacking them)."""
     count = len(values)
     index = np.empty((count + len(residuals), *pred.shape), np.int64)  # d + MAX_INPUT
     below = pred - MAX_INPUT

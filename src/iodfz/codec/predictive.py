@@ -838,7 +838,7 @@ def _best_shifts(
     """Each image's best shift (−8 … 7) per group of its counts (images, SHIFT_COUNT), the
     first of equals, and the bits of its samples with them (images,). The counts of as many
     images as make ``SHIFT_KEYS`` at a time, with the bits of the values they can reach only
-    (:func:`_shift_bits_of`): every MB of new memory costs a short command ~0.3–1 ms here."""
+    (:func:`_shift_bits_of`)."""
     means = defaults[:, 1]
     held = [c.residual for c in counts if len(c.residual)]
     if held:  # value = residual − ((phase + mean) >> 3), clipped: its least and greatest
@@ -1667,7 +1667,11 @@ def _decode_tiles(
         value = rounded.copy()  # samples outside their tile keep a harmless value
         if ragged or stream_pops is not None:  # which lanes' tiles hold each position
             real = (rows[:, None] < lane_heights) & (cols[:, None] < lane_widths)
-        picks = _picks(groups, first, rows, cols) if stream_pops is None else []
+        if stream_pops is None:
+            picks = _picks(groups, first, rows, cols)
+        else:  # tile-major, as every plane's are: each tile's samples on it, in row order
+            held = real[:, :tiles].T
+            counts = np.add.reduceat(held.sum(1), first[:-1])
         for k in range(3):  # Y, Co, Cg: each plane's context needs the last one's residual
             plane = slice(k * tiles, (k + 1) * tiles)
             context = local[:, plane] + coder.plane_first[k]
@@ -1685,9 +1689,7 @@ def _decode_tiles(
                 plane_pred = correction.corrected(total, plane_pred, low[:, plane], high[:, plane])
             where = context + tile_starts
             index, offset = _coding(coder, flat_params, where, plane_pred)
-            if stream_pops is not None:  # tile-major: each tile's samples on it, in row order
-                held = real[:, plane].T
-                counts = np.add.reduceat(held.sum(1), first[:-1])
+            if stream_pops is not None:
                 value[:, plane].T[held] = stream_pops(index.T[held], offset.T[held], counts)
                 continue
             asked = [(g, index[at, a:b], offset[at, a:b]) for g, a, b, at in picks]

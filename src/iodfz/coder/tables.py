@@ -233,6 +233,14 @@ def concat_tables(*parts: Tables) -> Tables:
 
 
 # ----------------------------------------------------------------------------- builders
+def logistic_grid(phase_bits: int = PHASE_BITS) -> tuple[IntArray, IntArray]:
+    """(lo, nsym) of every table of :func:`build_logistic_tables`: each scale's support
+    (:func:`support_radius`), for each phase. Tables on that grid with frequencies of their
+    own need no more of it, so they never build the logistic tables' frequencies."""
+    radius = support_radius(scale_grid())
+    return np.repeat(-radius, 1 << phase_bits), np.repeat(2 * radius + 2, 1 << phase_bits)
+
+
 def build_logistic_tables(
     num_scales: int = NUM_SCALES,
     phase_bits: int = PHASE_BITS,
@@ -246,25 +254,14 @@ def build_logistic_tables(
     if num_scales != NUM_SCALES:
         raise CoderError("only the default scale grid is supported")
     scales = scale_grid()
-    radius = support_radius(scales)
+    lo, nsym = logistic_grid(phase_bits)
     phases = 1 << phase_bits
-    los: list[int] = []
     freqs: list[IntArray] = []
-    for j in range(num_scales):
-        r = int(radius[j])
-        for p in range(phases):
-            pmf = logistic_pmf(-r, r + 1, p / phases, float(scales[j]))
-            los.append(-r)
-            freqs.append(quantize_pmf(pmf, precision))
-    return tables_from_freqs(los, freqs, precision)
-
-
-def logistic_grid(phase_bits: int = PHASE_BITS) -> tuple[IntArray, IntArray]:
-    """(lo, nsym) of every table of :func:`build_logistic_tables`, without building them: the
-    tables of scale j hold the values ``-r_j … r_j + 1`` (``r_j`` its support radius), then
-    the escape. What tables on the logistic grid with other frequencies need of it."""
-    radius = support_radius(scale_grid())
-    return np.repeat(-radius, 1 << phase_bits), np.repeat(2 * radius + 2, 1 << phase_bits)
+    for t in range(len(lo)):  # scale t // phases, mean (t % phases) / phases
+        first, last = int(lo[t]), int(lo[t] + nsym[t] - 1)
+        pmf = logistic_pmf(first, last, (t % phases) / phases, float(scales[t // phases]))
+        freqs.append(quantize_pmf(pmf, precision))
+    return tables_from_freqs(lo.tolist(), freqs, precision)
 
 
 def build_mixture_table(
