@@ -20,13 +20,20 @@ $(VENV)/.dev: $(VENV)/.core pyproject.toml
 	$(PIP) install -q -e '.[dev,bench]'
 	touch $@
 
-install: $(VENV)/.core
-install-dev: $(VENV)/.dev
+# The sources byte-compiled once: an editable install writes no .pyc, and where
+# PYTHONDONTWRITEBYTECODE is set nothing else does, so every command would compile the modules
+# it imports afresh (~90 ms of a 0.4 s call on 95 small images). Redone when a source changes.
+$(VENV)/.bytecode: $(VENV)/.core $(shell find src -name '*.py')
+	$(PY) -m compileall -q src
+	touch $@
 
-demo: $(VENV)/.core
+install: $(VENV)/.core $(VENV)/.bytecode
+install-dev: $(VENV)/.dev $(VENV)/.bytecode
+
+demo: $(VENV)/.core $(VENV)/.bytecode
 	$(PY) scripts/demo.py
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(VENV)/.bytecode
 	$(PY) -m pytest -q -n 2 tests
 
 # Fuzz targets (tests/test_fuzz_*.py, tests/*_fuzz.py): each keeps drawing examples for
@@ -39,7 +46,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests scripts
 	$(VENV)/bin/ruff format --check src tests scripts
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev $(VENV)/.bytecode
 	$(PY) scripts/bench_zstd.py
 	$(PY) scripts/bench_coder.py
 	$(PY) scripts/bench_engine.py
