@@ -113,7 +113,7 @@ def bench_set(name: str, levels: list[int], repeat: int = 1) -> list[dict]:
                 runs.setdefault(label, ([], []))[0].append(enc)
                 runs[label][1].append(dec)
     return [
-        _row(label, sizes[label], subpixels, _median(enc), _median(dec), len(images), repeat)
+        _row(label, sizes[label], subpixels, enc, dec, len(images))
         for label, (enc, dec) in runs.items()
     ]
 
@@ -140,6 +140,18 @@ def _jpegxl(
     return size, (enc[0], enc[1]), (dec[0], dec[1])
 
 
+#: The row keys the table shows, after the set and codec (the JSON has every run too).
+_TABLE_KEYS = (
+    "files",
+    "bpsp",
+    "encode_mb_s",
+    "decode_mb_s",
+    "encode_cpu_s",
+    "decode_cpu_s",
+    "runs",
+)
+
+
 def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
     """The median wall and the median CPU seconds of some runs."""
     return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
@@ -149,13 +161,14 @@ def _row(
     codec: str,
     size: float,
     subpixels: int,
-    enc: Sequence[float],
-    dec: Sequence[float],
+    enc_runs: Sequence[tuple[float, float]],
+    dec_runs: Sequence[tuple[float, float]],
     files: int,
-    runs: int,
 ) -> dict:
-    """A table row from (wall, CPU) seconds of encoding and decoding (medians of ``runs``)."""
+    """A table row from the (wall, CPU) seconds of each run's encoding and decoding: their
+    medians, and (in the JSON only) every run's wall-clock MB/s, to show the spread."""
     mb = subpixels / 1e6
+    enc, dec = _median(list(enc_runs)), _median(list(dec_runs))
     return {
         "codec": codec,
         "files": files,
@@ -164,7 +177,9 @@ def _row(
         "decode_mb_s": round(mb / dec[0], 3),
         "encode_cpu_s": round(enc[1], 3),
         "decode_cpu_s": round(dec[1], 3),
-        "runs": runs,
+        "runs": len(enc_runs),
+        "encode_mb_s_runs": [round(mb / wall, 3) for wall, _ in enc_runs],
+        "decode_mb_s_runs": [round(mb / wall, 3) for wall, _ in dec_runs],
     }
 
 
@@ -192,7 +207,7 @@ def main() -> None:
         table.add_column(col, justify="left" if col in ("set", "codec") else "right")
     for name, rows in results.items():
         for r in rows:
-            table.add_row(name, r["codec"], *(str(r[k]) for k in list(r)[1:]))
+            table.add_row(name, r["codec"], *(str(r[k]) for k in _TABLE_KEYS))
     table.caption = machine.caption()
     Console(width=max(130, Console().width)).print(table)
     if args.json:
