@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from iodfz import varint
 from iodfz.coder import CoderError, ans
 from iodfz.coder.tables import Tables
 
@@ -103,7 +104,7 @@ def _escape_bytes(
     order = np.lexsort((slot[at], k))
     k, at = k[order], at[order]
     data = ans.escape_bytes(ans.escape_codes(j[k, at], nsym[k, at]))
-    last_byte = np.flatnonzero(data < 0x80)  # of each varint
+    last_byte = varint.last_bytes(data)  # of each varint
     codes_end = np.cumsum(np.bincount(k, minlength=streams))
     bytes_end = np.where(codes_end > 0, last_byte[codes_end - 1] + 1, 0)
     return data, np.diff(bytes_end, prepend=0)
@@ -367,11 +368,11 @@ class _Escapes:
         self._parse(64)
 
     def _parse(self, prefix: int) -> None:
-        """Parse the first ``prefix`` bytes of every stream (``ans.varints``): each one's
+        """Parse the first ``prefix`` bytes of every stream (``varint.decode_many``): each one's
         complete varints' codes (-1 for one too long or too large to be an escape code) and
         the offset past each; and whether the stream is parsed to its end."""
         self.prefix = prefix
-        parsed = [ans.varints(d[:prefix]) for d in self.data]
+        parsed = [varint.decode_many(d[:prefix]) for d in self.data]
         self.count = np.array([len(values) for values, _, _ in parsed], np.int64)
         width = max(1, int(self.count.max()))
         self.codes = np.full((len(parsed), width), -1, np.int64)

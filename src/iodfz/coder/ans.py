@@ -116,15 +116,9 @@ def _inputs(
 
 
 def escape_bytes(e: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
-    """Escaped values as LEB128 varints, vectorised: the bytes of a stream's escape section."""
-    nb = np.ones(e.shape, np.int64)
-    for i in range(1, MAX_VARINT):
-        nb += e >= np.uint64(1 << (7 * i))
-    starts = np.cumsum(nb) - nb
-    pos = np.arange(int(nb.sum()), dtype=np.int64) - np.repeat(starts, nb)
-    val = (np.repeat(e, nb) >> (7 * pos).astype(np.uint64)) & np.uint64(0x7F)
-    more = (pos < np.repeat(nb, nb) - 1).astype(np.uint64) << np.uint64(7)
-    return (val | more).astype(np.uint8)
+    """Escaped values (each below 2**56: at most MAX_VARINT bytes) as LEB128 varints: the bytes
+    of a stream's escape section."""
+    return varint.encode_many(e)
 
 
 def escape_codes(j: npt.NDArray[np.int64], nsym: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
@@ -154,30 +148,15 @@ def escaped_values(
 
 def read_escapes(dec: Decoder, count: int) -> npt.NDArray[np.uint64]:
     """The next ``count`` escaped values of ``dec``'s escape section (inverse of escape_bytes)."""
-    values, lengths, past = varints(dec.esc[dec.esc_pos : dec.esc_pos + MAX_VARINT * count], count)
+    values, lengths, past = varint.decode_many(
+        dec.esc[dec.esc_pos : dec.esc_pos + MAX_VARINT * count], count
+    )
     if len(values) < count:
         raise CoderError("rANS stream truncated (escape values)")
     if int(lengths.max()) > MAX_VARINT:
         raise CoderError("rANS stream corrupted (escape value too long)")
     dec.esc_pos += int(past[-1])
     return values
-
-
-def varints(
-    data: npt.NDArray[np.uint8], count: int | None = None
-) -> tuple[npt.NDArray[np.uint64], IntArray, IntArray]:
-    """The complete LEB128 varints at the start of ``data`` (the first ``count``), as
-    :func:`escape_bytes` writes them: each one's value (of its first MAX_VARINT bytes: a longer
-    one is invalid), its length in bytes, and the offset past it."""
-    ends = np.flatnonzero(data < 0x80)[:count]
-    if not len(ends):
-        return np.zeros(0, np.uint64), ends, ends
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    lengths = ends - starts + 1
-    used = int(ends[-1]) + 1
-    pos = np.minimum(np.arange(used, dtype=np.int64) - np.repeat(starts, lengths), MAX_VARINT)
-    contrib = (data[:used] & 0x7F).astype(np.uint64) << (7 * pos).astype(np.uint64)
-    return np.add.reduceat(contrib, starts), lengths, ends + 1
 
 
 def push(

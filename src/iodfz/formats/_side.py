@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from iodfz import varint
+
 _MAX_VARINT_BYTES = 9  # 63 bits: what a vector of varints may hold (int64 after decoding)
 
 
@@ -19,12 +21,7 @@ class Writer:
         self._buf.append(value)
 
     def uint(self, value: int) -> None:
-        if value < 0:
-            raise ValueError("uint must be non-negative")
-        while value >= 0x80:
-            self._buf.append((value & 0x7F) | 0x80)
-            value >>= 7
-        self._buf.append(value)
+        varint.append(self._buf, value)
 
     def sint(self, value: int) -> None:
         self.uint(2 * value if value >= 0 else -2 * value - 1)
@@ -56,15 +53,14 @@ class Reader:
         return self._data[self._pos - 1]
 
     def uint(self, limit: int = 1 << 63) -> int:
-        value = 0
-        for shift in range(0, 70, 7):
-            byte = self.u8()
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                if value > limit:
-                    raise FormatError(f"side info value {value} exceeds {limit}")
-                return value
-        raise FormatError("side info varint too long")
+        try:
+            value, self._pos = varint.decode(self._data, self._pos)
+        except varint.VarintError as exc:
+            why = "truncated" if exc.truncated else "varint too long"  # (or not minimal)
+            raise FormatError(f"side info {why}") from None
+        if value > limit:
+            raise FormatError(f"side info value {value} exceeds {limit}")
+        return value
 
     def sint(self) -> int:
         z = self.uint()
@@ -77,19 +73,13 @@ class Reader:
             return np.zeros(0, np.int64)
         count = min(self.remaining, _MAX_VARINT_BYTES * n)
         buf = np.frombuffer(self._data, np.uint8, count, self._pos)
-        ends = np.flatnonzero(buf < 0x80)[:n]
-        if len(ends) < n:
+        values, lengths, past = varint.decode_many(buf, n)
+        if len(values) < n:
             raise FormatError("side info truncated")
-        starts = np.concatenate(([0], ends[:-1] + 1))
-        lengths = ends - starts + 1
         if int(lengths.max()) > _MAX_VARINT_BYTES:
             raise FormatError("side info varint too long")
-        values = np.zeros(n, np.int64)
-        for k in range(int(lengths.max())):
-            sel = np.flatnonzero(lengths > k)
-            values[sel] |= (buf[starts[sel] + k] & 0x7F).astype(np.int64) << (7 * k)
-        self._pos += int(ends[-1]) + 1
-        return values
+        self._pos += int(past[-1])
+        return values.view(np.int64)
 
     def blob(self) -> bytes:
         return self.raw(self.uint(self.remaining))
