@@ -7,7 +7,7 @@ bounds — are docs/INTEGER.md "Predictive coders" step 9; the weights' bytes FO
 
 A photo's samples are not the training photos': a fit to the image itself moves each prediction
 where the image's own textures say (about −2 % of Kodak's bits; ``scripts/probe_network.py``
-and README "Session 24").
+and docs/HISTORY.md "Session 24").
 """
 
 from __future__ import annotations

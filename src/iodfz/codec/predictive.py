@@ -1359,7 +1359,7 @@ def _final_parts(
 def encoder_transform(coder: PredictiveCoder, height: int, width: int) -> int:
     """The colour transform the encoder gives an image of this size: the first of the coder's
     ``colours`` where it has them; else, for a coder that names one, subtract-green from
-    OWN_FROM samples and YCoCg-R below (README "Session 25": subtract-green codes Kodak in
+    OWN_FROM samples and YCoCg-R below (docs/HISTORY.md "Session 25": subtract-green codes Kodak in
     1.1 % fewer bits, YCoCg-R the 32 × 32 and 64 × 64 photos in 0.2–0.4 % fewer)."""
     if not coder.transforms:
         return YCOCG
