@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 MAX_BYTES = 10  # a value below 2**64
-_LOOP_BYTES = 4096  # decode_many: from this many bytes on, one pass per byte position
 
 
 class VarintError(ValueError):
@@ -113,12 +112,5 @@ def decode_many(
     starts = np.concatenate(([0], past[:-1]))
     lengths = past - starts
     used = int(past[-1])
-    if used < _LOOP_BYTES:  # few numpy calls, each over every byte
-        pos = np.minimum(np.arange(used) - np.repeat(starts, lengths), MAX_BYTES)
-        return np.add.reduceat((data[:used] & 0x7F) * power[pos], starts), lengths, past
-    # long data: a few passes over the numbers (one per byte position) beat big byte arrays
-    values = (data[starts] & 0x7F).astype(np.uint64)
-    for k in range(1, min(int(lengths.max()), MAX_BYTES)):
-        sel = np.flatnonzero(lengths > k)
-        values[sel] |= (data[starts[sel] + k] & 0x7F) * power[k]
-    return values, lengths, past
+    pos = np.minimum(np.arange(used) - np.repeat(starts, lengths), MAX_BYTES)
+    return np.add.reduceat((data[:used] & 0x7F) * power[pos], starts), lengths, past
